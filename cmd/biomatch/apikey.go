@@ -1,0 +1,95 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/vectorstore"
+)
+
+const apikeyUsage = `usage:
+  biomatch apikey create --customer NAME [--api-id ID] [--usage-plan-id ID] [--product-code CODE]
+  biomatch apikey list [--customer NAME]
+  biomatch apikey revoke ID|PREFIX
+  biomatch apikey import --customer NAME [KEY ...]   (keys from arguments, else one per line on stdin)`
+
+func runAPIKey(ctx context.Context, cfg config, args []string, stdin io.Reader, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%s", apikeyUsage)
+	}
+	fs := flag.NewFlagSet("apikey "+args[0], flag.ContinueOnError)
+	var o keys.NewOptions
+	fs.StringVar(&o.CustomerID, "customer", "", "customer (tenant) the key belongs to")
+	fs.StringVar(&o.APIID, "api-id", "", "CryptoNets api_id")
+	fs.StringVar(&o.UsagePlanID, "usage-plan-id", "", "CryptoNets usage_plan_id")
+	fs.StringVar(&o.ProductCode, "product-code", "", "CryptoNets product_code")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	pool, err := vectorstore.OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	ks := keys.NewStore(pool)
+
+	switch args[0] {
+	case "create":
+		secret, k, err := ks.Create(ctx, o)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "created key %s (prefix %s) for customer %s; it is shown once:\n", k.ID, k.Prefix, k.CustomerID)
+		fmt.Fprintln(stdout, secret) // alone on the last line: scripts read it from there
+		return nil
+	case "list":
+		list, err := ks.List(ctx, o.CustomerID)
+		if err != nil {
+			return err
+		}
+		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ID\tPREFIX\tCUSTOMER\tSTATUS\tCREATED")
+		for _, k := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.CustomerID, k.Status, k.CreatedAt.Format("2006-01-02 15:04:05"))
+		}
+		return tw.Flush()
+	case "revoke":
+		if fs.NArg() != 1 {
+			return fmt.Errorf("%s", apikeyUsage)
+		}
+		k, err := ks.Revoke(ctx, fs.Arg(0))
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "revoked key %s (prefix %s); replicas stop accepting it within %s\n", k.ID, k.Prefix, keys.CacheTTL)
+		return nil
+	case "import":
+		secrets := fs.Args()
+		if len(secrets) == 0 {
+			sc := bufio.NewScanner(stdin)
+			for sc.Scan() {
+				if s := strings.TrimSpace(sc.Text()); s != "" {
+					secrets = append(secrets, s)
+				}
+			}
+			if err := sc.Err(); err != nil {
+				return err
+			}
+		}
+		for _, s := range secrets {
+			k, err := ks.Import(ctx, s, o)
+			if err != nil {
+				return fmt.Errorf("import key %s…: %w", keys.DisplayPrefix(s), err)
+			}
+			fmt.Fprintf(stdout, "imported key %s (prefix %s) for customer %s\n", k.ID, k.Prefix, k.CustomerID)
+		}
+		return nil
+	}
+	return fmt.Errorf("%s", apikeyUsage)
+}

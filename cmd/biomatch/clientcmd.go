@@ -1,0 +1,130 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math"
+	"math/rand/v2"
+	"os"
+	"strings"
+
+	"github.com/biomatch/biomatch/client"
+	"github.com/biomatch/biomatch/crypto"
+)
+
+const clientUsage = `usage:
+  biomatch client check   --url URL --key KEY
+  biomatch client enroll  --url URL --key KEY [--version V] [--enc 1|2] --vector-file FILE [--user-identifier ID]
+  biomatch client predict --url URL --key KEY [--version V] [--enc 1|2] --vector-file FILE [--k N] [--user-identifier ID]
+  biomatch client delete  --url URL --key KEY [--version V] [--enc 1|2] --puid PUID
+  biomatch client sync    --url URL --key KEY [--version V] [--enc 1|2] --puid PUID[,PUID…]
+  biomatch client vector  [--dim 512] [--seed N] [--noise 0.0]   (a synthetic, normalised test vector)
+
+A vector file holds a JSON array of floats, or {"embedding_vector": [...]}.
+Replies are printed as JSON with puid and guid decrypted.`
+
+func runClient(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%s", clientUsage)
+	}
+	fs := flag.NewFlagSet("client "+args[0], flag.ContinueOnError)
+	url := fs.String("url", "http://127.0.0.1:8000", "server base URL")
+	key := fs.String("key", "", "API key")
+	version := fs.String("version", "FACE3_1", "gallery version (the {version} route segment)")
+	enc := fs.Int("enc", 2, "x-encryption-version: 1 or 2")
+	vectorFile := fs.String("vector-file", "", "JSON file with the embedding")
+	k := fs.Int("k", 1, "predict: how many candidates (K)")
+	userID := fs.String("user-identifier", "", "enroll: the person's id in your system; predict: verify against that person")
+	puid := fs.String("puid", "", "delete/sync: the person's puid (sync: comma-separated)")
+	dim := fs.Int("dim", 512, "vector: dimension")
+	seed := fs.Uint64("seed", 1, "vector: the seed (one seed = one synthetic identity)")
+	noise := fs.Float64("noise", 0, "vector: relative noise added to the identity (0.1 = another photo of the same face)")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if args[0] == "vector" {
+		return json.NewEncoder(stdout).Encode(SyntheticVector(*dim, *seed, *noise, rand.Uint64()))
+	}
+	if *key == "" {
+		return fmt.Errorf("--key is required\n%s", clientUsage)
+	}
+	if *enc != 1 && *enc != 2 {
+		return fmt.Errorf("--enc must be 1 or 2")
+	}
+	c := &client.Client{BaseURL: *url, APIKey: *key, Version: *version, Enc: crypto.Version(*enc)}
+	var reply client.Reply
+	var err error
+	switch args[0] {
+	case "check":
+		reply, err = c.CheckKey(ctx)
+	case "enroll", "predict":
+		var v []float32
+		if v, err = readVector(*vectorFile); err != nil {
+			return err
+		}
+		if args[0] == "enroll" {
+			reply, err = c.Enroll(ctx, v, *userID)
+		} else {
+			reply, err = c.Predict(ctx, v, *k, *userID)
+		}
+	case "delete":
+		if *puid == "" {
+			return fmt.Errorf("--puid is required")
+		}
+		reply, err = c.Delete(ctx, *puid)
+	case "sync":
+		reply, err = c.SyncUUID(ctx, strings.Split(*puid, ","))
+	default:
+		return fmt.Errorf("%s", clientUsage)
+	}
+	if err != nil {
+		return err
+	}
+	enc2 := json.NewEncoder(stdout)
+	enc2.SetIndent("", "  ")
+	return enc2.Encode(reply)
+}
+
+func readVector(path string) ([]float32, error) {
+	if path == "" {
+		return nil, fmt.Errorf("--vector-file is required")
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var v []float32
+	if err := json.Unmarshal(raw, &v); err == nil {
+		return v, nil
+	}
+	var obj struct {
+		EmbeddingVector []float32 `json:"embedding_vector"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil || len(obj.EmbeddingVector) == 0 {
+		return nil, fmt.Errorf("%s: want a JSON array of floats or {\"embedding_vector\": [...]}", path)
+	}
+	return obj.EmbeddingVector, nil
+}
+
+// SyntheticVector returns a normalised vector: the identity of seed, plus
+// noise (relative to the identity's norm) drawn from noiseSeed.
+func SyntheticVector(dim int, seed uint64, noise float64, noiseSeed uint64) []float32 {
+	id := rand.New(rand.NewPCG(seed, 0x5eed))
+	n := rand.New(rand.NewPCG(noiseSeed, 0x0015e))
+	v := make([]float64, dim)
+	for i := range v {
+		v[i] = id.NormFloat64() + noise*n.NormFloat64()
+	}
+	var s float64
+	for _, x := range v {
+		s += x * x
+	}
+	out := make([]float32, dim)
+	for i, x := range v {
+		out[i] = float32(x / math.Sqrt(s))
+	}
+	return out
+}

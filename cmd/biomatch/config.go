@@ -1,0 +1,127 @@
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/httpapi"
+)
+
+// config is every environment variable the service reads. Each has a
+// default that works with `make services`.
+type config struct {
+	DatabaseURL      string
+	RedisURL         string
+	ListenAddr       string
+	CORSOrigins      []string
+	MaxBodyBytes     int64
+	LogLevel         slog.Level
+	Engine           engine.Config
+	HNSWMinTemplates int
+	HNSWEfSearch     int
+	WorkerConc       int
+	Queue            string
+	ReconcileEvery   time.Duration
+	StaleAfter       time.Duration
+}
+
+// envDefaults documents every variable with its default; README's table
+// mirrors it.
+var envDefaults = map[string]string{
+	"DATABASE_URL":             "postgres://biomatch:biomatch@127.0.0.1:54329/biomatch?sslmode=disable",
+	"REDIS_URL":                "redis://127.0.0.1:63799/0",
+	"LISTEN_ADDR":              "127.0.0.1:8000",
+	"CORS_ORIGINS":             "*",
+	"MAX_BODY_BYTES":           "16777216",
+	"LOG_LEVEL":                "info",
+	"ENROLL_WAIT":              "10s",
+	"MATCH_THRESHOLD":          "0.5",
+	"DEDUP_THRESHOLD":          "0.5",
+	"VERSION_THRESHOLDS":       "",
+	"MAX_TEMPLATES_PER_PERSON": "5",
+	"HNSW_MIN_TEMPLATES":       "10000",
+	"HNSW_EF_SEARCH":           "100",
+	"WORKER_CONCURRENCY":       "4",
+	"QUEUE_NAME":               "enroll",
+	"RECONCILE_EVERY":          "30s",
+	"RECONCILE_STALE_AFTER":    "1m",
+}
+
+// loadConfig reads the environment; a bad value is an error naming the variable.
+func loadConfig(getenv func(string) string) (config, error) {
+	env := func(name string) string {
+		if v := strings.TrimSpace(getenv(name)); v != "" {
+			return v
+		}
+		return envDefaults[name]
+	}
+	var errs []string
+	bad := func(name string, why string) { errs = append(errs, fmt.Sprintf("%s=%q: %s", name, env(name), why)) }
+	intVar := func(name string, lo, hi int64) int64 {
+		n, err := strconv.ParseInt(env(name), 10, 64)
+		if err != nil || n < lo || n > hi {
+			bad(name, fmt.Sprintf("want a whole number from %d to %d", lo, hi))
+		}
+		return n
+	}
+	floatVar := func(name string) float64 {
+		f, err := strconv.ParseFloat(env(name), 64)
+		if err != nil || f < -1 || f > 1 {
+			bad(name, "want a cosine similarity from -1 to 1")
+		}
+		return f
+	}
+	durVar := func(name string) time.Duration {
+		d, err := time.ParseDuration(env(name))
+		if err != nil || d <= 0 {
+			bad(name, "want a positive duration such as 10s")
+		}
+		return d
+	}
+
+	c := config{
+		DatabaseURL:      env("DATABASE_URL"),
+		RedisURL:         env("REDIS_URL"),
+		ListenAddr:       env("LISTEN_ADDR"),
+		CORSOrigins:      httpapi.ParseOrigins(env("CORS_ORIGINS")),
+		MaxBodyBytes:     intVar("MAX_BODY_BYTES", 1024, 1<<30),
+		HNSWMinTemplates: int(intVar("HNSW_MIN_TEMPLATES", 1, 1<<40)),
+		HNSWEfSearch:     int(intVar("HNSW_EF_SEARCH", 1, 1000)),
+		WorkerConc:       int(intVar("WORKER_CONCURRENCY", 1, 1000)),
+		Queue:            env("QUEUE_NAME"),
+		ReconcileEvery:   durVar("RECONCILE_EVERY"),
+		StaleAfter:       durVar("RECONCILE_STALE_AFTER"),
+	}
+	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL"))); err != nil {
+		bad("LOG_LEVEL", "want debug, info, warn or error")
+	}
+	c.Engine = engine.Config{
+		Default:               engine.Thresholds{Match: floatVar("MATCH_THRESHOLD"), Dedup: floatVar("DEDUP_THRESHOLD")},
+		PerVersion:            map[string]engine.Thresholds{},
+		MaxTemplatesPerPerson: int(intVar("MAX_TEMPLATES_PER_PERSON", 1, 100)),
+		EnrollWait:            durVar("ENROLL_WAIT"),
+	}
+	// VERSION_THRESHOLDS: "FACE3_1=0.55/0.6,FACE4_2=0.4/0.45" (match/dedup).
+	for _, item := range strings.Split(env("VERSION_THRESHOLDS"), ",") {
+		if item = strings.TrimSpace(item); item == "" {
+			continue
+		}
+		name, pair, ok1 := strings.Cut(item, "=")
+		m, d, ok2 := strings.Cut(pair, "/")
+		match, err1 := strconv.ParseFloat(m, 64)
+		dedup, err2 := strconv.ParseFloat(d, 64)
+		if !ok1 || !ok2 || err1 != nil || err2 != nil || name == "" {
+			bad("VERSION_THRESHOLDS", "want VERSION=MATCH/DEDUP[,…], e.g. FACE3_1=0.55/0.6")
+			break
+		}
+		c.Engine.PerVersion[name] = engine.Thresholds{Match: match, Dedup: dedup}
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
+	}
+	return c, nil
+}

@@ -1,0 +1,125 @@
+// Package engine is the domain of biomatch: galleries, persons, templates,
+// probes, candidates, thresholds, validation, the dedup rule, and the Service
+// that enrolls, identifies, verifies and deletes.
+//
+// It declares the small interfaces it calls (Store, Index, Jobs) and imports
+// no transport, storage or queue library: those live in httpapi, vectorstore
+// and queue.
+package engine
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Sentinel errors. Implementations wrap them so callers can map them to
+// statuses with errors.Is.
+var (
+	// ErrInvalid: the caller sent something unusable; the message says what.
+	ErrInvalid = errors.New("invalid input")
+	// ErrNotFound: the person, request or key does not exist (for this tenant).
+	ErrNotFound = errors.New("not found")
+	// ErrConflict: the request collides with existing state.
+	ErrConflict = errors.New("conflict")
+	// ErrRejected: an enrollment whose embeddings disagree (CryptoNets 152).
+	ErrRejected = errors.New("enrollment rejected")
+	// ErrUnavailable: a dependency (database, queue) is down; retry later.
+	ErrUnavailable = errors.New("service unavailable")
+)
+
+// Gallery is the unit of search: one tenant's templates of one version.
+// Templates of different galleries are never compared.
+type Gallery struct {
+	Tenant  string
+	Version string
+}
+
+func (g Gallery) String() string { return g.Tenant + "/" + g.Version }
+
+// Person is an enrolled identity.
+type Person struct {
+	ID          int64
+	Gallery     Gallery
+	PUID        string
+	GUID        string
+	ExternalID  string // the client's user_identifier, "" if none
+	EnrollLevel int    // how many templates the person holds
+	CreatedAt   time.Time
+}
+
+// Embedding is one L2-normalised biometric template. It is sensitive: it
+// formats and logs as its length only.
+type Embedding []float32
+
+// String hides the values.
+func (e Embedding) String() string { return fmt.Sprintf("Embedding[%d]", len(e)) }
+
+// LogValue hides the values from slog.
+func (e Embedding) LogValue() slog.Value { return slog.StringValue(e.String()) }
+
+// Match is one template found by an Index.
+type Match struct {
+	PersonID   int64
+	TemplateID int64
+	Score      float64 // cosine similarity in [-1, 1]
+}
+
+// Candidate is a person returned by Identify or Verify.
+type Candidate struct {
+	Person Person
+	Score  float64 // cosine similarity, rounded to 4 decimals
+}
+
+// Thresholds are the cosine-similarity cut-offs of one version.
+type Thresholds struct {
+	Match float64 // identify/verify: candidates at or above it are matches
+	Dedup float64 // enroll: a probe at or above it is an existing person
+}
+
+// Config tunes the Service.
+type Config struct {
+	Default               Thresholds
+	PerVersion            map[string]Thresholds
+	MaxTemplatesPerPerson int           // default 5
+	EnrollWait            time.Duration // how long SubmitEnroll waits for the worker; default 10 s
+	PollInterval          time.Duration // how often it looks; default 25 ms
+}
+
+// Thresholds returns the thresholds of version.
+func (c Config) Thresholds(version string) Thresholds {
+	if t, ok := c.PerVersion[version]; ok {
+		return t
+	}
+	return c.Default
+}
+
+func (c Config) withDefaults() Config {
+	if c.Default == (Thresholds{}) {
+		c.Default = Thresholds{Match: 0.5, Dedup: 0.5}
+	}
+	if c.MaxTemplatesPerPerson <= 0 {
+		c.MaxTemplatesPerPerson = 5
+	}
+	if c.EnrollWait <= 0 {
+		c.EnrollWait = 10 * time.Second
+	}
+	if c.PollInterval <= 0 {
+		c.PollInterval = 25 * time.Millisecond
+	}
+	return c
+}
+
+// CompareMatches orders matches by descending score, then ascending template
+// id: the order every Index returns.
+func CompareMatches(a, b Match) int {
+	switch {
+	case a.Score > b.Score:
+		return -1
+	case a.Score < b.Score:
+		return 1
+	}
+	return cmp.Compare(a.TemplateID, b.TemplateID)
+}

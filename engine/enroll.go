@@ -1,0 +1,256 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// EnrollState is where an enroll request is.
+type EnrollState string
+
+// The states of an enroll request.
+const (
+	Pending EnrollState = "pending"
+	Done    EnrollState = "done"
+	Failed  EnrollState = "failed"
+)
+
+// Outcome is what an enroll decided.
+type Outcome string
+
+// The outcomes of an enroll.
+const (
+	Created  Outcome = "created"  // a new person
+	Existing Outcome = "existing" // the face was already enrolled: that person
+	Rejected Outcome = "rejected" // refused; Reason says why
+)
+
+// EnrollRequest is an accepted enroll: the durability point between the API
+// and the worker.
+type EnrollRequest struct {
+	ID         string // idempotency key; also the queue task id
+	Gallery    Gallery
+	KeyID      string
+	RequestID  string // the HTTP request id, for the audit log
+	ExternalID string
+	Templates  []Embedding // validated; cleared once done
+	State      EnrollState
+	Attempts   int
+	Result     EnrollResult
+	CreatedAt  time.Time
+}
+
+// EnrollResult is the answer to an enroll.
+type EnrollResult struct {
+	Outcome Outcome
+	Person  Person
+	// Score: for Existing, the similarity to the recognised person; for
+	// Created, the mean similarity of the enrolled templates to their mean
+	// (1 for one template).
+	Score  float64
+	Reason string
+}
+
+// EnrollInput is what a client asks to enroll.
+type EnrollInput struct {
+	Gallery    Gallery
+	KeyID      string
+	RequestID  string
+	ExternalID string
+	Vectors    [][]float64 // raw, one per frame
+}
+
+// SubmitEnroll validates the input, records it durably, queues it and waits
+// up to Config.EnrollWait for the worker's answer. The returned request is
+// Done/Failed with its Result, or still Pending if the wait ended first: the
+// enroll then completes later all the same. Validation errors wrap
+// ErrInvalid or ErrRejected; nothing is written then.
+func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollRequest, error) {
+	es, err := NewEmbeddings(in.Vectors)
+	if err != nil {
+		return EnrollRequest{}, err
+	}
+	if es, err = DropOutliers(es); err != nil {
+		return EnrollRequest{}, err
+	}
+	req := EnrollRequest{
+		ID:         NewID(),
+		Gallery:    in.Gallery,
+		KeyID:      in.KeyID,
+		RequestID:  in.RequestID,
+		ExternalID: in.ExternalID,
+		Templates:  es,
+		State:      Pending,
+	}
+	if err := s.store.CreateEnrollRequest(ctx, req); err != nil {
+		return EnrollRequest{}, fmt.Errorf("record enroll: %w", err)
+	}
+	if err := s.jobs.EnqueueEnroll(ctx, req.ID); err != nil {
+		// Accepted all the same: the reconciler enqueues it again.
+		s.log.WarnContext(ctx, "enqueue enroll failed; the reconciler will retry", "enroll_request", req.ID, "err", err)
+	}
+	return s.awaitEnroll(ctx, req)
+}
+
+func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest) (EnrollRequest, error) {
+	deadline := time.NewTimer(s.cfg.EnrollWait)
+	defer deadline.Stop()
+	tick := time.NewTicker(s.cfg.PollInterval)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return req, nil
+		case <-deadline.C:
+			return req, nil
+		case <-tick.C:
+		}
+		got, err := s.store.EnrollRequest(ctx, req.ID)
+		if err != nil {
+			if ctx.Err() != nil {
+				return req, nil
+			}
+			continue // a transient read error: keep waiting until the deadline
+		}
+		if got.State != Pending {
+			return got, nil
+		}
+	}
+}
+
+// ProcessEnroll is the worker's step: it decides an accepted enroll under the
+// gallery lock and records the result. It is idempotent: a request already
+// done is left alone. A missing request returns ErrNotFound.
+func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
+	req, err := s.store.EnrollRequest(ctx, id)
+	if err != nil {
+		return err
+	}
+	if req.State != Pending {
+		return nil
+	}
+	if err := s.store.CountEnrollAttempt(ctx, id); err != nil {
+		return err
+	}
+	return s.store.InGallery(ctx, req.Gallery, func(ctx context.Context, tx GalleryTx) error {
+		req, err := tx.LockEnrollRequest(ctx, id)
+		if err != nil {
+			return err
+		}
+		if req.State != Pending {
+			return nil // another delivery finished it while we waited for the lock
+		}
+		res, err := s.decideEnroll(ctx, tx, req)
+		if err != nil {
+			return err
+		}
+		if res.Outcome != Rejected {
+			if err := tx.Audit(ctx, AuditEntry{KeyID: req.KeyID, Tenant: req.Gallery.Tenant, Action: "enroll",
+				PUID: res.Person.PUID, RequestID: req.RequestID, Detail: string(res.Outcome)}); err != nil {
+				return err
+			}
+		}
+		return tx.FinishEnrollRequest(ctx, id, res)
+	})
+}
+
+// decideEnroll applies the dedup rule: the best match at or above the
+// version's dedup threshold is the same person; else a new person.
+func (s *Service) decideEnroll(ctx context.Context, tx GalleryTx, req EnrollRequest) (EnrollResult, error) {
+	g := req.Gallery
+	best := Match{Score: -2}
+	for _, t := range req.Templates {
+		ms, err := tx.Nearest(ctx, g, t, 1)
+		if err != nil {
+			return EnrollResult{}, err
+		}
+		if len(ms) > 0 && ms[0].Score > best.Score {
+			best = ms[0]
+		}
+	}
+	var byExternal Person
+	if req.ExternalID != "" {
+		p, err := tx.PersonByExternalID(ctx, g, req.ExternalID)
+		switch {
+		case err == nil:
+			byExternal = p
+		case !errors.Is(err, ErrNotFound):
+			return EnrollResult{}, err
+		}
+	}
+
+	if best.Score >= s.cfg.Thresholds(g.Version).Dedup {
+		p, err := tx.Person(ctx, best.PersonID)
+		if err != nil {
+			return EnrollResult{}, err
+		}
+		switch {
+		case byExternal.ID != 0 && byExternal.ID != p.ID:
+			return rejected("the face is enrolled under another user_identifier"), nil
+		case req.ExternalID != "" && p.ExternalID != "" && p.ExternalID != req.ExternalID:
+			return rejected("the face is enrolled under another user_identifier"), nil
+		case req.ExternalID != "" && p.ExternalID == "":
+			if err := tx.SetExternalID(ctx, p.ID, req.ExternalID); err != nil {
+				return EnrollResult{}, err
+			}
+			p.ExternalID = req.ExternalID
+		}
+		if room := s.cfg.MaxTemplatesPerPerson - p.EnrollLevel; room > 0 {
+			add := req.Templates[:min(room, len(req.Templates))]
+			if p.EnrollLevel, err = tx.AddTemplates(ctx, p, add); err != nil {
+				return EnrollResult{}, err
+			}
+		}
+		return EnrollResult{Outcome: Existing, Person: p, Score: RoundScore(best.Score)}, nil
+	}
+	if byExternal.ID != 0 {
+		return rejected("user_identifier is enrolled with a different face"), nil
+	}
+
+	p, err := tx.CreatePerson(ctx, Person{Gallery: g, PUID: NewID(), GUID: NewID(), ExternalID: req.ExternalID})
+	if err != nil {
+		return EnrollResult{}, err
+	}
+	ts := req.Templates[:min(s.cfg.MaxTemplatesPerPerson, len(req.Templates))]
+	if p.EnrollLevel, err = tx.AddTemplates(ctx, p, ts); err != nil {
+		return EnrollResult{}, err
+	}
+	return EnrollResult{Outcome: Created, Person: p, Score: RoundScore(consistency(ts))}, nil
+}
+
+func rejected(reason string) EnrollResult { return EnrollResult{Outcome: Rejected, Reason: reason} }
+
+// consistency is the mean similarity of ts to their mean.
+func consistency(ts []Embedding) float64 {
+	m := Mean(ts)
+	var s float64
+	for _, t := range ts {
+		s += Cosine(t, m)
+	}
+	return s / float64(len(ts))
+}
+
+// FailEnroll ends a pending request as failed, for a worker that has used
+// its last retry.
+func (s *Service) FailEnroll(ctx context.Context, id, reason string) error {
+	return s.store.FailEnrollRequest(ctx, id, reason)
+}
+
+// ReconcileEnrolls enqueues again the requests pending since before
+// (a lost enqueue, a crashed worker) and returns how many it enqueued.
+func (s *Service) ReconcileEnrolls(ctx context.Context, before time.Time) (int, error) {
+	ids, err := s.store.PendingEnrollRequests(ctx, before, 1000)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, id := range ids {
+		if err := s.jobs.EnqueueEnroll(ctx, id); err != nil {
+			return n, fmt.Errorf("re-enqueue %s: %w", id, err)
+		}
+		n++
+	}
+	return n, nil
+}

@@ -1,0 +1,109 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+)
+
+// Service enrolls, identifies, verifies and deletes persons.
+type Service struct {
+	store Store
+	index Index
+	jobs  Jobs
+	cfg   Config
+	log   *slog.Logger
+}
+
+// NewService returns a Service over its dependencies. Zero fields of cfg take
+// their documented defaults.
+func NewService(store Store, index Index, jobs Jobs, cfg Config, log *slog.Logger) *Service {
+	return &Service{store: store, index: index, jobs: jobs, cfg: cfg.withDefaults(), log: log}
+}
+
+// Config returns the effective configuration.
+func (s *Service) Config() Config { return s.cfg }
+
+// Identify returns up to k persons (at least 1) of g whose best template
+// scores at or above the version's match threshold, best first, one entry
+// per person. No match is an empty result, not an error.
+func (s *Service) Identify(ctx context.Context, g Gallery, probe Embedding, k int) ([]Candidate, error) {
+	k = max(k, 1)
+	matches, err := s.index.Nearest(ctx, g, probe, k*s.cfg.MaxTemplatesPerPerson)
+	if err != nil {
+		return nil, fmt.Errorf("search %s: %w", g, err)
+	}
+	threshold := s.cfg.Thresholds(g.Version).Match
+	var ids []int64
+	scores := map[int64]float64{}
+	for _, m := range matches {
+		if m.Score < threshold || len(ids) == k {
+			break
+		}
+		if _, dup := scores[m.PersonID]; dup {
+			continue
+		}
+		scores[m.PersonID] = m.Score
+		ids = append(ids, m.PersonID)
+	}
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	persons, err := s.store.Persons(ctx, ids)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Candidate, 0, len(ids))
+	for _, id := range ids {
+		if p, ok := persons[id]; ok { // a person deleted meanwhile is skipped
+			out = append(out, Candidate{Person: p, Score: RoundScore(scores[id])})
+		}
+	}
+	return out, nil
+}
+
+// Verify compares the probe with one person of g, named by external id or
+// puid, and reports whether the best of its templates reaches the match
+// threshold. An unknown person returns ErrNotFound.
+func (s *Service) Verify(ctx context.Context, g Gallery, identifier string, probe Embedding) (Candidate, bool, error) {
+	p, err := s.store.PersonByIdentifier(ctx, g, identifier)
+	if err != nil {
+		return Candidate{}, false, err
+	}
+	ts, err := s.store.PersonTemplates(ctx, p.ID)
+	if err != nil {
+		return Candidate{}, false, err
+	}
+	best := -1.0
+	for _, t := range ts {
+		if len(t) == len(probe) {
+			best = max(best, Cosine(t, probe))
+		}
+	}
+	return Candidate{Person: p, Score: RoundScore(best)}, best >= s.cfg.Thresholds(g.Version).Match, nil
+}
+
+// Delete erases the tenant's person with that puid, its templates included,
+// and audits it. An unknown puid returns ErrNotFound.
+func (s *Service) Delete(ctx context.Context, tenant, puid string, a AuditEntry) (Person, error) {
+	a.Tenant, a.Action, a.PUID = tenant, "delete", puid
+	return s.store.DeletePerson(ctx, tenant, puid, a)
+}
+
+// EnrollLevels returns each known puid's enroll level; unknown ones are absent.
+func (s *Service) EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error) {
+	return s.store.EnrollLevels(ctx, tenant, puids)
+}
+
+// Audit records a.
+func (s *Service) Audit(ctx context.Context, a AuditEntry) error { return s.store.Audit(ctx, a) }
+
+// Probe validates raw predict vectors and returns one probe: the
+// normalised mean when several frames are sent.
+func Probe(raw [][]float64) (Embedding, error) {
+	es, err := NewEmbeddings(raw)
+	if err != nil {
+		return nil, err
+	}
+	return Mean(es), nil
+}

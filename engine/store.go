@@ -1,0 +1,87 @@
+package engine
+
+import (
+	"context"
+	"time"
+)
+
+// Store persists persons, templates, enroll requests and the audit log.
+// PostgreSQL is the source of truth; vectorstore.Postgres implements it.
+// Methods return errors wrapping ErrNotFound or ErrUnavailable where they say so.
+type Store interface {
+	// CreateEnrollRequest durably records a pending enroll; once it returns
+	// nil the enroll is accepted and will complete.
+	CreateEnrollRequest(ctx context.Context, r EnrollRequest) error
+	// EnrollRequest returns the request by id (ErrNotFound).
+	EnrollRequest(ctx context.Context, id string) (EnrollRequest, error)
+	// CountEnrollAttempt records that a worker started on the request.
+	CountEnrollAttempt(ctx context.Context, id string) error
+	// FailEnrollRequest ends a pending request as failed with reason.
+	FailEnrollRequest(ctx context.Context, id, reason string) error
+	// PendingEnrollRequests returns ids of requests still pending that were
+	// created before before, oldest first.
+	PendingEnrollRequests(ctx context.Context, before time.Time, limit int) ([]string, error)
+	// InGallery runs fn in one transaction that holds g's exclusive enroll
+	// lock, so two enrolls of one gallery never decide concurrently.
+	InGallery(ctx context.Context, g Gallery, fn func(ctx context.Context, tx GalleryTx) error) error
+
+	// Persons returns the persons with the given ids that still exist.
+	Persons(ctx context.Context, ids []int64) (map[int64]Person, error)
+	// PersonByIdentifier finds a person of g by external id, else by puid (ErrNotFound).
+	PersonByIdentifier(ctx context.Context, g Gallery, identifier string) (Person, error)
+	// PersonTemplates returns the person's templates.
+	PersonTemplates(ctx context.Context, personID int64) ([]Embedding, error)
+	// DeletePerson erases a tenant's person and its templates and records a
+	// in one transaction (ErrNotFound).
+	DeletePerson(ctx context.Context, tenant, puid string, a AuditEntry) (Person, error)
+	// EnrollLevels returns, for each puid of the tenant that exists, its level.
+	EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error)
+	// Audit records a.
+	Audit(ctx context.Context, a AuditEntry) error
+}
+
+// GalleryTx is the view of one locked gallery inside Store.InGallery.
+type GalleryTx interface {
+	// LockEnrollRequest returns the request, locked for update (ErrNotFound).
+	LockEnrollRequest(ctx context.Context, id string) (EnrollRequest, error)
+	// Nearest is Index.Nearest, seeing this transaction's own writes.
+	Nearest(ctx context.Context, g Gallery, probe Embedding, k int) ([]Match, error)
+	// Person returns a person by id (ErrNotFound).
+	Person(ctx context.Context, id int64) (Person, error)
+	// PersonByExternalID returns the person of g with that external id (ErrNotFound).
+	PersonByExternalID(ctx context.Context, g Gallery, externalID string) (Person, error)
+	// CreatePerson inserts p and returns it with its id.
+	CreatePerson(ctx context.Context, p Person) (Person, error)
+	// SetExternalID sets a person's external id.
+	SetExternalID(ctx context.Context, personID int64, externalID string) error
+	// AddTemplates stores templates for p and returns its new enroll level.
+	AddTemplates(ctx context.Context, p Person, ts []Embedding) (int, error)
+	// FinishEnrollRequest stores the result, clears the request's templates
+	// and marks it done (or failed for a rejection).
+	FinishEnrollRequest(ctx context.Context, id string, res EnrollResult) error
+	// Audit records a in this transaction.
+	Audit(ctx context.Context, a AuditEntry) error
+}
+
+// Index finds the templates of a gallery nearest to a probe.
+type Index interface {
+	// Nearest returns up to k matches of g with the probe's dimension, by
+	// descending score, ties broken by ascending template id.
+	Nearest(ctx context.Context, g Gallery, probe Embedding, k int) ([]Match, error)
+}
+
+// Jobs hands accepted enrolls to the worker. queue.Client implements it.
+type Jobs interface {
+	// EnqueueEnroll schedules the enroll request; enqueueing an id twice is harmless.
+	EnqueueEnroll(ctx context.Context, requestID string) error
+}
+
+// AuditEntry is one row of the audit log. It never holds a template.
+type AuditEntry struct {
+	KeyID     string
+	Tenant    string
+	Action    string // enroll, identify, verify, delete, key.create, key.revoke, …
+	PUID      string
+	RequestID string
+	Detail    string
+}

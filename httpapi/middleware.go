@@ -1,0 +1,91 @@
+package httpapi
+
+import (
+	"crypto/rand"
+	"errors"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Response headers that carry what a /node body may not.
+const (
+	headerRequestID     = "x-request-id"
+	headerCorrelationID = "x-correlation-id"
+	headerEnrollRequest = "x-enroll-request-id"
+)
+
+// Context keys set by handlers for the request log.
+const (
+	ctxRequestID = "request_id"
+	ctxKeyPrefix = "key_prefix"
+	ctxTenant    = "tenant"
+)
+
+// requestID accepts x-correlation-id (or requestID) from the caller, else
+// makes one, and echoes it in the response headers.
+func requestID() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		id := c.GetHeader(headerCorrelationID)
+		if id == "" {
+			id = c.GetHeader("requestID")
+		}
+		if id == "" || len(id) > 128 {
+			id = rand.Text()
+		}
+		c.Set(ctxRequestID, id)
+		c.Header(headerRequestID, id)
+		c.Header(headerCorrelationID, id)
+		c.Next()
+	}
+}
+
+// recovery turns a panic into a 500 that says nothing internal, logged once.
+func recovery(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		defer func() {
+			if p := recover(); p != nil {
+				if err, ok := p.(error); ok && errors.Is(err, http.ErrAbortHandler) {
+					panic(p)
+				}
+				log.ErrorContext(c.Request.Context(), "panic", "request_id", c.GetString(ctxRequestID), "panic", p)
+				c.AbortWithStatusJSON(http.StatusInternalServerError, statusReply{Status: -1, Message: "internal error"})
+			}
+		}()
+		c.Next()
+	}
+}
+
+// logRequests writes one line per request. It never logs bodies.
+func logRequests(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		start := time.Now()
+		c.Next()
+		route := c.FullPath()
+		if route == "" {
+			route = "unmatched"
+		}
+		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
+			slog.String("request_id", c.GetString(ctxRequestID)),
+			slog.String("method", c.Request.Method),
+			slog.String("route", route),
+			slog.Int("status", c.Writer.Status()),
+			slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
+			slog.String("key_prefix", c.GetString(ctxKeyPrefix)),
+			slog.String("tenant", c.GetString(ctxTenant)),
+		)
+	}
+}
+
+// limitBody caps request bodies; reading past the cap fails with
+// *http.MaxBytesError, which handlers answer with 413.
+func limitBody(n int64) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if n > 0 && c.Request.Body != nil {
+			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, n)
+		}
+		c.Next()
+	}
+}

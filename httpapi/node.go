@@ -1,0 +1,425 @@
+package httpapi
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/keys"
+)
+
+// DefaultVersion is the gallery version of routes without a {version} segment.
+const DefaultVersion = "FACE3_1"
+
+// nodeRequest is the body every /node route accepts. Unknown fields are
+// ignored, as the reference server does.
+type nodeRequest struct {
+	APIKey         string          `json:"api_key"`
+	Features       string          `json:"features"`
+	UserIdentifier string          `json:"user_identifier"`
+	MultiUser      json.RawMessage `json:"multi_user"` // accepted, no effect
+	K              flexInt         `json:"K"`
+	PUID           string          `json:"puid"`
+	PUIDList       []string        `json:"puid_list"`
+	OriginalImage  json.RawMessage `json:"original_image"` // accepted, not stored
+}
+
+// flexInt accepts a JSON number, a numeric string or null.
+type flexInt int
+
+func (f *flexInt) UnmarshalJSON(b []byte) error {
+	s := string(bytes.Trim(b, `"`))
+	if s == "null" || s == "" {
+		return nil
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > 1000 {
+		return fmt.Errorf("K must be a whole number from 0 to 1000")
+	}
+	*f = flexInt(n)
+	return nil
+}
+
+// Replies: exactly the fields COMPAT.md allows.
+type statusReply struct {
+	Status  int    `json:"status"`
+	Message string `json:"message"`
+}
+
+type checkKeyReply struct {
+	Message string `json:"message"`
+	Status  int    `json:"status"`
+}
+
+type personReply struct {
+	Status      int     `json:"status"`
+	Message     string  `json:"message"`
+	EnrollLevel int     `json:"enroll_level"`
+	PUID        string  `json:"puid"`
+	GUID        string  `json:"guid"`
+	Score       float64 `json:"score"`
+}
+
+type predictReply struct {
+	personReply
+	PIList []piEntry `json:"PI_list,omitempty"`
+}
+
+type piEntry struct {
+	EnrollLevel int     `json:"enroll_level"`
+	PUID        string  `json:"puid"`
+	GUID        string  `json:"guid"`
+	Score       float64 `json:"score"`
+}
+
+type notEnrolledReply struct {
+	Status  int     `json:"status"`
+	Message string  `json:"message"`
+	PUID    string  `json:"puid"`
+	GUID    string  `json:"guid"`
+	Score   float64 `json:"score"`
+}
+
+var notEnrolled = notEnrolledReply{Status: -1, Message: "User not enrolled", PUID: "-1", GUID: "-1", Score: -1}
+
+type syncReply struct {
+	Status    int            `json:"status"`
+	PUIDState map[string]int `json:"puid_state"`
+}
+
+// nodeCall is an authenticated, parsed /node request.
+type nodeCall struct {
+	req     nodeRequest
+	key     keys.Key
+	apiKey  string
+	enc     crypto.Version
+	gallery engine.Gallery
+}
+
+var versionPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
+
+// readNode parses the body, authenticates the key and reads the encryption
+// version and gallery. On failure it has answered and returns false.
+func readNode(c *gin.Context, ks *keys.Store) (nodeCall, bool) {
+	var call nodeCall
+	body, err := io.ReadAll(c.Request.Body)
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			c.JSON(http.StatusRequestEntityTooLarge, statusReply{-2, fmt.Sprintf("request body too large: the limit is %d bytes", tooBig.Limit)})
+		} else {
+			c.JSON(http.StatusBadRequest, statusReply{-2, "could not read the request body"})
+		}
+		return call, false
+	}
+	if err := json.Unmarshal(body, &call.req); err != nil {
+		c.JSON(http.StatusBadRequest, statusReply{-2, "malformed JSON body: " + jsonProblem(err)})
+		return call, false
+	}
+	call.apiKey = call.req.APIKey
+	if call.apiKey == "" {
+		call.apiKey = c.GetHeader("x-api-key") // only when the body has none (COMPAT.md)
+	}
+	if call.apiKey == "" {
+		c.JSON(http.StatusBadRequest, statusReply{-1, "Missing api key"})
+		return call, false
+	}
+	call.key, err = ks.Authenticate(c.Request.Context(), call.apiKey)
+	if err != nil {
+		if errors.Is(err, engine.ErrNotFound) {
+			c.JSON(http.StatusForbidden, statusReply{-1, "Failed to check api key"})
+		} else {
+			nodeError(c, err)
+		}
+		return call, false
+	}
+	c.Set(ctxKeyPrefix, call.key.Prefix)
+	c.Set(ctxTenant, call.key.CustomerID)
+	if call.enc, err = crypto.ParseVersion(c.GetHeader("x-encryption-version")); err != nil {
+		c.JSON(http.StatusBadRequest, statusReply{-2, "x-encryption-version: " + err.Error()})
+		return call, false
+	}
+	version := c.Param("version")
+	if version == "" {
+		version = DefaultVersion
+	}
+	if !versionPattern.MatchString(version) {
+		c.JSON(http.StatusBadRequest, statusReply{-2, "version must be 1 to 64 letters, digits, '_', '.' or '-'"})
+		return call, false
+	}
+	call.gallery = engine.Gallery{Tenant: call.key.CustomerID, Version: version}
+	return call, true
+}
+
+// jsonProblem describes a JSON error without echoing the input.
+func jsonProblem(err error) string {
+	var syntax *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syntax):
+		return fmt.Sprintf("syntax error at byte %d", syntax.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q must be %s", typ.Field, typ.Type)
+	}
+	return err.Error()
+}
+
+// featuresPayload is decrypted `features`: the SDKs' single object, or the
+// document's list.
+type featuresPayload struct {
+	Type            string      `json:"type"`
+	EmbeddingVector []float64   `json:"embedding_vector"`
+	Features        []featureIn `json:"features"`
+}
+
+type featureIn struct {
+	Type            string    `json:"type"`
+	EmbeddingVector []float64 `json:"embedding_vector"`
+}
+
+// readVectors decrypts and parses `features` into raw frames. Errors wrap
+// engine.ErrInvalid with a message the caller can act on.
+func (call nodeCall) readVectors() ([][]float64, error) {
+	if call.req.Features == "" {
+		return nil, fmt.Errorf("%w: missing features", engine.ErrInvalid)
+	}
+	plain, err := crypto.Decrypt(call.enc, call.apiKey, call.req.Features)
+	if err != nil {
+		return nil, fmt.Errorf("%w: features could not be decrypted with this api_key and x-encryption-version %d (%v)",
+			engine.ErrInvalid, call.enc, err)
+	}
+	var p featuresPayload
+	dec := json.NewDecoder(bytes.NewReader(plain))
+	if err := dec.Decode(&p); err != nil {
+		return nil, fmt.Errorf("%w: decrypted features are not valid JSON (%s)", engine.ErrInvalid, jsonProblem(err))
+	}
+	items := p.Features
+	if len(p.EmbeddingVector) > 0 {
+		items = append([]featureIn{{Type: p.Type, EmbeddingVector: p.EmbeddingVector}}, items...)
+	}
+	if len(items) == 0 {
+		return nil, fmt.Errorf("%w: features hold no embedding_vector", engine.ErrInvalid)
+	}
+	var frames [][]float64
+	for _, it := range items {
+		if it.Type != "" && it.Type != "face" {
+			return nil, fmt.Errorf("%w: features type %q is not supported (use \"face\")", engine.ErrInvalid, it.Type)
+		}
+		frames = append(frames, engine.SplitFrames(it.EmbeddingVector)...)
+	}
+	return frames, nil
+}
+
+// encryptID encrypts a puid/guid for the reply in the request's version.
+func (call nodeCall) encryptID(id string) string {
+	s, err := crypto.Encrypt(call.enc, call.apiKey, []byte(id), time.Now())
+	if err != nil {
+		panic(err) // enc was parsed by crypto.ParseVersion: cannot happen
+	}
+	return s
+}
+
+// decryptID reads a puid sent by a client: encrypted in the request's
+// version, or plain.
+func (call nodeCall) decryptID(s string) (string, bool) {
+	if plain, err := crypto.Decrypt(call.enc, call.apiKey, s); err == nil && engine.IsID(string(plain)) {
+		return string(plain), true
+	}
+	return s, engine.IsID(s)
+}
+
+func (call nodeCall) person(status int, message string, p engine.Person, score float64) personReply {
+	return personReply{Status: status, Message: message, EnrollLevel: p.EnrollLevel,
+		PUID: call.encryptID(p.PUID), GUID: call.encryptID(p.GUID), Score: score}
+}
+
+// nodeError answers an error from the engine in CryptoNets' terms. A 500
+// says nothing internal and is logged once.
+func nodeError(c *gin.Context, err error) {
+	switch {
+	case errors.Is(err, engine.ErrInvalid):
+		c.JSON(http.StatusBadRequest, statusReply{-2, err.Error()})
+	case errors.Is(err, engine.ErrRejected):
+		c.JSON(http.StatusBadRequest, statusReply{152, err.Error()})
+	case errors.Is(err, engine.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+		c.JSON(http.StatusServiceUnavailable, statusReply{-1, "service temporarily unavailable: retry later"})
+	case errors.Is(err, context.Canceled):
+		c.JSON(499, statusReply{-1, "request canceled"})
+	default:
+		_ = c.Error(err)
+		c.JSON(http.StatusInternalServerError, statusReply{-1, "internal error (request " + c.GetString(ctxRequestID) + ")"})
+	}
+}
+
+func (call nodeCall) audit(c *gin.Context, action, puid, detail string) engine.AuditEntry {
+	return engine.AuditEntry{KeyID: call.key.ID, Tenant: call.key.CustomerID, Action: action, PUID: puid,
+		RequestID: c.GetString(ctxRequestID), Detail: detail}
+}
+
+func handleCheckKey(ks *keys.Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if _, ok := readNode(c, ks); ok {
+			c.JSON(http.StatusOK, checkKeyReply{Message: "API Key is valid", Status: 0})
+		}
+	}
+}
+
+func handleBilling() gin.HandlerFunc {
+	return func(c *gin.Context) { c.JSON(http.StatusOK, statusReply{0, "Success"}) }
+}
+
+func handleEnroll(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		call, ok := readNode(c, ks)
+		if !ok {
+			return
+		}
+		vectors, err := call.readVectors()
+		if err != nil {
+			nodeError(c, err)
+			return
+		}
+		req, err := svc.SubmitEnroll(c.Request.Context(), engine.EnrollInput{
+			Gallery: call.gallery, KeyID: call.key.ID, RequestID: c.GetString(ctxRequestID),
+			ExternalID: call.req.UserIdentifier, Vectors: vectors,
+		})
+		if err != nil {
+			nodeError(c, err)
+			return
+		}
+		c.Header(headerEnrollRequest, req.ID)
+		switch {
+		case req.State == engine.Pending:
+			c.JSON(http.StatusAccepted, statusReply{0, "queued"})
+		case req.Result.Outcome == engine.Rejected:
+			c.JSON(http.StatusConflict, statusReply{152, "face enrollment failed: " + req.Result.Reason})
+		case req.Result.Outcome == engine.Existing:
+			c.JSON(http.StatusOK, call.person(0, "User Already Enrolled", req.Result.Person, req.Result.Score))
+		default:
+			c.JSON(http.StatusOK, call.person(0, "Ok", req.Result.Person, req.Result.Score))
+		}
+	}
+}
+
+func handlePredict(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		call, ok := readNode(c, ks)
+		if !ok {
+			return
+		}
+		vectors, err := call.readVectors()
+		if err != nil {
+			nodeError(c, err)
+			return
+		}
+		probe, err := engine.Probe(vectors)
+		if err != nil {
+			nodeError(c, err)
+			return
+		}
+		ctx := c.Request.Context()
+		if id := call.req.UserIdentifier; id != "" {
+			cand, matched, err := svc.Verify(ctx, call.gallery, id, probe)
+			switch {
+			case errors.Is(err, engine.ErrNotFound):
+				c.JSON(http.StatusOK, notEnrolled)
+			case err != nil:
+				nodeError(c, err)
+			case !matched:
+				_ = svc.Audit(ctx, call.audit(c, "verify", cand.Person.PUID, "no match"))
+				c.JSON(http.StatusOK, notEnrolledReply{Status: 153, Message: "Face authentication failed", PUID: "-1", GUID: "-1", Score: -1})
+			default:
+				_ = svc.Audit(ctx, call.audit(c, "verify", cand.Person.PUID, "match"))
+				c.JSON(http.StatusOK, call.person(0, "Ok", cand.Person, cand.Score))
+			}
+			return
+		}
+		k := int(call.req.K)
+		cands, err := svc.Identify(ctx, call.gallery, probe, k)
+		if err != nil {
+			nodeError(c, err)
+			return
+		}
+		if len(cands) == 0 {
+			c.JSON(http.StatusOK, notEnrolled)
+			return
+		}
+		if err := svc.Audit(ctx, call.audit(c, "identify", cands[0].Person.PUID, "")); err != nil {
+			nodeError(c, err)
+			return
+		}
+		reply := predictReply{personReply: call.person(0, "Ok", cands[0].Person, cands[0].Score)}
+		if k > 1 {
+			for _, cand := range cands {
+				reply.PIList = append(reply.PIList, piEntry{EnrollLevel: cand.Person.EnrollLevel,
+					PUID: call.encryptID(cand.Person.PUID), GUID: call.encryptID(cand.Person.GUID), Score: cand.Score})
+			}
+		}
+		c.JSON(http.StatusOK, reply)
+	}
+}
+
+func handleDeleteUser(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		call, ok := readNode(c, ks)
+		if !ok {
+			return
+		}
+		if call.req.PUID == "" {
+			c.JSON(http.StatusBadRequest, statusReply{-2, "Missing PUID."})
+			return
+		}
+		puid, ok := call.decryptID(call.req.PUID)
+		if !ok {
+			c.JSON(http.StatusBadRequest, statusReply{400, "delete failed"})
+			return
+		}
+		_, err := svc.Delete(c.Request.Context(), call.key.CustomerID, puid, call.audit(c, "delete", puid, ""))
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+			c.JSON(http.StatusBadRequest, statusReply{400, "delete failed"})
+		case err != nil:
+			nodeError(c, err)
+		default:
+			c.JSON(http.StatusOK, statusReply{0, "ok"})
+		}
+	}
+}
+
+func handleSyncUUID(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		call, ok := readNode(c, ks)
+		if !ok {
+			return
+		}
+		if len(call.req.PUIDList) > 1000 {
+			c.JSON(http.StatusBadRequest, statusReply{-2, "puid_list holds more than 1000 entries"})
+			return
+		}
+		plain := make([]string, len(call.req.PUIDList))
+		for i, s := range call.req.PUIDList {
+			plain[i], _ = call.decryptID(s)
+		}
+		levels, err := svc.EnrollLevels(c.Request.Context(), call.key.CustomerID, plain)
+		if err != nil {
+			nodeError(c, err)
+			return
+		}
+		state := make(map[string]int, len(plain))
+		for i, sent := range call.req.PUIDList {
+			state[sent] = levels[plain[i]]
+		}
+		c.JSON(http.StatusOK, syncReply{Status: 0, PUIDState: state})
+	}
+}

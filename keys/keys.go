@@ -1,0 +1,184 @@
+// Package keys manages API keys: creation, import, listing, revocation and
+// authentication. A key is stored only as its SHA-256 hash and a short
+// display prefix; the clear key is shown once, at creation.
+package keys
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/engine"
+)
+
+// Key is an API key's record, never the key itself.
+type Key struct {
+	ID          string
+	Prefix      string
+	CustomerID  string // the tenant
+	APIID       string
+	UsagePlanID string
+	ProductCode string
+	Status      string // active, inactive, revoked
+	CreatedAt   time.Time
+	UpdatedAt   time.Time
+}
+
+// Active reports whether the key may be used.
+func (k Key) Active() bool { return k.Status == "active" }
+
+// Store keeps keys in PostgreSQL and caches authentications for CacheTTL, so
+// a revocation takes effect on every replica within CacheTTL.
+type Store struct {
+	pool     *pgxpool.Pool
+	cacheTTL time.Duration
+
+	mu    sync.Mutex
+	cache map[string]cached // by hex of the key's hash
+}
+
+type cached struct {
+	key Key
+	err error
+	at  time.Time
+}
+
+// CacheTTL is how long an authentication result is reused.
+const CacheTTL = 5 * time.Second
+
+// NewStore returns a Store over a migrated pool.
+func NewStore(pool *pgxpool.Pool) *Store {
+	return &Store{pool: pool, cacheTTL: CacheTTL, cache: map[string]cached{}}
+}
+
+// NewOptions are the CryptoNets fields of a new key.
+type NewOptions struct {
+	CustomerID  string
+	APIID       string
+	UsagePlanID string
+	ProductCode string
+}
+
+// Create makes a new random key for a customer and returns the clear key
+// (shown once) and its record.
+func (s *Store) Create(ctx context.Context, o NewOptions) (string, Key, error) {
+	secret := crypto.NewAPIKey()
+	k, err := s.Import(ctx, secret, o)
+	return secret, k, err
+}
+
+// Import stores an existing clear key (e.g. one a CryptoNets client already
+// holds) for a customer. A key already stored returns ErrConflict.
+func (s *Store) Import(ctx context.Context, secret string, o NewOptions) (Key, error) {
+	if o.CustomerID == "" {
+		return Key{}, fmt.Errorf("%w: a key needs a customer", engine.ErrInvalid)
+	}
+	if len(secret) < 16 {
+		return Key{}, fmt.Errorf("%w: a key must have at least 16 characters", engine.ErrInvalid)
+	}
+	k := Key{ID: newUUID(), Prefix: crypto.KeyPrefix(secret), CustomerID: o.CustomerID,
+		APIID: o.APIID, UsagePlanID: o.UsagePlanID, ProductCode: o.ProductCode, Status: "active"}
+	err := s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, key_hash, key_prefix, customer_id, api_id, usage_plan_id, product_code)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key_hash) DO NOTHING RETURNING when_created, last_updated`,
+		k.ID, crypto.HashAPIKey(secret), k.Prefix, k.CustomerID, k.APIID, k.UsagePlanID, k.ProductCode).Scan(&k.CreatedAt, &k.UpdatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Key{}, fmt.Errorf("%w: that key is already stored", engine.ErrConflict)
+	}
+	if err != nil {
+		return Key{}, err
+	}
+	return k, s.audit(ctx, k, "key.create")
+}
+
+const columns = `id::text, key_prefix, customer_id, api_id, usage_plan_id, product_code, status, when_created, last_updated`
+
+func scan(row pgx.CollectableRow) (Key, error) {
+	var k Key
+	err := row.Scan(&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode, &k.Status, &k.CreatedAt, &k.UpdatedAt)
+	return k, err
+}
+
+// List returns all keys, or one customer's when customer is not empty.
+func (s *Store) List(ctx context.Context, customer string) ([]Key, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM api_keys WHERE $1 = '' OR customer_id = $1 ORDER BY when_created`, customer)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, scan)
+}
+
+// Revoke ends a key, named by id or by display prefix (which must then be
+// unique). An unknown key returns ErrNotFound.
+func (s *Store) Revoke(ctx context.Context, idOrPrefix string) (Key, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE api_keys SET status = 'revoked', last_updated = now()
+		WHERE id::text = $1 OR (key_prefix = $1 AND (SELECT count(*) FROM api_keys WHERE key_prefix = $1) = 1)
+		RETURNING `+columns, idOrPrefix)
+	if err != nil {
+		return Key{}, err
+	}
+	k, err := pgx.CollectExactlyOneRow(rows, scan)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return Key{}, fmt.Errorf("%w: no key (or more than one) matches %q", engine.ErrNotFound, idOrPrefix)
+	}
+	if err != nil {
+		return Key{}, err
+	}
+	return k, s.audit(ctx, k, "key.revoke")
+}
+
+// Authenticate returns the active key whose clear text is secret. An unknown
+// or inactive key returns ErrNotFound, the same for both.
+func (s *Store) Authenticate(ctx context.Context, secret string) (Key, error) {
+	hash := crypto.HashAPIKey(secret)
+	id := string(hash)
+	s.mu.Lock()
+	c, ok := s.cache[id]
+	s.mu.Unlock()
+	if ok && time.Since(c.at) < s.cacheTTL {
+		return c.key, c.err
+	}
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM api_keys WHERE key_hash = $1`, hash)
+	if err != nil {
+		return Key{}, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	}
+	k, err := pgx.CollectExactlyOneRow(rows, scan)
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		err = engine.ErrNotFound
+	case err != nil:
+		return Key{}, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	case !k.Active():
+		k, err = Key{}, engine.ErrNotFound
+	}
+	s.mu.Lock()
+	if len(s.cache) > 100000 {
+		clear(s.cache)
+	}
+	s.cache[id] = cached{key: k, err: err, at: time.Now()}
+	s.mu.Unlock()
+	return k, err
+}
+
+func (s *Store) audit(ctx context.Context, k Key, action string) error {
+	_, err := s.pool.Exec(ctx, `INSERT INTO audit_log (key_id, tenant, action, detail) VALUES ($1, $2, $3, $4)`,
+		k.ID, k.CustomerID, action, "prefix "+k.Prefix)
+	return err
+}
+
+func newUUID() string {
+	var b [16]byte
+	rand.Read(b[:])
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// DisplayPrefix is the part of a clear key that may be shown.
+func DisplayPrefix(secret string) string { return crypto.KeyPrefix(secret) }

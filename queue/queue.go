@@ -1,0 +1,215 @@
+// Package queue carries accepted enrolls from the API to the worker over
+// asynq (Redis). A task's payload is the enroll request's id only, never a
+// template: PostgreSQL holds the request, so a lost or repeated task is
+// harmless (engine.Service.ProcessEnroll is idempotent and the reconciler
+// enqueues stale requests again).
+package queue
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/biomatch/biomatch/engine"
+)
+
+// TypeEnroll is the task type of an enroll.
+const TypeEnroll = "enroll"
+
+// DefaultQueue is the asynq queue enrolls go to.
+const DefaultQueue = "enroll"
+
+// Task settings of an enroll.
+const (
+	MaxRetry  = 3
+	Timeout   = 30 * time.Second
+	Retention = 24 * time.Hour // a finished task id is kept this long, refusing duplicates
+)
+
+type enrollPayload struct {
+	RequestID string `json:"request_id"`
+}
+
+// NewEnrollTask returns the task of enroll request id; its TaskID is id.
+func NewEnrollTask(id, queueName string) *asynq.Task {
+	payload, _ := json.Marshal(enrollPayload{RequestID: id}) // cannot fail
+	return asynq.NewTask(TypeEnroll, payload, asynq.TaskID(id), asynq.MaxRetry(MaxRetry),
+		asynq.Timeout(Timeout), asynq.Retention(Retention), asynq.Queue(queueName))
+}
+
+// ParseRedisURL turns REDIS_URL into asynq's connection options.
+func ParseRedisURL(url string) (asynq.RedisConnOpt, error) {
+	opt, err := asynq.ParseRedisURI(url)
+	if err != nil {
+		return nil, fmt.Errorf("REDIS_URL: %w", err)
+	}
+	return opt, nil
+}
+
+// Client enqueues enrolls. It implements engine.Jobs.
+type Client struct {
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	queue     string
+}
+
+var _ engine.Jobs = (*Client)(nil)
+
+// NewClient returns a Client of queue queueName ("" for DefaultQueue).
+func NewClient(opt asynq.RedisConnOpt, queueName string) *Client {
+	if queueName == "" {
+		queueName = DefaultQueue
+	}
+	return &Client{client: asynq.NewClient(opt), inspector: asynq.NewInspector(opt), queue: queueName}
+}
+
+// Close releases the Redis connections.
+func (c *Client) Close() error {
+	return errors.Join(c.client.Close(), c.inspector.Close())
+}
+
+// EnqueueEnroll implements engine.Jobs. A task of that id already queued,
+// running or retained is left as it is; an archived one (its retries used
+// while the request stayed pending) is replaced. Redis errors wrap
+// engine.ErrUnavailable.
+func (c *Client) EnqueueEnroll(ctx context.Context, id string) error {
+	_, err := c.client.EnqueueContext(ctx, NewEnrollTask(id, c.queue))
+	if errors.Is(err, asynq.ErrTaskIDConflict) {
+		info, ierr := c.inspector.GetTaskInfo(c.queue, id)
+		if ierr != nil || info.State != asynq.TaskStateArchived {
+			return nil
+		}
+		if err := c.inspector.DeleteTask(c.queue, id); err != nil {
+			return fmt.Errorf("%w: replace archived task: %w", engine.ErrUnavailable, err)
+		}
+		_, err = c.client.EnqueueContext(ctx, NewEnrollTask(id, c.queue))
+	}
+	if err != nil {
+		return fmt.Errorf("%w: enqueue: %w", engine.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// Ping reports whether Redis answers.
+func (c *Client) Ping() error {
+	if err := c.client.Ping(); err != nil {
+		return fmt.Errorf("%w: redis: %w", engine.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// WorkerConfig tunes a Worker.
+type WorkerConfig struct {
+	Queue          string        // "" for DefaultQueue
+	Concurrency    int           // default 4
+	ReconcileEvery time.Duration // default 30 s
+	StaleAfter     time.Duration // pending longer than this is re-enqueued; default 1 min
+}
+
+// Worker processes enroll tasks and reconciles stale requests.
+type Worker struct {
+	srv    *asynq.Server
+	mux    *asynq.ServeMux
+	svc    *engine.Service
+	client *Client
+	cfg    WorkerConfig
+	log    *slog.Logger
+}
+
+// NewWorker returns a Worker; Run starts it.
+func NewWorker(opt asynq.RedisConnOpt, svc *engine.Service, cfg WorkerConfig, log *slog.Logger) *Worker {
+	if cfg.Queue == "" {
+		cfg.Queue = DefaultQueue
+	}
+	if cfg.Concurrency <= 0 {
+		cfg.Concurrency = 4
+	}
+	if cfg.ReconcileEvery <= 0 {
+		cfg.ReconcileEvery = 30 * time.Second
+	}
+	if cfg.StaleAfter <= 0 {
+		cfg.StaleAfter = time.Minute
+	}
+	w := &Worker{svc: svc, client: NewClient(opt, cfg.Queue), cfg: cfg, log: log}
+	w.srv = asynq.NewServer(opt, asynq.Config{
+		Concurrency: cfg.Concurrency,
+		Queues:      map[string]int{cfg.Queue: 1},
+		// A database or Redis outage is not the task's fault: it must not
+		// burn the task's retries.
+		IsFailure:       func(err error) bool { return !errors.Is(err, engine.ErrUnavailable) },
+		RetryDelayFunc:  func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(1+n*n) * time.Second },
+		ShutdownTimeout: 10 * time.Second,
+		Logger:          slogAdapter{log.With("component", "asynq")},
+	})
+	w.mux = asynq.NewServeMux()
+	w.mux.HandleFunc(TypeEnroll, w.handleEnroll)
+	return w
+}
+
+// Run processes tasks until ctx ends, then shuts down gracefully, letting
+// running tasks finish (up to 10 s; an unfinished one is redelivered).
+func (w *Worker) Run(ctx context.Context) error {
+	defer w.client.Close()
+	if err := w.srv.Start(w.mux); err != nil {
+		return fmt.Errorf("start worker: %w", err)
+	}
+	tick := time.NewTicker(w.cfg.ReconcileEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			w.srv.Shutdown()
+			return nil
+		case <-tick.C:
+			w.reconcile(ctx)
+		}
+	}
+}
+
+func (w *Worker) reconcile(ctx context.Context) {
+	n, err := w.svc.ReconcileEnrolls(ctx, time.Now().Add(-w.cfg.StaleAfter))
+	if err != nil {
+		w.log.WarnContext(ctx, "reconcile enrolls", "err", err, "requeued", n)
+	} else if n > 0 {
+		w.log.InfoContext(ctx, "reconcile enrolls", "requeued", n)
+	}
+}
+
+func (w *Worker) handleEnroll(ctx context.Context, t *asynq.Task) error {
+	var p enrollPayload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.RequestID == "" {
+		return fmt.Errorf("bad enroll payload: %w", asynq.SkipRetry)
+	}
+	err := w.svc.ProcessEnroll(ctx, p.RequestID)
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, engine.ErrNotFound):
+		return fmt.Errorf("enroll request %s: %w: %w", p.RequestID, err, asynq.SkipRetry)
+	case errors.Is(err, engine.ErrUnavailable):
+		return err
+	}
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	w.log.WarnContext(ctx, "enroll attempt failed", "enroll_request", p.RequestID, "retried", retried, "err", err)
+	if retried >= maxRetry {
+		if ferr := w.svc.FailEnroll(ctx, p.RequestID, "enroll could not be completed"); ferr != nil {
+			w.log.ErrorContext(ctx, "mark enroll failed", "enroll_request", p.RequestID, "err", ferr)
+		}
+	}
+	return fmt.Errorf("enroll request %s: %w", p.RequestID, err)
+}
+
+// slogAdapter is asynq's Logger on slog.
+type slogAdapter struct{ l *slog.Logger }
+
+func (a slogAdapter) Debug(args ...any) { a.l.Debug(fmt.Sprint(args...)) }
+func (a slogAdapter) Info(args ...any)  { a.l.Info(fmt.Sprint(args...)) }
+func (a slogAdapter) Warn(args ...any)  { a.l.Warn(fmt.Sprint(args...)) }
+func (a slogAdapter) Error(args ...any) { a.l.Error(fmt.Sprint(args...)) }
+func (a slogAdapter) Fatal(args ...any) { a.l.Error(fmt.Sprint(args...)) }

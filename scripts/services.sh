@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# services.sh up|down|env — local PostgreSQL 15 + pgvector and Redis for biomatch.
+#
+# up:   installs what is missing (redis-server, pgvector built from Debian's source
+#       package), creates data under ./.data, starts both on loopback, and writes
+#       ./.data/env with DATABASE_URL and REDIS_URL. Idempotent.
+# down: stops both, by pid.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+data="$root/.data"
+pgbin=/usr/lib/postgresql/15/bin
+pg_port=${BIOMATCH_PG_PORT:-54329}
+redis_port=${BIOMATCH_REDIS_PORT:-63799}
+db=biomatch
+user=biomatch
+password=biomatch
+
+log() { echo "services: $*" >&2; }
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+apt_updated=
+apt_install() {
+  if [ -z "$apt_updated" ]; then as_root apt-get update -qq >&2; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+install_redis() {
+  command -v redis-server >/dev/null && return
+  log "installing redis-server from Debian"
+  apt_install redis-server
+  # Debian starts a system redis on 6379; we run our own, so leave that one alone.
+}
+
+install_pgvector() {
+  [ -f /usr/share/postgresql/15/extension/vector.control ] && return
+  log "building pgvector from Debian's source package (about a minute)"
+  [ -x "$pgbin/pg_config" ] || apt_install postgresql-15
+  apt_install postgresql-server-dev-15 make gcc
+  local work; work=$(mktemp -d)
+  echo "deb-src http://deb.debian.org/debian trixie main" >"$work/trixie-src.list"
+  mkdir -p "$work/lists/partial"
+  local opts=(-o "Dir::Etc::sourcelist=$work/trixie-src.list" -o "Dir::Etc::sourceparts=-" -o "Dir::State::Lists=$work/lists")
+  as_root apt-get "${opts[@]}" update -qq >/dev/null 2>&1
+  (cd "$work" && as_root apt-get "${opts[@]}" source --download-only pgvector >/dev/null 2>&1) ||
+    { echo "services: could not download pgvector's Debian source package" >&2; exit 1; }
+  tar -C "$work" -xzf "$work"/pgvector_*.orig.tar.gz
+  local src; src=$(find "$work" -maxdepth 1 -type d -name 'pgvector-*' | head -1)
+  as_root make -C "$src" PG_CONFIG="$pgbin/pg_config" >"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+  as_root make -C "$src" PG_CONFIG="$pgbin/pg_config" install >>"$work/build.log" 2>&1 || { cat "$work/build.log" >&2; exit 1; }
+  rm -rf "$work"
+}
+
+pg_running() { [ -f "$data/pg/postmaster.pid" ] && runuser -u postgres -- "$pgbin/pg_ctl" -D "$data/pg" status >/dev/null 2>&1; }
+
+psql_super() { PGOPTIONS="-c client_min_messages=warning" runuser -u postgres -- psql -h "$data/pgsock" -p "$pg_port" -v ON_ERROR_STOP=1 -qtA "$@"; }
+
+start_postgres() {
+  mkdir -p "$data"; chmod 755 "$data"
+  if [ ! -f "$data/pg/PG_VERSION" ]; then
+    log "initdb $data/pg"
+    mkdir -p "$data/pg"; chown postgres: "$data/pg"; chmod 700 "$data/pg"
+    runuser -u postgres -- "$pgbin/initdb" -D "$data/pg" -U postgres --auth-local=trust --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
+  fi
+  mkdir -p "$data/pgsock"; chown postgres: "$data/pgsock"
+  if ! pg_running; then
+    log "starting PostgreSQL on 127.0.0.1:$pg_port"
+    touch "$data/pg.log"; chown postgres: "$data/pg.log"
+    runuser -u postgres -- "$pgbin/pg_ctl" -D "$data/pg" -l "$data/pg.log" -w -t 60 \
+      -o "-p $pg_port -k $data/pgsock -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=512MB -c maintenance_work_mem=1GB" start >/dev/null
+  fi
+  if [ -z "$(psql_super -d postgres -c "select 1 from pg_roles where rolname='$user'")" ]; then
+    psql_super -d postgres -c "create role $user login createdb password '$password'"
+  fi
+  # New databases (tests make their own) get pgvector from template1.
+  psql_super -d template1 -c "create extension if not exists vector"
+  if [ -z "$(psql_super -d postgres -c "select 1 from pg_database where datname='$db'")" ]; then
+    psql_super -d postgres -c "create database $db owner $user"
+  fi
+}
+
+redis_running() { [ -f "$data/redis.pid" ] && kill -0 "$(cat "$data/redis.pid")" 2>/dev/null; }
+
+start_redis() {
+  mkdir -p "$data/redis"
+  if ! redis_running; then
+    log "starting Redis on 127.0.0.1:$redis_port (appendonly)"
+    redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$data/redis" --appendonly yes \
+      --daemonize yes --pidfile "$data/redis.pid" --logfile "$data/redis.log" --save ""
+    for _ in $(seq 50); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  fi
+}
+
+write_env() {
+  cat >"$data/env" <<ENV
+export DATABASE_URL=postgres://$user:$password@127.0.0.1:$pg_port/$db?sslmode=disable
+export REDIS_URL=redis://127.0.0.1:$redis_port/0
+ENV
+}
+
+case "${1:-up}" in
+  up)
+    install_redis
+    install_pgvector
+    start_postgres
+    start_redis
+    write_env
+    log "ready; source $data/env"
+    ;;
+  down)
+    if pg_running; then runuser -u postgres -- "$pgbin/pg_ctl" -D "$data/pg" -m fast -w stop >/dev/null; log "PostgreSQL stopped"; fi
+    if redis_running; then
+      pid=$(cat "$data/redis.pid"); kill "$pid"
+      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+      log "Redis stopped"
+    fi
+    ;;
+  *) echo "usage: $0 up|down" >&2; exit 2 ;;
+esac

@@ -1,0 +1,484 @@
+// Package vectorstore implements engine.Store and engine.Index on
+// PostgreSQL with pgvector (Postgres). PostgreSQL is the source of truth for
+// persons, templates, enroll requests and the audit log.
+package vectorstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/pgvector/pgvector-go"
+	pgxvec "github.com/pgvector/pgvector-go/pgx"
+
+	"github.com/biomatch/biomatch/engine"
+)
+
+var (
+	_ engine.Store     = (*Postgres)(nil)
+	_ engine.Index     = (*Postgres)(nil)
+	_ engine.GalleryTx = (*galleryTx)(nil)
+)
+
+// OpenPool makes a pool with pgvector's types registered on every
+// connection. It does not wait for the database: Ping tells whether it answers.
+func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
+		err := pgxvec.RegisterTypes(ctx, conn)
+		if err != nil && errors.Is(err, pgx.ErrNoRows) {
+			return nil // the vector extension is not installed (yet): migrations create it
+		}
+		return err
+	}
+	return pgxpool.NewWithConfig(ctx, cfg)
+}
+
+// PostgresConfig tunes search on pgvector.
+type PostgresConfig struct {
+	// HNSWMinTemplates: galleries with at least this many templates are
+	// searched through the HNSW index; smaller ones by exact scan.
+	HNSWMinTemplates int
+	// EfSearch is hnsw.ef_search (raised to k when k is larger).
+	EfSearch int
+}
+
+// Postgres is the PostgreSQL + pgvector store and index.
+type Postgres struct {
+	pool    *pgxpool.Pool
+	cfg     PostgresConfig
+	indexed sync.Map // dim → struct{}: partial HNSW index known to exist
+}
+
+// NewPostgres returns a Postgres over a pool made by OpenPool and migrated.
+func NewPostgres(pool *pgxpool.Pool, cfg PostgresConfig) *Postgres {
+	if cfg.HNSWMinTemplates <= 0 {
+		cfg.HNSWMinTemplates = 10000
+	}
+	if cfg.EfSearch <= 0 {
+		cfg.EfSearch = 100
+	}
+	return &Postgres{pool: pool, cfg: cfg}
+}
+
+// querier is what pgxpool.Pool and pgx.Tx share.
+type querier interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+// translate maps pgx errors to engine sentinels: no rows → ErrNotFound, a
+// database that cannot be reached → ErrUnavailable.
+func translate(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		return fmt.Errorf("%w: %w", engine.ErrNotFound, err)
+	}
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		switch {
+		case pgErr.Code[:2] == "08", pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", pgErr.Code == "53300":
+			return fmt.Errorf("%w: database: %w", engine.ErrUnavailable, err)
+		}
+		return err
+	}
+	var netErr net.Error
+	var connErr *pgconn.ConnectError
+	if errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err) {
+		return fmt.Errorf("%w: database: %w", engine.ErrUnavailable, err)
+	}
+	return err
+}
+
+// Ping reports whether the database answers.
+func (p *Postgres) Ping(ctx context.Context) error { return translate(p.pool.Ping(ctx)) }
+
+// ---- search ----
+
+// Nearest implements engine.Index: an exact scan for galleries smaller than
+// HNSWMinTemplates, the dimension's HNSW index beyond.
+func (p *Postgres) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	ms, err := nearest(ctx, p.pool, p.cfg, g, probe, k)
+	return ms, translate(err)
+}
+
+func nearest(ctx context.Context, q querier, cfg PostgresConfig, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	var size int
+	err := q.QueryRow(ctx, `SELECT templates FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&size)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if size < cfg.HNSWMinTemplates {
+		return ExactScan(ctx, q, g, probe, k)
+	}
+	return HNSWScan(ctx, q, g, probe, k, max(cfg.EfSearch, k))
+}
+
+// ExactScan ranks every template of g with the probe's dimension: recall 1.
+func ExactScan(ctx context.Context, q querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	return collect(q.Query(ctx, `
+		SELECT id, person_id, 1 - (embedding <=> $1) FROM templates
+		WHERE tenant = $2 AND version = $3 AND dim = $4
+		ORDER BY embedding <=> $1, id LIMIT $5`,
+		pgvector.NewVector(probe), g.Tenant, g.Version, len(probe), k))
+}
+
+// HNSWScan searches the partial HNSW index of the probe's dimension with
+// hnsw.ef_search = ef and iterative scan, so the gallery filter cannot
+// starve the result. It is approximate. q must be a transaction or a pool:
+// the settings are made local to a transaction of their own.
+func HNSWScan(ctx context.Context, q querier, g engine.Gallery, probe engine.Embedding, k, ef int) ([]engine.Match, error) {
+	dim := len(probe) // validated to [128, 512]: safe to format into SQL
+	run := func(q querier) ([]engine.Match, error) {
+		if _, err := q.Exec(ctx, fmt.Sprintf(`SET LOCAL hnsw.ef_search = %d`, ef)); err != nil {
+			return nil, err
+		}
+		if _, err := q.Exec(ctx, `SET LOCAL hnsw.iterative_scan = relaxed_order`); err != nil {
+			return nil, err
+		}
+		ms, err := collect(q.Query(ctx, fmt.Sprintf(`
+			SELECT id, person_id, 1 - ((embedding::vector(%[1]d)) <=> $1::vector(%[1]d)) FROM templates
+			WHERE dim = %[1]d AND tenant = $2 AND version = $3
+			ORDER BY (embedding::vector(%[1]d)) <=> $1::vector(%[1]d) LIMIT $4`, dim),
+			pgvector.NewVector(probe), g.Tenant, g.Version, k))
+		// relaxed_order may return neighbours slightly out of order.
+		slices.SortFunc(ms, engine.CompareMatches)
+		return ms, err
+	}
+	if tx, ok := q.(pgx.Tx); ok {
+		return run(tx)
+	}
+	var out []engine.Match
+	err := pgx.BeginFunc(ctx, q.(*pgxpool.Pool), func(tx pgx.Tx) error {
+		var err error
+		out, err = run(tx)
+		return err
+	})
+	return out, err
+}
+
+func collect(rows pgx.Rows, err error) ([]engine.Match, error) {
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (engine.Match, error) {
+		var m engine.Match
+		err := r.Scan(&m.TemplateID, &m.PersonID, &m.Score)
+		return m, err
+	})
+}
+
+// ensureIndex creates the partial HNSW index of dim once. Concurrent
+// creators race harmlessly: the loser's duplicate error is ignored.
+func (p *Postgres) ensureIndex(ctx context.Context, dim int) error {
+	if _, ok := p.indexed.Load(dim); ok {
+		return nil
+	}
+	_, err := p.pool.Exec(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS templates_hnsw_%[1]d ON templates
+		USING hnsw ((embedding::vector(%[1]d)) vector_cosine_ops) WHERE dim = %[1]d`, dim))
+	var pgErr *pgconn.PgError
+	if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "42P07")) {
+		return translate(err)
+	}
+	p.indexed.Store(dim, struct{}{})
+	return nil
+}
+
+// ---- enroll requests ----
+
+const enrollRequestColumns = `r.id, r.tenant, r.version, coalesce(r.key_id::text, ''), r.request_id, r.external_id,
+	r.dim, r.templates, r.state, r.attempts, r.outcome, r.reason, r.score, r.created_at,
+	coalesce(p.id, 0), coalesce(p.puid, ''), coalesce(p.guid, ''), coalesce(p.external_id, ''),
+	coalesce(p.enroll_level, 0), coalesce(p.created_at, r.created_at)`
+
+func scanEnrollRequest(row pgx.Row) (engine.EnrollRequest, error) {
+	var r engine.EnrollRequest
+	var dim int
+	var flat []float32
+	var p engine.Person
+	err := row.Scan(&r.ID, &r.Gallery.Tenant, &r.Gallery.Version, &r.KeyID, &r.RequestID, &r.ExternalID,
+		&dim, &flat, &r.State, &r.Attempts, &r.Result.Outcome, &r.Result.Reason, &r.Result.Score, &r.CreatedAt,
+		&p.ID, &p.PUID, &p.GUID, &p.ExternalID, &p.EnrollLevel, &p.CreatedAt)
+	if err != nil {
+		return r, translate(err)
+	}
+	for i := 0; dim > 0 && i+dim <= len(flat); i += dim {
+		r.Templates = append(r.Templates, engine.Embedding(flat[i:i+dim]))
+	}
+	if p.ID != 0 {
+		p.Gallery = r.Gallery
+		r.Result.Person = p
+	}
+	return r, nil
+}
+
+// CreateEnrollRequest implements engine.Store. It also makes sure the HNSW
+// index of the request's dimension exists before any template of it lands.
+func (p *Postgres) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest) error {
+	dim := len(r.Templates[0])
+	if err := p.ensureIndex(ctx, dim); err != nil {
+		return err
+	}
+	flat := make([]float32, 0, dim*len(r.Templates))
+	for _, t := range r.Templates {
+		flat = append(flat, t...)
+	}
+	var keyID *string
+	if r.KeyID != "" {
+		keyID = &r.KeyID
+	}
+	_, err := p.pool.Exec(ctx, `
+		INSERT INTO enroll_requests (id, tenant, version, key_id, request_id, external_id, dim, templates)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+		r.ID, r.Gallery.Tenant, r.Gallery.Version, keyID, r.RequestID, r.ExternalID, dim, flat)
+	return translate(err)
+}
+
+// EnrollRequest implements engine.Store.
+func (p *Postgres) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
+	return scanEnrollRequest(p.pool.QueryRow(ctx, `SELECT `+enrollRequestColumns+`
+		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id WHERE r.id = $1`, id))
+}
+
+// CountEnrollAttempt implements engine.Store.
+func (p *Postgres) CountEnrollAttempt(ctx context.Context, id string) error {
+	_, err := p.pool.Exec(ctx, `UPDATE enroll_requests SET attempts = attempts + 1 WHERE id = $1`, id)
+	return translate(err)
+}
+
+// FailEnrollRequest implements engine.Store.
+func (p *Postgres) FailEnrollRequest(ctx context.Context, id, reason string) error {
+	_, err := p.pool.Exec(ctx, `
+		UPDATE enroll_requests SET state = 'failed', outcome = 'rejected', reason = $2, templates = NULL, finished_at = now()
+		WHERE id = $1 AND state = 'pending'`, id, reason)
+	return translate(err)
+}
+
+// PendingEnrollRequests implements engine.Store.
+func (p *Postgres) PendingEnrollRequests(ctx context.Context, before time.Time, limit int) ([]string, error) {
+	rows, err := p.pool.Query(ctx, `SELECT id FROM enroll_requests
+		WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2`, before, limit)
+	if err != nil {
+		return nil, translate(err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return ids, translate(err)
+}
+
+// InGallery implements engine.Store with a transaction-scoped advisory lock
+// on the gallery.
+func (p *Postgres) InGallery(ctx context.Context, g engine.Gallery, fn func(context.Context, engine.GalleryTx) error) error {
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(format('%s:%s/%s', length($1::text), $1::text, $2::text), 0))`,
+			g.Tenant, g.Version); err != nil {
+			return err
+		}
+		return fn(ctx, &galleryTx{tx: tx, cfg: p.cfg})
+	})
+	return translate(err)
+}
+
+// ---- persons ----
+
+const personColumns = `id, tenant, version, puid, guid, external_id, enroll_level, created_at`
+
+func scanPerson(row pgx.CollectableRow) (engine.Person, error) {
+	var p engine.Person
+	err := row.Scan(&p.ID, &p.Gallery.Tenant, &p.Gallery.Version, &p.PUID, &p.GUID, &p.ExternalID, &p.EnrollLevel, &p.CreatedAt)
+	return p, err
+}
+
+func onePerson(rows pgx.Rows, err error) (engine.Person, error) {
+	if err != nil {
+		return engine.Person{}, translate(err)
+	}
+	p, err := pgx.CollectExactlyOneRow(rows, scanPerson)
+	return p, translate(err)
+}
+
+// Persons implements engine.Store.
+func (p *Postgres) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = ANY($1)`, ids)
+	if err != nil {
+		return nil, translate(err)
+	}
+	ps, err := pgx.CollectRows(rows, scanPerson)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := make(map[int64]engine.Person, len(ps))
+	for _, p := range ps {
+		out[p.ID] = p
+	}
+	return out, nil
+}
+
+// PersonByIdentifier implements engine.Store.
+func (p *Postgres) PersonByIdentifier(ctx context.Context, g engine.Gallery, identifier string) (engine.Person, error) {
+	return onePerson(p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons
+		WHERE tenant = $1 AND version = $2 AND (external_id = $3 OR puid = $3)
+		ORDER BY external_id = $3 DESC LIMIT 1`, g.Tenant, g.Version, identifier))
+}
+
+// PersonTemplates implements engine.Store.
+func (p *Postgres) PersonTemplates(ctx context.Context, personID int64) ([]engine.Embedding, error) {
+	rows, err := p.pool.Query(ctx, `SELECT embedding FROM templates WHERE person_id = $1 ORDER BY id`, personID)
+	if err != nil {
+		return nil, translate(err)
+	}
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[pgvector.Vector])
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := make([]engine.Embedding, len(vs))
+	for i, v := range vs {
+		out[i] = v.Slice()
+	}
+	return out, nil
+}
+
+// DeletePerson implements engine.Store: person, templates (by cascade) and
+// gallery counts in one transaction with the audit row.
+func (p *Postgres) DeletePerson(ctx context.Context, tenant, puid string, a engine.AuditEntry) (engine.Person, error) {
+	var person engine.Person
+	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var err error
+		person, err = onePerson(tx.Query(ctx, `DELETE FROM persons WHERE tenant = $1 AND puid = $2 RETURNING `+personColumns, tenant, puid))
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `UPDATE galleries SET persons = persons - 1, templates = templates - $3
+			WHERE tenant = $1 AND version = $2`, tenant, person.Gallery.Version, person.EnrollLevel); err != nil {
+			return err
+		}
+		return audit(ctx, tx, a)
+	})
+	return person, translate(err)
+}
+
+// EnrollLevels implements engine.Store.
+func (p *Postgres) EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error) {
+	rows, err := p.pool.Query(ctx, `SELECT puid, enroll_level FROM persons WHERE tenant = $1 AND puid = ANY($2)`, tenant, puids)
+	if err != nil {
+		return nil, translate(err)
+	}
+	out := map[string]int{}
+	var puid string
+	var level int
+	_, err = pgx.ForEachRow(rows, []any{&puid, &level}, func() error { out[puid] = level; return nil })
+	return out, translate(err)
+}
+
+// Audit implements engine.Store.
+func (p *Postgres) Audit(ctx context.Context, a engine.AuditEntry) error {
+	return translate(audit(ctx, p.pool, a))
+}
+
+func audit(ctx context.Context, q querier, a engine.AuditEntry) error {
+	var keyID *string
+	if a.KeyID != "" {
+		keyID = &a.KeyID
+	}
+	_, err := q.Exec(ctx, `INSERT INTO audit_log (key_id, tenant, action, puid, request_id, detail)
+		VALUES ($1, $2, $3, $4, $5, $6)`, keyID, a.Tenant, a.Action, a.PUID, a.RequestID, a.Detail)
+	return err
+}
+
+// ---- the locked gallery ----
+
+type galleryTx struct {
+	tx  pgx.Tx
+	cfg PostgresConfig
+}
+
+func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
+	return scanEnrollRequest(t.tx.QueryRow(ctx, `SELECT `+enrollRequestColumns+`
+		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id WHERE r.id = $1 FOR UPDATE OF r`, id))
+}
+
+func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	ms, err := nearest(ctx, t.tx, t.cfg, g, probe, k)
+	return ms, translate(err)
+}
+
+func (t *galleryTx) Person(ctx context.Context, id int64) (engine.Person, error) {
+	return onePerson(t.tx.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = $1`, id))
+}
+
+func (t *galleryTx) PersonByExternalID(ctx context.Context, g engine.Gallery, externalID string) (engine.Person, error) {
+	return onePerson(t.tx.Query(ctx, `SELECT `+personColumns+` FROM persons
+		WHERE tenant = $1 AND version = $2 AND external_id = $3`, g.Tenant, g.Version, externalID))
+}
+
+func (t *galleryTx) CreatePerson(ctx context.Context, p engine.Person) (engine.Person, error) {
+	err := t.tx.QueryRow(ctx, `INSERT INTO persons (tenant, version, puid, guid, external_id)
+		VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at`,
+		p.Gallery.Tenant, p.Gallery.Version, p.PUID, p.GUID, p.ExternalID).Scan(&p.ID, &p.CreatedAt)
+	if err != nil {
+		return p, translate(err)
+	}
+	_, err = t.tx.Exec(ctx, `INSERT INTO galleries (tenant, version, persons) VALUES ($1, $2, 1)
+		ON CONFLICT (tenant, version) DO UPDATE SET persons = galleries.persons + 1`, p.Gallery.Tenant, p.Gallery.Version)
+	return p, translate(err)
+}
+
+func (t *galleryTx) SetExternalID(ctx context.Context, personID int64, externalID string) error {
+	_, err := t.tx.Exec(ctx, `UPDATE persons SET external_id = $2 WHERE id = $1`, personID, externalID)
+	return translate(err)
+}
+
+func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engine.Embedding) (int, error) {
+	batch := &pgx.Batch{}
+	for _, e := range ts {
+		batch.Queue(`INSERT INTO templates (person_id, tenant, version, dim, embedding) VALUES ($1, $2, $3, $4, $5)`,
+			p.ID, p.Gallery.Tenant, p.Gallery.Version, len(e), pgvector.NewVector(e))
+	}
+	if err := t.tx.SendBatch(ctx, batch).Close(); err != nil {
+		return 0, translate(err)
+	}
+	var level int
+	if err := t.tx.QueryRow(ctx, `UPDATE persons SET enroll_level = enroll_level + $2 WHERE id = $1 RETURNING enroll_level`,
+		p.ID, len(ts)).Scan(&level); err != nil {
+		return 0, translate(err)
+	}
+	_, err := t.tx.Exec(ctx, `UPDATE galleries SET templates = templates + $3 WHERE tenant = $1 AND version = $2`,
+		p.Gallery.Tenant, p.Gallery.Version, len(ts))
+	return level, translate(err)
+}
+
+func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engine.EnrollResult) error {
+	state := engine.Done
+	var personID *int64
+	if res.Outcome == engine.Rejected {
+		state = engine.Failed
+	} else {
+		personID = &res.Person.ID
+	}
+	_, err := t.tx.Exec(ctx, `UPDATE enroll_requests SET state = $2, outcome = $3, reason = $4, person_id = $5,
+		score = $6, templates = NULL, finished_at = now() WHERE id = $1`,
+		id, state, res.Outcome, res.Reason, personID, res.Score)
+	return translate(err)
+}
+
+func (t *galleryTx) Audit(ctx context.Context, a engine.AuditEntry) error {
+	return translate(audit(ctx, t.tx, a))
+}
