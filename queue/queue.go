@@ -141,10 +141,14 @@ func NewWorker(opt asynq.RedisConnOpt, svc *engine.Service, cfg WorkerConfig, lo
 		Queues:      map[string]int{cfg.Queue: 1},
 		// A database or Redis outage is not the task's fault: it must not
 		// burn the task's retries.
-		IsFailure:       func(err error) bool { return !errors.Is(err, engine.ErrUnavailable) },
-		RetryDelayFunc:  func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(1+n*n) * time.Second },
-		ShutdownTimeout: 10 * time.Second,
-		Logger:          slogAdapter{log.With("component", "asynq")},
+		IsFailure:      func(err error) bool { return !errors.Is(err, engine.ErrUnavailable) },
+		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(1+n*n) * time.Second },
+		// An idle worker looks for new tasks every 25 ms (asynq's default,
+		// 1 s, would add up to a second to every enroll's reply).
+		TaskCheckInterval:        25 * time.Millisecond,
+		DelayedTaskCheckInterval: time.Second,
+		ShutdownTimeout:          10 * time.Second,
+		Logger:                   slogAdapter{log.With("component", "asynq")},
 	})
 	w.mux = asynq.NewServeMux()
 	w.mux.HandleFunc(TypeEnroll, w.handleEnroll)

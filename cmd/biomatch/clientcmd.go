@@ -6,11 +6,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"math"
 	"math/rand/v2"
 	"os"
 	"strings"
 
+	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/crypto"
 )
@@ -46,7 +46,7 @@ func runClient(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	if args[0] == "vector" {
-		return json.NewEncoder(stdout).Encode(SyntheticVector(*dim, *seed, *noise, rand.Uint64()))
+		return json.NewEncoder(stdout).Encode(synth.Vector(*dim, *seed, *noise, rand.Uint64()))
 	}
 	if *key == "" {
 		return fmt.Errorf("--key is required\n%s", clientUsage)
@@ -107,24 +107,4 @@ func readVector(path string) ([]float32, error) {
 		return nil, fmt.Errorf("%s: want a JSON array of floats or {\"embedding_vector\": [...]}", path)
 	}
 	return obj.EmbeddingVector, nil
-}
-
-// SyntheticVector returns a normalised vector: the identity of seed, plus
-// noise (relative to the identity's norm) drawn from noiseSeed.
-func SyntheticVector(dim int, seed uint64, noise float64, noiseSeed uint64) []float32 {
-	id := rand.New(rand.NewPCG(seed, 0x5eed))
-	n := rand.New(rand.NewPCG(noiseSeed, 0x0015e))
-	v := make([]float64, dim)
-	for i := range v {
-		v[i] = id.NormFloat64() + noise*n.NormFloat64()
-	}
-	var s float64
-	for _, x := range v {
-		s += x * x
-	}
-	out := make([]float32, dim)
-	for i, x := range v {
-		out[i] = float32(x / math.Sqrt(s))
-	}
-	return out
 }

@@ -1,0 +1,334 @@
+package httpapi_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/client"
+	"github.com/biomatch/biomatch/crypto"
+)
+
+func cryptoVersion(enc int) crypto.Version { return crypto.Version(enc) }
+
+func keysOf(m map[string]any) []string {
+	var ks []string
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+func TestCheckAPIKey(t *testing.T) {
+	h := newHarness(t)
+	key := h.newKey("acme")
+	revoked := h.newKey("acme")
+	if _, err := h.keys.Revoke(context.Background(), crypto.KeyPrefix(revoked)); err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name       string
+		body       string
+		header     string
+		wantStatus int
+		want       map[string]any
+	}{
+		{"valid", fmt.Sprintf(`{"api_key":%q}`, key), "", 200, map[string]any{"message": "API Key is valid", "status": 0.0}},
+		{"header when body has none", `{}`, key, 200, map[string]any{"message": "API Key is valid", "status": 0.0}},
+		{"body wins over header", fmt.Sprintf(`{"api_key":%q}`, key), "x-api-key", 200, map[string]any{"message": "API Key is valid", "status": 0.0}},
+		{"missing", `{}`, "", 400, map[string]any{"status": -1.0, "message": "Missing api key"}},
+		{"unknown", `{"api_key":"no-such-key-0000000"}`, "", 403, map[string]any{"status": -1.0, "message": "Failed to check api key"}},
+		{"revoked", fmt.Sprintf(`{"api_key":%q}`, revoked), "", 403, map[string]any{"status": -1.0, "message": "Failed to check api key"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			headers := map[string]string{}
+			if tc.header != "" {
+				headers["x-api-key"] = tc.header
+			}
+			status, got := h.post("/node/api-key/checkApiKeyValid", []byte(tc.body), headers)
+			if status != tc.wantStatus || !cmp.Equal(got, tc.want) {
+				t.Errorf("check = %d %v, want %d %v", status, got, tc.wantStatus, tc.want)
+			}
+		})
+	}
+}
+
+// TestEnrollPredictDelete walks the SDK's flow under every route form and
+// encryption version.
+func TestEnrollPredictDelete(t *testing.T) {
+	h := newHarness(t)
+	key := h.newKey("acme")
+	ctx := context.Background()
+	for i, tc := range []struct {
+		version string
+		enc     int
+	}{{"FACE3_1", 2}, {"FACE3_2", 1}, {"", 2}, {"", 1}} {
+		t.Run(fmt.Sprintf("version=%q/enc=%d", tc.version, tc.enc), func(t *testing.T) {
+			must := mustOK(t)
+			c := h.client(key, tc.version, tc.enc)
+			alice, bob := uint64(100+10*i), uint64(101+10*i)
+
+			r := must(c.Enroll(ctx, synth.Vector(512, alice, 0, 0), ""))
+			if r.HTTPStatus != 200 || r.Status != 0 || r.Message != "Ok" || r.EnrollLevel != 1 || r.PUID == "" {
+				t.Fatalf("enroll alice = %+v", r)
+			}
+			puid := r.PUID
+			r = must(c.Enroll(ctx, synth.Vector(512, alice, 0.3, 1), ""))
+			if r.Message != "User Already Enrolled" || r.PUID != puid || r.EnrollLevel != 2 || r.Score < 0.9 {
+				t.Fatalf("enroll alice again = %+v, want User Already Enrolled %s level 2", r, puid)
+			}
+			bobPUID := must(c.Enroll(ctx, synth.Vector(512, bob, 0, 0), "")).PUID
+			if bobPUID == puid || bobPUID == "" {
+				t.Fatalf("bob got puid %q (alice %q)", bobPUID, puid)
+			}
+
+			r = must(c.Predict(ctx, synth.Vector(512, alice, 0.3, 2), 0, ""))
+			if r.Status != 0 || r.PUID != puid || len(r.PIList) != 0 {
+				t.Fatalf("predict alice K=0 = %+v, want puid %s without PI_list", r, puid)
+			}
+			r = must(c.Predict(ctx, synth.Vector(512, alice, 0.3, 3), 2, ""))
+			if r.PUID != puid || len(r.PIList) != 1 || r.PIList[0].PUID != puid {
+				// bob is far below the match threshold: only alice qualifies
+				t.Fatalf("predict alice K=2 = %+v", r)
+			}
+
+			r = must(c.SyncUUID(ctx, []string{puid, "nope"}))
+			if r.Status != 0 || r.PUIDState[puid] != 2 || r.PUIDState["nope"] != 0 {
+				t.Fatalf("syncUUID = %+v", r)
+			}
+
+			r = must(c.Delete(ctx, puid))
+			if r.HTTPStatus != 200 || r.Status != 0 || r.Message != "ok" {
+				t.Fatalf("delete = %+v", r)
+			}
+			r = must(c.Predict(ctx, synth.Vector(512, alice, 0.3, 4), 0, ""))
+			if r.Status != -1 || r.Message != "User not enrolled" || r.PUID != "-1" {
+				t.Fatalf("predict after delete = %+v", r)
+			}
+			r = must(c.Delete(ctx, puid))
+			if r.HTTPStatus != 400 || r.Status != 400 || r.Message != "delete failed" {
+				t.Fatalf("second delete = %+v", r)
+			}
+			if r := must(c.Predict(ctx, synth.Vector(512, bob, 0.2, 5), 0, "")); r.PUID != bobPUID {
+				t.Fatalf("bob after alice's delete = %+v", r)
+			}
+		})
+	}
+}
+
+// TestReplyFields checks that replies carry exactly COMPAT.md's fields: the
+// 4.x SDK fails on any other.
+func TestReplyFields(t *testing.T) {
+	h := newHarness(t)
+	key := h.newKey("acme")
+	body := func(v []float32, k int) []byte {
+		plain, _ := json.Marshal(map[string]any{"type": "face", "embedding_vector": v})
+		f, _ := crypto.Encrypt(crypto.V2, key, plain, time.Now())
+		b, _ := json.Marshal(map[string]any{"api_key": key, "features": f, "K": k, "user_identifier": ""})
+		return b
+	}
+	v2 := map[string]string{"x-encryption-version": "2"}
+	enrollFields := []string{"enroll_level", "guid", "message", "puid", "score", "status"}
+
+	_, got := h.post("/node/FACE3_1/predict", body(synth.Vector(512, 1, 0, 0), 0), v2)
+	if diff := cmp.Diff([]string{"guid", "message", "puid", "score", "status"}, keysOf(got)); diff != "" {
+		t.Errorf("not-enrolled fields (-want +got):\n%s", diff)
+	}
+	if got["puid"] != "-1" || got["guid"] != "-1" || got["score"] != -1.0 || got["status"] != -1.0 {
+		t.Errorf("not-enrolled reply = %v", got)
+	}
+	_, got = h.post("/node/FACE3_1/enroll", body(synth.Vector(512, 1, 0, 0), 0), v2)
+	if diff := cmp.Diff(enrollFields, keysOf(got)); diff != "" {
+		t.Errorf("enroll fields (-want +got):\n%s", diff)
+	}
+	if s, _ := got["puid"].(string); !regexpHex(s) {
+		t.Errorf("enroll puid %q is not hex ciphertext", s)
+	}
+	_, got = h.post("/node/FACE3_1/predict", body(synth.Vector(512, 1, 0.2, 1), 0), v2)
+	if diff := cmp.Diff(enrollFields, keysOf(got)); diff != "" {
+		t.Errorf("predict K=0 fields (-want +got):\n%s", diff)
+	}
+	_, got = h.post("/node/FACE3_1/predict", body(synth.Vector(512, 1, 0.2, 1), 3), v2)
+	if diff := cmp.Diff(append([]string{"PI_list"}, enrollFields...), keysOf(got)); diff != "" {
+		t.Errorf("predict K=3 fields (-want +got):\n%s", diff)
+	}
+	entry := got["PI_list"].([]any)[0].(map[string]any)
+	if diff := cmp.Diff([]string{"enroll_level", "guid", "puid", "score"}, keysOf(entry)); diff != "" {
+		t.Errorf("PI_list entry fields (-want +got):\n%s", diff)
+	}
+	_, got = h.post("/node/addbillingrecord", []byte(`{}`), nil)
+	if !cmp.Equal(got, map[string]any{"status": 0.0, "message": "Success"}) {
+		t.Errorf("addbillingrecord = %v", got)
+	}
+	status, got := h.post("/node/FACE3_1/deleteUser", []byte(fmt.Sprintf(`{"api_key":%q}`, key)), v2)
+	if status != 400 || !cmp.Equal(got, map[string]any{"status": -2.0, "message": "Missing PUID."}) {
+		t.Errorf("deleteUser without puid = %d %v", status, got)
+	}
+}
+
+func regexpHex(s string) bool {
+	if s == "" || len(s)%2 != 0 {
+		return false
+	}
+	return strings.Trim(s, "0123456789abcdefABCDEF") == ""
+}
+
+func TestMultiFrameEnroll(t *testing.T) {
+	must := mustOK(t)
+	h := newHarness(t)
+	c := h.client(h.newKey("acme"), "FACE3_1", 2)
+	ctx := context.Background()
+
+	r := must(c.Enroll(ctx, synth.Frames(512, 7, 0.2, 5), ""))
+	if r.Status != 0 || r.EnrollLevel != 5 {
+		t.Fatalf("5-frame enroll = %+v, want level 5", r)
+	}
+	// One frame of another face among four: it is dropped.
+	frames := append(synth.Frames(512, 8, 0.2, 4), synth.Vector(512, 9, 0, 0)...)
+	r = must(c.Enroll(ctx, frames, ""))
+	if r.Status != 0 || r.Message != "Ok" || r.EnrollLevel != 4 {
+		t.Fatalf("enroll with an outlier frame = %+v, want a new person at level 4", r)
+	}
+	// Two different faces: no frame agrees with the other.
+	before := h.count("enroll_requests")
+	r = must(c.Enroll(ctx, append(synth.Vector(512, 10, 0, 0), synth.Vector(512, 11, 0, 0)...), ""))
+	if r.HTTPStatus != 400 || r.Status != 152 {
+		t.Fatalf("enroll of two faces = %+v, want 400 status 152", r)
+	}
+	if after := h.count("enroll_requests"); after != before {
+		t.Errorf("rejected enroll wrote %d requests", after-before)
+	}
+}
+
+func TestUserIdentifier(t *testing.T) {
+	must := mustOK(t)
+	h := newHarness(t)
+	c := h.client(h.newKey("acme"), "FACE3_1", 2)
+	ctx := context.Background()
+	puid := must(c.Enroll(ctx, synth.Vector(512, 20, 0, 0), "user-20")).PUID
+
+	if r := must(c.Predict(ctx, synth.Vector(512, 20, 0.3, 1), 0, "user-20")); r.Status != 0 || r.PUID != puid {
+		t.Errorf("verify same face = %+v", r)
+	}
+	if r := must(c.Predict(ctx, synth.Vector(512, 20, 0.3, 1), 0, puid)); r.Status != 0 || r.PUID != puid {
+		t.Errorf("verify by puid = %+v", r)
+	}
+	if r := must(c.Predict(ctx, synth.Vector(512, 21, 0, 0), 0, "user-20")); r.Status != 153 || r.PUID != "-1" {
+		t.Errorf("verify other face = %+v, want status 153", r)
+	}
+	if r := must(c.Predict(ctx, synth.Vector(512, 20, 0, 0), 0, "user-unknown")); r.Status != -1 || r.Message != "User not enrolled" {
+		t.Errorf("verify unknown identifier = %+v", r)
+	}
+	// Another face may not take an enrolled identifier.
+	if r := must(c.Enroll(ctx, synth.Vector(512, 22, 0, 0), "user-20")); r.HTTPStatus != 409 || r.Status != 152 {
+		t.Errorf("enroll another face as user-20 = %+v, want 409 status 152", r)
+	}
+}
+
+// TestConcurrentEnrollOneFace: ten enrolls of one face at once make one person.
+func TestConcurrentEnrollOneFace(t *testing.T) {
+	h := newHarness(t)
+	c := h.client(h.newKey("acme"), "FACE3_1", 2)
+	var wg sync.WaitGroup
+	replies := make([]client.Reply, 10)
+	errs := make([]error, 10)
+	for i := range replies {
+		wg.Go(func() { replies[i], errs[i] = c.Enroll(context.Background(), synth.Vector(512, 30, 0.2, uint64(i)), "") })
+	}
+	wg.Wait()
+	for i, r := range replies {
+		if errs[i] != nil || r.Status != 0 || r.PUID != replies[0].PUID || r.PUID == "" {
+			t.Errorf("enroll %d = %+v, %v; want puid %s", i, r, errs[i], replies[0].PUID)
+		}
+	}
+	if n := h.count("persons"); n != 1 {
+		t.Errorf("persons = %d, want 1", n)
+	}
+	created := 0
+	for _, r := range replies {
+		if r.Message == "Ok" {
+			created++
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d replies say created, want 1", created)
+	}
+}
+
+// TestTenantIsolation: tenant B's key never reaches tenant A's persons.
+func TestTenantIsolation(t *testing.T) {
+	must := mustOK(t)
+	h := newHarness(t)
+	ctx := context.Background()
+	a := h.client(h.newKey("tenant-a"), "FACE3_1", 2)
+	b := h.client(h.newKey("tenant-b"), "FACE3_1", 2)
+	face := synth.Vector(512, 40, 0, 0)
+	puid := must(a.Enroll(ctx, face, "shared-id")).PUID
+
+	if r := must(b.Predict(ctx, face, 5, "")); r.Status != -1 {
+		t.Errorf("B identifies A's face: %+v", r)
+	}
+	for _, ident := range []string{"shared-id", puid} {
+		if r := must(b.Predict(ctx, face, 0, ident)); r.Status != -1 {
+			t.Errorf("B verifies A's person by %q: %+v", ident, r)
+		}
+	}
+	if r := must(b.SyncUUID(ctx, []string{puid})); r.PUIDState[puid] != 0 {
+		t.Errorf("B syncs A's puid: %+v", r)
+	}
+	if r := must(b.Delete(ctx, puid)); r.Status != 400 {
+		t.Errorf("B deletes A's person: %+v", r)
+	}
+	// B enrolling the same face makes B's own person.
+	if r := must(b.Enroll(ctx, face, "")); r.Message != "Ok" || r.PUID == puid {
+		t.Errorf("B enrolls the face: %+v, want a new person", r)
+	}
+	if r := must(a.Predict(ctx, face, 0, "")); r.PUID != puid {
+		t.Errorf("A's person after B's attempts: %+v", r)
+	}
+}
+
+func TestCORSPreflight(t *testing.T) {
+	h := newHarness(t)
+	req, _ := http.NewRequest(http.MethodOptions, h.srv.URL+"/node/FACE3_1/enroll", nil)
+	req.Header.Set("Origin", "http://app.example")
+	req.Header.Set("Access-Control-Request-Method", "POST")
+	req.Header.Set("Access-Control-Request-Headers", "content-type,x-api-key,x-encryption-version")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode/100 != 2 || resp.Header.Get("Access-Control-Allow-Origin") != "http://app.example" {
+		t.Fatalf("preflight = %d, allow-origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
+	}
+	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
+	for _, want := range []string{"content-type", "x-api-key", "x-encryption-version"} {
+		if !strings.Contains(allowed, want) {
+			t.Errorf("Access-Control-Allow-Headers = %q, missing %s", allowed, want)
+		}
+	}
+	if m := resp.Header.Get("Access-Control-Allow-Methods"); !strings.Contains(m, "POST") {
+		t.Errorf("Access-Control-Allow-Methods = %q", m)
+	}
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err = http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Access-Control-Allow-Origin"); got != "" {
+		t.Errorf("preflight from an unlisted origin allowed: %q", got)
+	}
+}

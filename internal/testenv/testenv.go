@@ -1,0 +1,115 @@
+// Package testenv gives tests real dependencies: a fresh, migrated
+// PostgreSQL database (with pgvector) and a Redis queue of their own, on the
+// services that scripts/services.sh starts (`make services`). It reads
+// DATABASE_URL and REDIS_URL from the environment, else from ./.data/env at
+// the module root. It fails, never skips, when they are missing: tests do
+// not pass without the real parts.
+package testenv
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/biomatch/biomatch/vectorstore"
+)
+
+// Env returns the value of name from the environment or ./.data/env.
+func Env(t testing.TB, name string) string {
+	t.Helper()
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	dir, _ := os.Getwd()
+	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+	}
+	f, err := os.Open(filepath.Join(dir, ".data", "env"))
+	if err != nil {
+		t.Fatalf("%s is not set and %s is missing: run `make services` first", name, filepath.Join(dir, ".data", "env"))
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
+		if ok && k == name {
+			return v
+		}
+	}
+	t.Fatalf("%s is in neither the environment nor .data/env", name)
+	return ""
+}
+
+// NewDatabase creates an empty database (pgvector comes from template1,
+// see scripts/services.sh), dropped when the test ends, and returns its URL.
+func NewDatabase(t testing.TB) string {
+	t.Helper()
+	base := Env(t, "DATABASE_URL")
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect to %s: %v (is `make services` running?)", redact(base), err)
+	}
+	name := "biomatch_test_" + strings.ToLower(rand.Text()[:12])
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	admin.Close(ctx)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		admin, err := pgx.Connect(ctx, base)
+		if err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+			return
+		}
+		defer admin.Close(ctx)
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+			t.Errorf("drop database %s: %v", name, err)
+		}
+	})
+	u, _ := url.Parse(base)
+	u.Path = "/" + name
+	return u.String()
+}
+
+// NewPool returns a pool on a fresh, migrated database, closed when the test ends.
+func NewPool(t testing.TB) *pgxpool.Pool {
+	t.Helper()
+	ctx := context.Background()
+	pool, err := vectorstore.OpenPool(ctx, NewDatabase(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(pool.Close)
+	if _, err := vectorstore.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	pool.Reset() // reconnect, so pgvector's types are registered now the extension exists
+	return pool
+}
+
+// Queue returns an asynq queue name no other test uses.
+func Queue(t testing.TB) string {
+	return fmt.Sprintf("test-%s", strings.ToLower(rand.Text()[:10]))
+}
+
+func redact(s string) string {
+	u, err := url.Parse(s)
+	if err != nil {
+		return "DATABASE_URL"
+	}
+	return u.Redacted()
+}
