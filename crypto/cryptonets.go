@@ -66,6 +66,9 @@ func Encrypt(v Version, apiKey string, plaintext []byte, now time.Time) (string,
 // zero padding betrays it.
 func Decrypt(v Version, apiKey, text string) ([]byte, error) {
 	raw, err := hex.DecodeString(text)
+	if errors.Is(err, hex.ErrLength) {
+		return nil, fmt.Errorf("%w: odd number of hex digits", ErrCiphertext)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%w: not hex", ErrCiphertext)
 	}

@@ -132,3 +132,18 @@ func eventually(t *testing.T, what string, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// get sends a GET and returns the status and the decoded JSON object.
+func (h *harness) get(path string) (int, map[string]any) {
+	h.t.Helper()
+	resp, err := http.Get(h.srv.URL + path)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var m map[string]any
+	if err := json.NewDecoder(resp.Body).Decode(&m); err != nil {
+		h.t.Fatalf("GET %s: reply %d is not a JSON object: %v", path, resp.StatusCode, err)
+	}
+	return resp.StatusCode, m
+}

@@ -244,7 +244,9 @@ func TestConcurrentEnrollOneFace(t *testing.T) {
 	replies := make([]client.Reply, 10)
 	errs := make([]error, 10)
 	for i := range replies {
-		wg.Go(func() { replies[i], errs[i] = c.Enroll(context.Background(), synth.Vector(512, 30, 0.2, uint64(i)), "") })
+		wg.Go(func() {
+			replies[i], errs[i] = c.Enroll(context.Background(), synth.Vector(512, 30, 0.2, uint64(i)), "")
+		})
 	}
 	wg.Wait()
 	for i, r := range replies {

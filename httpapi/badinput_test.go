@@ -1,0 +1,107 @@
+package httpapi_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/crypto"
+)
+
+// TestBadInput: each malformed request gets a 4xx with a message, never a
+// 5xx, and writes nothing.
+func TestBadInput(t *testing.T) {
+	h := newHarness(t)
+	key := h.newKey("acme")
+	other := h.newKey("other")
+	enc := func(k, plain string) string {
+		c, _ := crypto.Encrypt(crypto.V2, k, []byte(plain), time.Now())
+		return c
+	}
+	vec := func(values string) string { return enc(key, `{"type":"face","embedding_vector":[`+values+`]}`) }
+	floats := func(n int, x string) string { return strings.TrimSuffix(strings.Repeat(x+",", n), ",") }
+	good, _ := json.Marshal(synth.Vector(512, 1, 0, 0))
+	goodValues := strings.Trim(string(good), "[]")
+	body := func(features string, extra ...string) string {
+		return fmt.Sprintf(`{"api_key":%q,"features":%q%s}`, key, features, strings.Join(extra, ""))
+	}
+	v2 := map[string]string{"x-encryption-version": "2"}
+
+	tests := []struct {
+		name    string
+		path    string
+		body    string
+		headers map[string]string
+		want    int // HTTP status
+	}{
+		{"truncated JSON", "/node/FACE3_1/enroll", `{"api_key":`, v2, 400},
+		{"JSON array body", "/node/FACE3_1/enroll", `[]`, v2, 400},
+		{"empty body", "/node/FACE3_1/enroll", ``, v2, 400},
+		{"features not a string", "/node/FACE3_1/enroll", fmt.Sprintf(`{"api_key":%q,"features":[1,2]}`, key), v2, 400},
+		{"missing features", "/node/FACE3_1/enroll", fmt.Sprintf(`{"api_key":%q}`, key), v2, 400},
+		{"features not hex", "/node/FACE3_1/enroll", body("zzzz"), v2, 400},
+		{"features odd length", "/node/FACE3_1/enroll", body(vec(goodValues)[1:]), v2, 400},
+		{"features truncated", "/node/FACE3_1/enroll", body(vec(goodValues)[:100]), v2, 400},
+		{"features under another key", "/node/FACE3_1/enroll", body(enc(other, `{"embedding_vector":[`+goodValues+`]}`)), v2, 400},
+		{"features as version 1 sent as 2", "/node/FACE3_1/predict", body(func() string {
+			c, _ := crypto.Encrypt(crypto.V1, key, []byte(`{"embedding_vector":[1]}`), time.Now())
+			return c
+		}()), v2, 400},
+		{"plaintext not JSON", "/node/FACE3_1/enroll", body(enc(key, "hello")), v2, 400},
+		{"unknown JSON shape", "/node/FACE3_1/enroll", body(enc(key, `{"foo":1}`)), v2, 400},
+		{"empty vector", "/node/FACE3_1/enroll", body(vec("")), v2, 400},
+		{"127 values", "/node/FACE3_1/enroll", body(vec(floats(127, "0.1"))), v2, 400},
+		{"513 values", "/node/FACE3_1/enroll", body(vec(floats(513, "0.1"))), v2, 400},
+		{"11 frames", "/node/FACE3_1/enroll", body(vec(floats(11*512, "0.1"))), v2, 400},
+		{"NaN", "/node/FACE3_1/enroll", body(vec("NaN," + floats(511, "0.1"))), v2, 400},
+		{"Infinity", "/node/FACE3_1/predict", body(vec("Infinity," + floats(511, "0.1"))), v2, 400},
+		{"beyond float32", "/node/FACE3_1/enroll", body(vec("1e39," + floats(511, "0.1"))), v2, 400},
+		{"beyond float64", "/node/FACE3_1/enroll", body(vec("1e400," + floats(511, "0.1"))), v2, 400},
+		{"zero vector", "/node/FACE3_1/enroll", body(vec(floats(512, "0"))), v2, 400},
+		{"string values", "/node/FACE3_1/enroll", body(vec(floats(512, `"0.1"`))), v2, 400},
+		{"mixed dimensions", "/node/FACE3_1/enroll", body(enc(key, `{"features":[{"type":"face","embedding_vector":[`+floats(128, "0.1")+`]},{"type":"face","embedding_vector":[`+floats(256, "0.1")+`]}]}`)), v2, 400},
+		{"unsupported type", "/node/FACE3_1/enroll", body(enc(key, `{"type":"iris","embedding_vector":[`+goodValues+`]}`)), v2, 400},
+		{"encryption version 3", "/node/FACE3_1/enroll", body(vec(goodValues)), map[string]string{"x-encryption-version": "3"}, 400},
+		{"encryption version garbage", "/node/FACE3_1/predict", body(vec(goodValues)), map[string]string{"x-encryption-version": "two"}, 400},
+		{"K not a number", "/node/FACE3_1/predict", body(vec(goodValues), `,"K":"many"`), v2, 400},
+		{"K negative", "/node/FACE3_1/predict", body(vec(goodValues), `,"K":-1`), v2, 400},
+		{"K huge", "/node/FACE3_1/predict", body(vec(goodValues), `,"K":1e30`), v2, 400},
+		{"bad version segment", "/node/FACE%20ONE/enroll", body(vec(goodValues)), v2, 400},
+		{"SQL in version", "/node/x';DROP%20TABLE%20persons;--/enroll", body(vec(goodValues)), v2, 400},
+		{"SQL in user_identifier", "/node/FACE3_1/predict", body(vec(goodValues), `,"user_identifier":"' OR 1=1; --"`), v2, 200},
+		{"oversized body", "/node/FACE3_1/enroll", fmt.Sprintf(`{"api_key":%q,"original_image":{"data":%q}}`, key, strings.Repeat("A", 2<<20)), v2, 413},
+		{"deleteUser garbage puid", "/node/FACE3_1/deleteUser", fmt.Sprintf(`{"api_key":%q,"puid":"not-a-puid"}`, key), v2, 400},
+		{"deleteUser puid of wrong type", "/node/FACE3_1/deleteUser", fmt.Sprintf(`{"api_key":%q,"puid":12}`, key), v2, 400},
+		{"syncUUID list of numbers", "/node/FACE3_1/syncUUID", fmt.Sprintf(`{"api_key":%q,"puid_list":[1,2]}`, key), v2, 400},
+		{"wrong key type", "/node/api-key/checkApiKeyValid", `{"api_key":42}`, nil, 400},
+		{"GET on a POST route", "/node/FACE3_1/enroll", "", nil, 405},
+		{"unknown route", "/node/FACE3_1/enrol", body(vec(goodValues)), v2, 404},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var status int
+			var got map[string]any
+			if tc.want == 405 {
+				status, got = h.get(tc.path)
+			} else {
+				status, got = h.post(tc.path, []byte(tc.body), tc.headers)
+			}
+			msg, _ := got["message"].(string)
+			t.Logf("%d %s", status, msg)
+			if status != tc.want || msg == "" {
+				t.Errorf("status %d message %q, want %d with a message (reply %v)", status, msg, tc.want, got)
+			}
+			if strings.Contains(msg, "0.1,") || strings.Contains(msg, goodValues[:20]) {
+				t.Errorf("message echoes the template: %q", msg)
+			}
+		})
+	}
+	for _, table := range []string{"persons", "templates", "enroll_requests"} {
+		if n := h.count(table); n != 0 {
+			t.Errorf("bad input wrote %d rows to %s", n, table)
+		}
+	}
+}
