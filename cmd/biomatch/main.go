@@ -5,6 +5,7 @@
 //	biomatch migrate                 apply database migrations
 //	biomatch apikey create|list|revoke|import
 //	biomatch client check|enroll|predict|delete|sync|vector
+//	biomatch healthcheck [--url URL | --deps]
 //
 // Configuration comes from environment variables (see README.md).
 package main
@@ -36,6 +37,7 @@ commands:
   migrate                 apply database migrations
   apikey create|list|revoke|import
   client check|enroll|predict|delete|sync|vector
+  healthcheck [--url URL | --deps]
 `
 
 // run is the whole program: everything it needs comes in as arguments.
@@ -65,6 +67,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runMigrate(ctx, cfg, stdout)
 	case "apikey":
 		return runAPIKey(ctx, cfg, rest, stdin, stdout)
+	case "healthcheck":
+		return runHealthcheck(ctx, cfg, rest)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)

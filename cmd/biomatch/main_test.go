@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/internal/testenv"
+)
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+// TestRun drives the binary's run as a user would: migrate, create a key,
+// serve with the worker, wait for /ready, enroll and predict with the client
+// subcommand, then stop gracefully.
+func TestRun(t *testing.T) {
+	addr := freeAddr(t)
+	env := map[string]string{
+		"DATABASE_URL": testenv.NewDatabase(t),
+		"REDIS_URL":    testenv.Env(t, "REDIS_URL"),
+		"LISTEN_ADDR":  addr,
+		"QUEUE_NAME":   testenv.Queue(t),
+	}
+	getenv := func(k string) string { return env[k] }
+	ctx := context.Background()
+	runOut := func(args ...string) string {
+		t.Helper()
+		var out, errOut bytes.Buffer
+		if err := run(ctx, append([]string{"biomatch"}, args...), getenv, strings.NewReader(""), &out, &errOut); err != nil {
+			t.Fatalf("biomatch %s: %v\n%s", strings.Join(args, " "), err, errOut.String())
+		}
+		return out.String()
+	}
+
+	runOut("migrate")
+	out := strings.Split(strings.TrimSpace(runOut("apikey", "create", "--customer", "acme")), "\n")
+	key := out[len(out)-1]
+	if !strings.HasPrefix(key, "bm_") || strings.Contains(key, " ") {
+		t.Fatalf("last line of apikey create = %q, want the key alone", key)
+	}
+	if list := runOut("apikey", "list"); !strings.Contains(list, key[:8]) || strings.Contains(list, key) {
+		t.Errorf("apikey list shows %q; want the prefix only:\n%s", key, list)
+	}
+
+	serveCtx, stop := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	var serveErr error
+	var logs syncBuffer
+	wg.Go(func() {
+		serveErr = run(serveCtx, []string{"biomatch", "serve", "--with-worker"}, getenv, nil, &logs, &logs)
+	})
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := http.Get("http://" + addr + "/ready")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				break
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/ready never answered 200 (last: %v)\n%s", err, logs.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+
+	vf := filepath.Join(t.TempDir(), "v.json")
+	raw, _ := json.Marshal(synth.Vector(512, 5, 0, 0))
+	os.WriteFile(vf, raw, 0o600)
+	common := []string{"--url", "http://" + addr, "--key", key, "--version", "FACE3_1", "--enc", "2", "--vector-file", vf}
+	var enrolled struct {
+		Status int
+		PUID   string
+	}
+	json.Unmarshal([]byte(runOut(append([]string{"client", "enroll"}, common...)...)), &enrolled)
+	if enrolled.Status != 0 || enrolled.PUID == "" {
+		t.Fatalf("client enroll = %+v", enrolled)
+	}
+	var predicted struct{ PUID string }
+	json.Unmarshal([]byte(runOut(append([]string{"client", "predict"}, common...)...)), &predicted)
+	if predicted.PUID != enrolled.PUID {
+		t.Errorf("client predict puid = %q, want %q", predicted.PUID, enrolled.PUID)
+	}
+	if strings.Contains(logs.String(), key) {
+		t.Error("the service logged the API key")
+	}
+
+	stop()
+	wg.Wait()
+	if serveErr != nil {
+		t.Errorf("serve returned %v after its context ended", serveErr)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestConfigErrorsNameTheVariable(t *testing.T) {
+	for name, value := range map[string]string{
+		"ENROLL_WAIT":        "soon",
+		"MATCH_THRESHOLD":    "2",
+		"MAX_BODY_BYTES":     "-5",
+		"LOG_LEVEL":          "loud",
+		"VERSION_THRESHOLDS": "FACE3_1=0.5",
+		"HNSW_EF_SEARCH":     "many",
+	} {
+		_, err := loadConfig(func(k string) string {
+			if k == name {
+				return value
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s=%q: error %v, want one naming %s", name, value, err, name)
+		}
+	}
+	cfg, err := loadConfig(func(k string) string {
+		if k == "VERSION_THRESHOLDS" {
+			return "FACE3_2=0.6/0.7"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if th := cfg.Engine.Thresholds("FACE3_2"); th.Match != 0.6 || th.Dedup != 0.7 {
+		t.Errorf("FACE3_2 thresholds = %+v", th)
+	}
+	if th := cfg.Engine.Thresholds("FACE3_1"); th.Match != 0.5 || th.Dedup != 0.5 {
+		t.Errorf("default thresholds = %+v", th)
+	}
+}
+
+func TestUnknownCommand(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"biomatch", "frobnicate"}, func(string) string { return "" }, nil, &out, &errOut); err == nil {
+		t.Error("unknown command: no error")
+	}
+}

@@ -1,0 +1,151 @@
+package vectorstore_test
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"strings"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/pgvector/pgvector-go"
+
+	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/vectorstore"
+)
+
+var gallery = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
+
+// enroll stores n persons with one template each through the enroll path's
+// transaction and returns their templates by person id.
+func enroll(t *testing.T, p *vectorstore.Postgres, n, dim int) map[int64]engine.Embedding {
+	t.Helper()
+	out := map[int64]engine.Embedding{}
+	err := p.InGallery(context.Background(), gallery, func(ctx context.Context, tx engine.GalleryTx) error {
+		for i := range n {
+			person, err := tx.CreatePerson(ctx, engine.Person{Gallery: gallery, PUID: engine.NewID(), GUID: engine.NewID()})
+			if err != nil {
+				return err
+			}
+			e := engine.Embedding(synth.Vector(dim, uint64(i), 0, 0))
+			if _, err := tx.AddTemplates(ctx, person, []engine.Embedding{e}); err != nil {
+				return err
+			}
+			out[person.ID] = e
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestPostgresSearch(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx := context.Background()
+	// Make the dimension's index exist the way an enroll does.
+	p := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
+	if err := p.CreateEnrollRequest(ctx, engine.EnrollRequest{ID: "x", Gallery: gallery, Templates: []engine.Embedding{make(engine.Embedding, 256)}}); err != nil {
+		t.Fatal(err)
+	}
+	templates := enroll(t, p, 300, 256)
+
+	for i := range 20 {
+		probe := engine.Embedding(synth.Vector(256, uint64(i*7), 0.4, 1))
+		exact, err := p.Nearest(ctx, gallery, probe, 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(exact) != 10 {
+			t.Fatalf("exact returned %d, want 10", len(exact))
+		}
+		for j, m := range exact {
+			if want := engine.Cosine(templates[m.PersonID], probe); math.Abs(m.Score-want) > 1e-5 {
+				t.Errorf("exact score %v, our cosine %v", m.Score, want)
+			}
+			if j > 0 && engine.CompareMatches(exact[j-1], m) > 0 {
+				t.Errorf("exact results out of order at %d", j)
+			}
+		}
+		hnsw, err := vectorstore.HNSWScan(ctx, pool, gallery, probe, 10, 200)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hnsw) == 0 || hnsw[0].PersonID != exact[0].PersonID {
+			t.Errorf("probe %d: HNSW top-1 %v, exact top-1 %v", i, hnsw, exact[0])
+		}
+	}
+
+	// The HNSW query must match the partial expression index (with sorting
+	// ruled out, only that index can give the order).
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SET LOCAL enable_sort = off`); err != nil {
+		t.Fatal(err)
+	}
+	rows, err := tx.Query(ctx, `EXPLAIN SELECT id FROM templates WHERE dim = 256 AND tenant = $1 AND version = $2
+		ORDER BY (embedding::vector(256)) <=> $3::vector(256) LIMIT 10`, gallery.Tenant, gallery.Version, pgvector.NewVector(make([]float32, 256)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	plan, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(strings.Join(plan, "\n"), "templates_hnsw_256") {
+		t.Errorf("the HNSW query does not use templates_hnsw_256:\n%s", strings.Join(plan, "\n"))
+	}
+}
+
+func TestPostgresGalleryCountsAndDelete(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx := context.Background()
+	p := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{})
+	templates := enroll(t, p, 5, 128)
+	var persons, tmpl int
+	count := func() {
+		t.Helper()
+		if err := pool.QueryRow(ctx, `SELECT persons, templates FROM galleries WHERE tenant = $1 AND version = $2`,
+			gallery.Tenant, gallery.Version).Scan(&persons, &tmpl); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count()
+	if persons != 5 || tmpl != 5 {
+		t.Fatalf("gallery counts = %d persons, %d templates; want 5, 5", persons, tmpl)
+	}
+	var victim int64
+	for id := range templates {
+		victim = id
+		break
+	}
+	ps, err := p.Persons(ctx, []int64{victim})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.DeletePerson(ctx, gallery.Tenant, ps[victim].PUID, engine.AuditEntry{Tenant: gallery.Tenant, Action: "delete"}); err != nil {
+		t.Fatal(err)
+	}
+	count()
+	if persons != 4 || tmpl != 4 {
+		t.Errorf("after delete = %d persons, %d templates; want 4, 4", persons, tmpl)
+	}
+	ms, err := p.Nearest(ctx, gallery, templates[victim], 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.PersonID == victim {
+			t.Errorf("deleted person %d still found", victim)
+		}
+	}
+	if _, err := p.DeletePerson(ctx, gallery.Tenant, ps[victim].PUID, engine.AuditEntry{}); err == nil || !strings.Contains(fmt.Sprint(err), "not found") {
+		t.Errorf("second delete error = %v, want ErrNotFound", err)
+	}
+}
