@@ -18,6 +18,14 @@ password=biomatch
 
 log() { echo "services: $*" >&2; }
 
+# port_free fails with a clear message when another process holds the port.
+port_free() {
+  if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then
+    echo "services: 127.0.0.1:$1 is taken by another process; stop it or set $2 to another port" >&2
+    exit 1
+  fi
+}
+
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 apt_updated=
@@ -65,6 +73,7 @@ start_postgres() {
   fi
   mkdir -p "$data/pgsock"; chown postgres: "$data/pgsock"
   if ! pg_running; then
+    port_free "$pg_port" BIOMATCH_PG_PORT
     log "starting PostgreSQL on 127.0.0.1:$pg_port"
     touch "$data/pg.log"; chown postgres: "$data/pg.log"
     runuser -u postgres -- "$pgbin/pg_ctl" -D "$data/pg" -l "$data/pg.log" -w -t 60 \
@@ -85,6 +94,7 @@ redis_running() { [ -f "$data/redis.pid" ] && kill -0 "$(cat "$data/redis.pid")"
 start_redis() {
   mkdir -p "$data/redis"
   if ! redis_running; then
+    port_free "$redis_port" BIOMATCH_REDIS_PORT
     log "starting Redis on 127.0.0.1:$redis_port (appendonly)"
     redis-server --bind 127.0.0.1 --port "$redis_port" --dir "$data/redis" --appendonly yes \
       --daemonize yes --pidfile "$data/redis.pid" --logfile "$data/redis.log" --save ""
