@@ -30,9 +30,19 @@ type harness struct {
 	srv  *httptest.Server
 	pool *pgxpool.Pool
 	keys *keys.Store
+	// startWorker starts a worker (for harnesses made without one).
+	startWorker func()
 }
 
-func newHarness(t *testing.T) *harness {
+// options vary the harness.
+type options struct {
+	enrollWait time.Duration // 0: the engine's default
+	noWorker   bool          // start no worker (h.startWorker starts one later)
+}
+
+func newHarness(t *testing.T) *harness { return newHarnessWith(t, options{}) }
+
+func newHarnessWith(t *testing.T, o options) *harness {
 	t.Helper()
 	pool := testenv.NewPool(t)
 	redisOpt, err := queue.ParseRedisURL(testenv.Env(t, "REDIS_URL"))
@@ -43,15 +53,20 @@ func newHarness(t *testing.T) *harness {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	store := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{})
 	jobs := queue.NewClient(redisOpt, qname)
-	svc := engine.NewService(store, store, jobs, engine.Config{}, log)
-	worker := queue.NewWorker(redisOpt, svc, queue.WorkerConfig{Queue: qname}, log)
+	svc := engine.NewService(store, store, jobs, engine.Config{EnrollWait: o.enrollWait}, log)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	wg.Go(func() {
-		if err := worker.Run(ctx); err != nil {
-			t.Errorf("worker: %v", err)
-		}
-	})
+	startWorker := func() {
+		worker := queue.NewWorker(redisOpt, svc, queue.WorkerConfig{Queue: qname}, log)
+		wg.Go(func() {
+			if err := worker.Run(ctx); err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		})
+	}
+	if !o.noWorker {
+		startWorker()
+	}
 	ks := keys.NewStore(pool)
 	h := httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"http://app.example"}, MaxBodyBytes: 1 << 20},
 		httpapi.Deps{Service: svc, Keys: ks, Log: log, Ready: map[string]httpapi.Check{"postgres": store.Ping}})
@@ -62,7 +77,7 @@ func newHarness(t *testing.T) *harness {
 		wg.Wait()
 		jobs.Close()
 	})
-	return &harness{t: t, srv: srv, pool: pool, keys: ks}
+	return &harness{t: t, srv: srv, pool: pool, keys: ks, startWorker: startWorker}
 }
 
 // newKey creates an API key for customer and returns it in clear.

@@ -334,3 +334,23 @@ func TestCORSPreflight(t *testing.T) {
 		t.Errorf("preflight from an unlisted origin allowed: %q", got)
 	}
 }
+
+// TestEnrollQueued: an enroll the worker has not finished within the wait is
+// answered "queued" (202) with its request id, and completes later.
+func TestEnrollQueued(t *testing.T) {
+	h := newHarnessWith(t, options{enrollWait: 50 * time.Millisecond, noWorker: true})
+	must := mustOK(t)
+	c := h.client(h.newKey("acme"), "FACE3_1", 2)
+	ctx := context.Background()
+	r := must(c.Enroll(ctx, synth.Vector(512, 50, 0, 0), ""))
+	if r.HTTPStatus != 202 || r.Status != 0 || r.Message != "queued" || r.Header["x-enroll-request-id"] == "" {
+		t.Fatalf("enroll with no worker = %+v, want 202 queued with x-enroll-request-id", r)
+	}
+	if r := must(c.Predict(ctx, synth.Vector(512, 50, 0, 0), 0, "")); r.Status != -1 {
+		t.Fatalf("predict before the worker ran = %+v", r)
+	}
+	h.startWorker()
+	eventually(t, "the queued enroll", func() bool {
+		return must(c.Predict(ctx, synth.Vector(512, 50, 0.2, 1), 0, "")).Status == 0
+	})
+}

@@ -1,0 +1,67 @@
+package keys
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/testenv"
+)
+
+func TestKeys(t *testing.T) {
+	pool := testenv.NewPool(t)
+	s := NewStore(pool)
+	s.cacheTTL = 50 * time.Millisecond
+	ctx := context.Background()
+
+	secret, k, err := s.Create(ctx, NewOptions{CustomerID: "acme", ProductCode: "face"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Authenticate(ctx, secret)
+	if err != nil || got.ID != k.ID || got.CustomerID != "acme" || got.ProductCode != "face" {
+		t.Fatalf("Authenticate = %+v, %v", got, err)
+	}
+	var stored []byte
+	if err := pool.QueryRow(ctx, `SELECT key_hash FROM api_keys WHERE id = $1`, k.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if string(stored) == secret || len(stored) != 32 {
+		t.Errorf("stored key = %d bytes, want a SHA-256", len(stored))
+	}
+
+	if _, err := s.Authenticate(ctx, secret+"x"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Authenticate(wrong) error = %v, want ErrNotFound", err)
+	}
+	imported, err := s.Import(ctx, "cryptonets-existing-key-0001", NewOptions{CustomerID: "legacy"})
+	if err != nil || imported.Prefix != "cryptone" {
+		t.Fatalf("Import = %+v, %v", imported, err)
+	}
+	if _, err := s.Import(ctx, "cryptonets-existing-key-0001", NewOptions{CustomerID: "legacy"}); !errors.Is(err, engine.ErrConflict) {
+		t.Errorf("Import twice error = %v, want ErrConflict", err)
+	}
+	if _, err := s.Import(ctx, "short", NewOptions{CustomerID: "legacy"}); !errors.Is(err, engine.ErrInvalid) {
+		t.Errorf("Import(short) error = %v, want ErrInvalid", err)
+	}
+	if list, err := s.List(ctx, "legacy"); err != nil || len(list) != 1 || list[0].ID != imported.ID {
+		t.Errorf("List(legacy) = %+v, %v", list, err)
+	}
+
+	if _, err := s.Revoke(ctx, k.ID); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * s.cacheTTL)
+	if _, err := s.Authenticate(ctx, secret); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Authenticate after revoke and TTL: error = %v, want ErrNotFound", err)
+	}
+	if _, err := s.Revoke(ctx, "no-such-key"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Revoke(unknown) error = %v, want ErrNotFound", err)
+	}
+	var audits int
+	pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action LIKE 'key.%'`).Scan(&audits)
+	if audits != 3 {
+		t.Errorf("key audit rows = %d, want 3 (2 creates, 1 revoke)", audits)
+	}
+}
