@@ -1,0 +1,456 @@
+package vectorstore
+
+import (
+	"cmp"
+	"context"
+	"math"
+	"runtime"
+	"slices"
+	"sync"
+	"sync/atomic"
+
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/vectorstore/kernel"
+)
+
+var _ engine.Index = (*Exact)(nil)
+
+// Row is one template as the in-memory index holds it.
+type Row struct {
+	TemplateID int64
+	PersonID   int64
+	Gallery    engine.Gallery
+	Embedding  engine.Embedding // unit length (the engine validates it)
+}
+
+// Exact is the in-memory exact index (the gonum fallback and the fast
+// path): per gallery and dimension, one contiguous float32 matrix, plus an
+// int8 copy for a pre-scan when the CPU has the SIMD int8 kernel. Its
+// results equal a plain float32 scan ranked by kernel.Dot64 (ties by
+// template id): every kernel's error is bounded and the rows that could be
+// in the top k are re-scored exactly. Safe for concurrent use; searches of
+// a gallery wait for a write to it.
+type Exact struct {
+	useInt8 bool
+	workers int
+
+	mu        sync.RWMutex
+	galleries map[galleryKey]*matrix
+	personKey map[int64]galleryKey // where each person's rows are
+	bytes     atomic.Int64
+}
+
+type galleryKey struct {
+	tenant, version string
+	dim             int
+}
+
+// ExactConfig tunes Exact.
+type ExactConfig struct {
+	// Int8: "auto" (the pre-scan when the SIMD int8 kernel is available),
+	// "on" or "off".
+	Int8 string
+	// Workers scanning a large gallery at once; 0 means GOMAXPROCS.
+	Workers int
+}
+
+// NewExact returns an empty index.
+func NewExact(cfg ExactConfig) *Exact {
+	e := &Exact{galleries: map[galleryKey]*matrix{}, personKey: map[int64]galleryKey{}, workers: cfg.Workers}
+	switch cfg.Int8 {
+	case "on":
+		e.useInt8 = true
+	case "off":
+	default:
+		e.useInt8 = kernel.HasSIMD
+	}
+	if e.workers <= 0 {
+		e.workers = runtime.GOMAXPROCS(0)
+	}
+	return e
+}
+
+// Int8 reports whether the int8 pre-scan is in use.
+func (e *Exact) Int8() bool { return e.useInt8 }
+
+// Bytes is the memory held by the matrices and their ids.
+func (e *Exact) Bytes() int64 { return e.bytes.Load() }
+
+// Len is the number of templates held.
+func (e *Exact) Len() int {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	n := 0
+	for _, m := range e.galleries {
+		n += m.len()
+	}
+	return n
+}
+
+// Add inserts rows; a template id already held is replaced.
+func (e *Exact) Add(rows ...Row) {
+	for _, r := range rows {
+		key := galleryKey{r.Gallery.Tenant, r.Gallery.Version, len(r.Embedding)}
+		e.mu.Lock()
+		m := e.galleries[key]
+		if m == nil {
+			m = &matrix{dim: key.dim, int8: e.useInt8, row: map[int64]int{}}
+			e.galleries[key] = m
+		}
+		e.personKey[r.PersonID] = key
+		e.mu.Unlock()
+		e.bytes.Add(m.put(r.TemplateID, r.PersonID, r.Embedding))
+	}
+}
+
+// RemovePerson drops every row of a person.
+func (e *Exact) RemovePerson(personID int64) {
+	e.mu.Lock()
+	key, ok := e.personKey[personID]
+	delete(e.personKey, personID)
+	m := e.galleries[key]
+	e.mu.Unlock()
+	if ok && m != nil {
+		e.bytes.Add(m.removePerson(personID))
+	}
+}
+
+// Reset drops everything (before a full reload).
+func (e *Exact) Reset() {
+	e.mu.Lock()
+	e.galleries = map[galleryKey]*matrix{}
+	e.personKey = map[int64]galleryKey{}
+	e.bytes.Store(0)
+	e.mu.Unlock()
+}
+
+// Reserve makes room for n more rows of a gallery, so a bulk load does not
+// copy its matrix as it grows.
+func (e *Exact) Reserve(g engine.Gallery, dim, n int) {
+	key := galleryKey{g.Tenant, g.Version, dim}
+	e.mu.Lock()
+	m := e.galleries[key]
+	if m == nil {
+		m = &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}}
+		e.galleries[key] = m
+	}
+	e.mu.Unlock()
+	m.reserve(n)
+}
+
+// Nearest implements engine.Index.
+func (e *Exact) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	e.mu.RLock()
+	m := e.galleries[galleryKey{g.Tenant, g.Version, len(probe)}]
+	e.mu.RUnlock()
+	if m == nil || k <= 0 {
+		return nil, nil
+	}
+	return m.search(probe, k, e.workers), nil
+}
+
+// ---- one gallery ----
+
+// matrix holds one gallery's rows of one dimension.
+type matrix struct {
+	mu      sync.RWMutex
+	dim     int
+	f32     []float32 // rows back to back
+	ids     []int64   // template id per row
+	persons []int64   // person id per row
+	row     map[int64]int
+
+	int8 bool
+	i8   []int8    // per-row scaled copy, when int8
+	inv  []float32 // 1/scale of each int8 row
+	res  []float32 // ‖x − x̃‖ of each row (x̃ = dequantised), rounded up
+	qn   []float32 // ‖x̃‖ of each row, rounded up
+}
+
+const rowIDBytes = 8 + 8 + 16 // ids, persons, map entry (approximate)
+
+func (m *matrix) rowBytes() int64 {
+	b := int64(m.dim*4 + rowIDBytes)
+	if m.int8 {
+		b += int64(m.dim + 12)
+	}
+	return b
+}
+
+func (m *matrix) len() int {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	return len(m.ids)
+}
+
+func (m *matrix) reserve(n int) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.f32 = slices.Grow(m.f32, n*m.dim)
+	m.ids = slices.Grow(m.ids, n)
+	m.persons = slices.Grow(m.persons, n)
+	if m.int8 {
+		m.i8 = slices.Grow(m.i8, n*m.dim)
+		m.inv, m.res, m.qn = slices.Grow(m.inv, n), slices.Grow(m.res, n), slices.Grow(m.qn, n)
+	}
+}
+
+// put adds or replaces a row and returns the change in bytes.
+func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if i, ok := m.row[id]; ok {
+		copy(m.f32[i*m.dim:], e)
+		m.persons[i] = person
+		if m.int8 {
+			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8[i*m.dim:(i+1)*m.dim])
+		}
+		return 0
+	}
+	m.row[id] = len(m.ids)
+	m.f32 = append(m.f32, e...)
+	m.ids = append(m.ids, id)
+	m.persons = append(m.persons, person)
+	if m.int8 {
+		n := len(m.i8)
+		m.i8 = append(m.i8, make([]int8, m.dim)...)
+		inv, res, qn := quantize(e, m.i8[n:])
+		m.inv, m.res, m.qn = append(m.inv, inv), append(m.res, res), append(m.qn, qn)
+	}
+	return m.rowBytes()
+}
+
+// removePerson swap-removes the person's rows and returns the change in bytes.
+func (m *matrix) removePerson(person int64) int64 {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	var removed int64
+	for i := 0; i < len(m.ids); {
+		if m.persons[i] != person {
+			i++
+			continue
+		}
+		last := len(m.ids) - 1
+		delete(m.row, m.ids[i])
+		if i != last {
+			copy(m.f32[i*m.dim:(i+1)*m.dim], m.f32[last*m.dim:])
+			m.ids[i], m.persons[i] = m.ids[last], m.persons[last]
+			m.row[m.ids[i]] = i
+			if m.int8 {
+				copy(m.i8[i*m.dim:(i+1)*m.dim], m.i8[last*m.dim:])
+				m.inv[i], m.res[i], m.qn[i] = m.inv[last], m.res[last], m.qn[last]
+			}
+		}
+		m.f32, m.ids, m.persons = m.f32[:last*m.dim], m.ids[:last], m.persons[:last]
+		if m.int8 {
+			m.i8, m.inv, m.res, m.qn = m.i8[:last*m.dim], m.inv[:last], m.res[:last], m.qn[:last]
+		}
+		removed -= m.rowBytes()
+	}
+	return removed
+}
+
+// quantize writes x scaled to ±127 into dst and returns 1/scale, the norm
+// of the rounding residual and the norm of the dequantised vector, both
+// rounded up so the search's error bound stays an upper bound.
+func quantize(x []float32, dst []int8) (inv, res, qn float32) {
+	var maxAbs float64
+	for _, v := range x {
+		maxAbs = max(maxAbs, math.Abs(float64(v)))
+	}
+	if maxAbs == 0 {
+		clear(dst)
+		return 0, 0, 0
+	}
+	scale := 127 / maxAbs
+	var r2, n2 float64
+	for i, v := range x {
+		q := math.Round(float64(v) * scale)
+		dst[i] = int8(q)
+		d := q / scale
+		r2 += (float64(v) - d) * (float64(v) - d)
+		n2 += d * d
+	}
+	up := func(f float64) float32 { return float32(f*(1+1e-6) + 1e-9) }
+	return float32(1 / scale), up(math.Sqrt(r2)), up(math.Sqrt(n2))
+}
+
+// ---- search ----
+
+// f32Slack bounds |float32 kernel − Dot64| for unit vectors of ≤ 512
+// dimensions: n·u·Σ|xᵢqᵢ| ≤ 512·2⁻²⁴ ≈ 3·10⁻⁵, with margin.
+const f32Slack = 2e-4
+
+// parallelMin is the gallery size from which a search uses every worker.
+const parallelMin = 32768
+
+// blockRows is how many rows a kernel call scores at once.
+const blockRows = 1024
+
+type candidate struct {
+	row   int
+	upper float64
+}
+
+// selector keeps, for one part of the scan, the k largest lower bounds
+// and every row whose upper bound reached the k-th lower bound when seen.
+type selector struct {
+	k     int
+	lower []float64 // min-heap of the k largest lower bounds
+	cands []candidate
+}
+
+func (s *selector) offer(row int, lo, hi float64) {
+	if len(s.lower) < s.k {
+		s.cands = append(s.cands, candidate{row, hi})
+		s.lower = append(s.lower, lo)
+		up(s.lower, len(s.lower)-1)
+		return
+	}
+	if hi < s.lower[0] {
+		return
+	}
+	s.cands = append(s.cands, candidate{row, hi})
+	if lo > s.lower[0] {
+		s.lower[0] = lo
+		down(s.lower, 0)
+	}
+}
+
+func up(h []float64, i int) {
+	for i > 0 {
+		p := (i - 1) / 2
+		if h[p] <= h[i] {
+			return
+		}
+		h[p], h[i] = h[i], h[p]
+		i = p
+	}
+}
+
+func down(h []float64, i int) {
+	for {
+		l, small := 2*i+1, i
+		if l < len(h) && h[l] < h[small] {
+			small = l
+		}
+		if r := l + 1; r < len(h) && h[r] < h[small] {
+			small = r
+		}
+		if small == i {
+			return
+		}
+		h[i], h[small] = h[small], h[i]
+		i = small
+	}
+}
+
+// search returns the k best rows by Dot64, ties by template id.
+func (m *matrix) search(probe engine.Embedding, k, workers int) []engine.Match {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	n := len(m.ids)
+	if n == 0 {
+		return nil
+	}
+	var q16 []int16
+	var qInv, qRes float64
+	if m.int8 {
+		q16, qInv, qRes = quantizeProbe(probe)
+	}
+	parts := 1
+	if n >= parallelMin {
+		parts = workers
+	}
+	sels := make([]selector, parts)
+	var wg sync.WaitGroup
+	for p := range parts {
+		lo, hi := n*p/parts, n*(p+1)/parts
+		scan := func() {
+			sels[p].k = k
+			if m.int8 {
+				m.scanInt8(&sels[p], lo, hi, q16, qInv, qRes)
+			} else {
+				m.scanF32(&sels[p], lo, hi, probe)
+			}
+		}
+		if parts == 1 {
+			scan()
+		} else {
+			wg.Go(scan)
+		}
+	}
+	wg.Wait()
+
+	// The k-th largest lower bound over all parts.
+	var lowers []float64
+	for _, s := range sels {
+		lowers = append(lowers, s.lower...)
+	}
+	threshold := math.Inf(-1)
+	if len(lowers) >= k {
+		slices.SortFunc(lowers, func(a, b float64) int { return cmp.Compare(b, a) })
+		threshold = lowers[k-1]
+	}
+	var out []engine.Match
+	for _, s := range sels {
+		for _, c := range s.cands {
+			if c.upper >= threshold {
+				out = append(out, engine.Match{TemplateID: m.ids[c.row], PersonID: m.persons[c.row],
+					Score: kernel.Dot64(m.f32[c.row*m.dim:(c.row+1)*m.dim], probe)})
+			}
+		}
+	}
+	slices.SortFunc(out, engine.CompareMatches)
+	return out[:min(k, len(out))]
+}
+
+func (m *matrix) scanF32(s *selector, lo, hi int, probe engine.Embedding) {
+	buf := make([]float32, blockRows)
+	for start := lo; start < hi; start += blockRows {
+		end := min(start+blockRows, hi)
+		scores := buf[:end-start]
+		kernel.DotsF32(m.f32[start*m.dim:end*m.dim], m.dim, probe, scores)
+		for i, a := range scores {
+			s.offer(start+i, float64(a)-f32Slack, float64(a)+f32Slack)
+		}
+	}
+}
+
+func (m *matrix) scanInt8(s *selector, lo, hi int, q16 []int16, qInv, qRes float64) {
+	buf := make([]int32, blockRows)
+	for start := lo; start < hi; start += blockRows {
+		end := min(start+blockRows, hi)
+		dots := buf[:end-start]
+		kernel.DotsI8(m.i8[start*m.dim:end*m.dim], m.dim, q16, dots)
+		for i, d := range dots {
+			r := start + i
+			// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
+			a := float64(d) * float64(m.inv[r]) * qInv
+			b := float64(m.res[r]) + float64(m.qn[r])*qRes + 1e-6
+			s.offer(r, a-b, a+b)
+		}
+	}
+}
+
+// quantizeProbe scales the probe to int16 (±32767) and returns it with
+// 1/scale and the residual norm, rounded up.
+func quantizeProbe(q engine.Embedding) ([]int16, float64, float64) {
+	var maxAbs float64
+	for _, v := range q {
+		maxAbs = max(maxAbs, math.Abs(float64(v)))
+	}
+	out := make([]int16, len(q))
+	if maxAbs == 0 {
+		return out, 0, 0
+	}
+	scale := 32767 / maxAbs
+	var r2 float64
+	for i, v := range q {
+		x := math.Round(float64(v) * scale)
+		out[i] = int16(x)
+		d := float64(v) - x/scale
+		r2 += d * d
+	}
+	return out, 1 / scale, math.Sqrt(r2)*(1+1e-6) + 1e-9
+}

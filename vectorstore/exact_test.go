@@ -1,0 +1,140 @@
+package vectorstore
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"slices"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/vectorstore/kernel"
+)
+
+var testGallery = engine.Gallery{Tenant: "t", Version: "v"}
+
+// plainScan is the reference: every row scored by Dot64, best first, ties
+// by template id.
+func plainScan(rows []Row, probe engine.Embedding, k int) []engine.Match {
+	var all []engine.Match
+	for _, r := range rows {
+		if len(r.Embedding) == len(probe) {
+			all = append(all, engine.Match{TemplateID: r.TemplateID, PersonID: r.PersonID, Score: kernel.Dot64(r.Embedding, probe)})
+		}
+	}
+	slices.SortFunc(all, engine.CompareMatches)
+	return all[:min(k, len(all))]
+}
+
+func unit(v []float64) engine.Embedding {
+	var s float64
+	for _, x := range v {
+		s += x * x
+	}
+	out := make(engine.Embedding, len(v))
+	for i, x := range v {
+		out[i] = float32(x / math.Sqrt(s))
+	}
+	return out
+}
+
+// dataset makes n rows: identity-clustered samples, exact duplicates and
+// near-ties (a row and itself nudged by one ulp-sized step).
+func dataset(r *rand.Rand, n, dim int) []Row {
+	rows := make([]Row, 0, n)
+	for i := 0; len(rows) < n; i++ {
+		var e engine.Embedding
+		switch {
+		case i%10 == 3 && len(rows) > 0: // an exact duplicate of an earlier row
+			e = slices.Clone(rows[r.IntN(len(rows))].Embedding)
+		case i%10 == 7 && len(rows) > 0: // a near-tie
+			e = slices.Clone(rows[r.IntN(len(rows))].Embedding)
+			j := r.IntN(dim)
+			e[j] = math.Nextafter32(e[j], 2)
+		default:
+			e = engine.Embedding(synth.Vector(dim, uint64(r.IntN(n/4+1)), 0.4, r.Uint64()))
+		}
+		rows = append(rows, Row{TemplateID: int64(1000 + r.IntN(1<<40)), PersonID: int64(i), Gallery: testGallery, Embedding: e})
+	}
+	return rows
+}
+
+func TestExactEqualsPlainScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, tc := range []struct {
+		n, dim int
+		int8   string
+	}{
+		{50, 128, "off"}, {2000, 300, "off"}, {2000, 512, "on"},
+		{parallelMin + 500, 256, "off"}, {parallelMin + 500, 256, "on"},
+	} {
+		rows := dataset(r, tc.n, tc.dim)
+		e := NewExact(ExactConfig{Int8: tc.int8, Workers: 3})
+		e.Add(rows...)
+		if got := e.Len(); got != len(rows) {
+			t.Fatalf("Len = %d, want %d", got, len(rows))
+		}
+		for trial := range 25 {
+			var probe engine.Embedding
+			switch trial % 3 {
+			case 0: // a stored row: exact ties with its duplicates
+				probe = rows[r.IntN(len(rows))].Embedding
+			case 1: // a noisy sample of an identity
+				probe = engine.Embedding(synth.Vector(tc.dim, uint64(r.IntN(tc.n/4+1)), 0.5, r.Uint64()))
+			default: // anything
+				v := make([]float64, tc.dim)
+				for i := range v {
+					v[i] = r.NormFloat64()
+				}
+				probe = unit(v)
+			}
+			for _, k := range []int{1, 10, 37} {
+				got, err := e.Nearest(context.Background(), testGallery, probe, k)
+				if err != nil {
+					t.Fatal(err)
+				}
+				want := plainScan(rows, probe, k)
+				if diff := cmp.Diff(want, got); diff != "" {
+					t.Fatalf("n=%d dim=%d int8=%s k=%d trial %d (-plain +exact):\n%s", tc.n, tc.dim, tc.int8, k, trial, diff)
+				}
+			}
+		}
+	}
+}
+
+func TestExactUpdates(t *testing.T) {
+	r := rand.New(rand.NewPCG(13, 14))
+	e := NewExact(ExactConfig{Int8: "on"})
+	rows := dataset(r, 500, 128)
+	e.Add(rows...)
+	before := e.Bytes()
+	// Replacing a row changes nothing in size; removing a person drops its rows.
+	e.Add(rows[0])
+	if e.Bytes() != before {
+		t.Errorf("re-adding a row changed Bytes from %d to %d", before, e.Bytes())
+	}
+	victim := rows[42].PersonID
+	e.RemovePerson(victim)
+	var kept []Row
+	for _, row := range rows {
+		if row.PersonID != victim {
+			kept = append(kept, row)
+		}
+	}
+	if e.Len() != len(kept) || e.Bytes() >= before {
+		t.Errorf("after RemovePerson: Len %d (want %d), Bytes %d (was %d)", e.Len(), len(kept), e.Bytes(), before)
+	}
+	for range 10 {
+		probe := rows[42].Embedding
+		got, _ := e.Nearest(context.Background(), testGallery, probe, 5)
+		if diff := cmp.Diff(plainScan(kept, probe, 5), got); diff != "" {
+			t.Fatalf("after RemovePerson (-plain +exact):\n%s", diff)
+		}
+	}
+	if got, _ := e.Nearest(context.Background(), engine.Gallery{Tenant: "other", Version: "v"}, rows[0].Embedding, 5); len(got) != 0 {
+		t.Errorf("another tenant's gallery returned %v", got)
+	}
+}
