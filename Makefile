@@ -13,10 +13,12 @@ run: services build
 	@$(ENV) && exec ./biomatch serve --with-worker
 
 ## test: vet, then every test (race detector on) against real PostgreSQL and Redis,
-## then each fuzz target for a short while.
+## the search packages again with the SIMD kernels (GOEXPERIMENT=simd), then each
+## fuzz target for a short while.
 test: services
-	@$(ENV) && go vet ./...
+	@$(ENV) && go vet ./... && GOEXPERIMENT=simd go vet ./vectorstore/...
 	@$(ENV) && go test -race -count=1 -timeout 20m ./...
+	@$(ENV) && GOEXPERIMENT=simd go test -count=1 ./vectorstore/... ./cmd/...
 	@$(MAKE) --no-print-directory fuzz
 
 FUZZTIME ?= 10s
@@ -30,11 +32,13 @@ services:
 services-down:
 	@bash scripts/services.sh down
 
+# The binary is built with GOEXPERIMENT=simd: the AVX2 int8 kernel of the
+# in-memory index needs it (a CPU without AVX2 falls back at run time).
 build:
-	@go build -o biomatch ./cmd/biomatch
+	@GOEXPERIMENT=simd go build -o biomatch ./cmd/biomatch
 
 migrate: services build
 	@$(ENV) && ./biomatch migrate
 
 bench:
-	@$(ENV) && go test ./bench -run '^$$' -bench . -benchmem
+	@$(ENV) && GOEXPERIMENT=simd go test ./bench -run '^$$' -bench Kernel -benchmem

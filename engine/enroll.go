@@ -115,6 +115,9 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest) (EnrollReq
 			continue // a transient read error: keep waiting until the deadline
 		}
 		if got.State != Pending {
+			if got.State == Done {
+				s.followWrite(ctx, got.Result.Person.ID)
+			}
 			return got, nil
 		}
 	}

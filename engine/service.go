@@ -87,7 +87,22 @@ func (s *Service) Verify(ctx context.Context, g Gallery, identifier string, prob
 // and audits it. An unknown puid returns ErrNotFound.
 func (s *Service) Delete(ctx context.Context, tenant, puid string, a AuditEntry) (Person, error) {
 	a.Tenant, a.Action, a.PUID = tenant, "delete", puid
-	return s.store.DeletePerson(ctx, tenant, puid, a)
+	p, err := s.store.DeletePerson(ctx, tenant, puid, a)
+	if err == nil {
+		s.followWrite(ctx, p.ID)
+	}
+	return p, err
+}
+
+// followWrite tells a Follower index about a write this Service made. A
+// failure is logged, not returned: the write is committed, and the index
+// catches up from the change notification.
+func (s *Service) followWrite(ctx context.Context, personID int64) {
+	if f, ok := s.index.(Follower); ok {
+		if err := f.PersonChanged(ctx, personID); err != nil {
+			s.log.WarnContext(ctx, "refresh in-memory index", "person_id", personID, "err", err)
+		}
+	}
 }
 
 // EnrollLevels returns each known puid's enroll level; unknown ones are absent.

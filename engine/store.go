@@ -85,3 +85,12 @@ type AuditEntry struct {
 	RequestID string
 	Detail    string
 }
+
+// Follower is an Index that keeps its own copy of the templates. The
+// Service tells it about its own writes (an enroll it answers, a delete) so
+// that the caller reads them back at once; writes of other processes reach
+// it by its own means.
+type Follower interface {
+	// PersonChanged reloads the person's templates (none: it was deleted).
+	PersonChanged(ctx context.Context, personID int64) error
+}

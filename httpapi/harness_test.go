@@ -51,7 +51,10 @@ func newHarnessWith(t *testing.T, o options) *harness {
 	}
 	qname := testenv.Queue(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{})
+	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	jobs := queue.NewClient(redisOpt, qname)
 	svc := engine.NewService(store, store, jobs, engine.Config{EnrollWait: o.enrollWait}, log)
 	ctx, cancel := context.WithCancel(context.Background())

@@ -1,5 +1,4 @@
 -- +goose Up
-CREATE EXTENSION IF NOT EXISTS vector;
 
 -- API keys: the CryptoNets fields, but the key itself only as a SHA-256 hash
 -- and a short display prefix.
@@ -31,19 +30,43 @@ CREATE UNIQUE INDEX persons_external_id ON persons (tenant, version, external_id
 
 -- One table for every dimension: an unsized vector column, searched per
 -- dimension through partial HNSW expression indexes created on first use
--- (vectorstore.Postgres.ensureIndex).
-CREATE TABLE templates (
-    id         bigserial PRIMARY KEY,
-    person_id  bigint NOT NULL REFERENCES persons (id) ON DELETE CASCADE,
-    tenant     text NOT NULL,
-    version    text NOT NULL,
-    dim        int NOT NULL CHECK (dim BETWEEN 128 AND 512),
-    embedding  vector NOT NULL CHECK (vector_dims(embedding) = dim),
-    created_at timestamptz NOT NULL DEFAULT now()
-);
--- Inline storage: pgvector's default out-of-line (TOAST) storage makes exact
--- scans about 4x slower. 512 floats (2 KiB) fit a page.
-ALTER TABLE templates ALTER COLUMN embedding SET STORAGE PLAIN;
+-- (vectorstore.Postgres.ensureIndex). Without pgvector (not installed, or
+-- not installable by this role) the column is real[] and search runs in
+-- memory (vectorstore.Exact).
+-- +goose StatementBegin
+DO $$
+BEGIN
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS vector;
+    EXCEPTION WHEN OTHERS THEN
+        RAISE WARNING 'pgvector is not available (%): templates are stored as real[] and searched in memory', SQLERRM;
+    END;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') THEN
+        CREATE TABLE templates (
+            id         bigserial PRIMARY KEY,
+            person_id  bigint NOT NULL REFERENCES persons (id) ON DELETE CASCADE,
+            tenant     text NOT NULL,
+            version    text NOT NULL,
+            dim        int NOT NULL CHECK (dim BETWEEN 128 AND 512),
+            embedding  vector NOT NULL CHECK (vector_dims(embedding) = dim),
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+        -- Inline storage: pgvector's default out-of-line (TOAST) storage makes
+        -- exact scans about 4x slower. 512 floats (2 KiB) fit a page.
+        ALTER TABLE templates ALTER COLUMN embedding SET STORAGE PLAIN;
+    ELSE
+        CREATE TABLE templates (
+            id         bigserial PRIMARY KEY,
+            person_id  bigint NOT NULL REFERENCES persons (id) ON DELETE CASCADE,
+            tenant     text NOT NULL,
+            version    text NOT NULL,
+            dim        int NOT NULL CHECK (dim BETWEEN 128 AND 512),
+            embedding  real[] NOT NULL CHECK (cardinality(embedding) = dim),
+            created_at timestamptz NOT NULL DEFAULT now()
+        );
+    END IF;
+END $$;
+-- +goose StatementEnd
 CREATE INDEX templates_gallery ON templates (tenant, version, dim);
 CREATE INDEX templates_person ON templates (person_id);
 

@@ -74,7 +74,10 @@ func TestWorkerRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	qname := testenv.Queue(t)
-	store := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{})
+	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	jobs := queue.NewClient(opt, qname)
 	defer jobs.Close()
 	svc := engine.NewService(store, store, jobs, engine.Config{EnrollWait: time.Millisecond},
@@ -128,7 +131,10 @@ func TestReconcilerRecoversLostEnqueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	qname := testenv.Queue(t)
-	store := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{})
+	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// Redis down at enqueue time: nothing listens on port 1.

@@ -124,6 +124,40 @@ func (e *Exact) Reset() {
 	e.mu.Unlock()
 }
 
+// replaceWith takes over other's content (after a full load into it).
+func (e *Exact) replaceWith(other *Exact) {
+	other.mu.Lock()
+	e.mu.Lock()
+	e.galleries, e.personKey = other.galleries, other.personKey
+	e.bytes.Store(other.bytes.Load())
+	e.mu.Unlock()
+	other.mu.Unlock()
+}
+
+// SetPerson makes rows the person's only rows (none: the person is removed).
+func (e *Exact) SetPerson(personID int64, rows []Row) {
+	if len(rows) == 0 {
+		e.RemovePerson(personID)
+		return
+	}
+	e.mu.RLock()
+	old, had := e.personKey[personID]
+	e.mu.RUnlock()
+	newKey := galleryKey{rows[0].Gallery.Tenant, rows[0].Gallery.Version, len(rows[0].Embedding)}
+	if had && old != newKey {
+		e.RemovePerson(personID)
+	}
+	e.Add(rows...)
+	keep := make(map[int64]bool, len(rows))
+	for _, r := range rows {
+		keep[r.TemplateID] = true
+	}
+	e.mu.RLock()
+	m := e.galleries[newKey]
+	e.mu.RUnlock()
+	e.bytes.Add(m.removePersonExcept(personID, keep))
+}
+
 // Reserve makes room for n more rows of a gallery, so a bulk load does not
 // copy its matrix as it grows.
 func (e *Exact) Reserve(g engine.Gallery, dim, n int) {
@@ -221,12 +255,16 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 }
 
 // removePerson swap-removes the person's rows and returns the change in bytes.
-func (m *matrix) removePerson(person int64) int64 {
+func (m *matrix) removePerson(person int64) int64 { return m.removePersonExcept(person, nil) }
+
+// removePersonExcept swap-removes the person's rows whose template id is
+// not in keep and returns the change in bytes.
+func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var removed int64
 	for i := 0; i < len(m.ids); {
-		if m.persons[i] != person {
+		if m.persons[i] != person || keep[m.ids[i]] {
 			i++
 			continue
 		}

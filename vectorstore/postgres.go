@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strconv"
 	"sync"
 	"time"
 
@@ -35,11 +36,14 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
 	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
-		err := pgxvec.RegisterTypes(ctx, conn)
-		if err != nil && errors.Is(err, pgx.ErrNoRows) {
-			return nil // the vector extension is not installed (yet): migrations create it
+		var installed bool
+		if err := conn.QueryRow(ctx, `SELECT to_regtype('vector') IS NOT NULL`).Scan(&installed); err != nil {
+			return err
 		}
-		return err
+		if !installed {
+			return nil // no pgvector (yet): migrations create it, or templates are real[]
+		}
+		return pgxvec.RegisterTypes(ctx, conn)
 	}
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
@@ -51,9 +55,15 @@ type PostgresConfig struct {
 	HNSWMinTemplates int
 	// EfSearch is hnsw.ef_search (raised to k when k is larger).
 	EfSearch int
+
+	noVector bool // set by NewPostgres from the schema
 }
 
-// Postgres is the PostgreSQL + pgvector store and index.
+// Postgres is the PostgreSQL store and index. With pgvector, templates are
+// vectors searched by pgvector; without it (the extension could not be
+// installed when the schema was made), they are real[] and Nearest is an
+// exact dot-product scan in SQL: correct but slow, for the enroll dedup and
+// as the last resort behind Exact.
 type Postgres struct {
 	pool    *pgxpool.Pool
 	cfg     PostgresConfig
@@ -61,14 +71,32 @@ type Postgres struct {
 }
 
 // NewPostgres returns a Postgres over a pool made by OpenPool and migrated.
-func NewPostgres(pool *pgxpool.Pool, cfg PostgresConfig) *Postgres {
+func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg PostgresConfig) (*Postgres, error) {
 	if cfg.HNSWMinTemplates <= 0 {
 		cfg.HNSWMinTemplates = 10000
 	}
 	if cfg.EfSearch <= 0 {
 		cfg.EfSearch = 100
 	}
-	return &Postgres{pool: pool, cfg: cfg}
+	var typ string
+	err := pool.QueryRow(ctx, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
+		WHERE attrelid = 'templates'::regclass AND attname = 'embedding'`).Scan(&typ)
+	if err != nil {
+		return nil, fmt.Errorf("inspect schema (run biomatch migrate?): %w", translate(err))
+	}
+	cfg.noVector = typ != "vector"
+	return &Postgres{pool: pool, cfg: cfg}, nil
+}
+
+// HasVector reports whether templates are pgvector vectors.
+func (p *Postgres) HasVector() bool { return !p.cfg.noVector }
+
+// embeddingArg encodes a template for the embedding column.
+func (c PostgresConfig) embeddingArg(e engine.Embedding) any {
+	if c.noVector {
+		return []float32(e)
+	}
+	return pgvector.NewVector(e)
 }
 
 // querier is what pgxpool.Pool and pgx.Tx share.
@@ -127,6 +155,9 @@ func nearest(ctx context.Context, q querier, cfg PostgresConfig, g engine.Galler
 	if err != nil {
 		return nil, err
 	}
+	if cfg.noVector {
+		return dotScan(ctx, q, g, probe, k)
+	}
 	if size < cfg.HNSWMinTemplates {
 		return ExactScan(ctx, q, g, probe, k)
 	}
@@ -140,6 +171,15 @@ func ExactScan(ctx context.Context, q querier, g engine.Gallery, probe engine.Em
 		WHERE tenant = $2 AND version = $3 AND dim = $4
 		ORDER BY embedding <=> $1, id LIMIT $5`,
 		pgvector.NewVector(probe), g.Tenant, g.Version, len(probe), k))
+}
+
+// dotScan ranks real[] templates by their dot product with the probe, in SQL.
+func dotScan(ctx context.Context, q querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	return collect(q.Query(ctx, `
+		SELECT id, person_id, (SELECT sum(a::float8 * b::float8) FROM unnest(embedding, $1::real[]) AS u(a, b)) AS score
+		FROM templates WHERE tenant = $2 AND version = $3 AND dim = $4
+		ORDER BY score DESC, id LIMIT $5`,
+		[]float32(probe), g.Tenant, g.Version, len(probe), k))
 }
 
 // HNSWScan searches the partial HNSW index of the probe's dimension with
@@ -190,7 +230,7 @@ func collect(rows pgx.Rows, err error) ([]engine.Match, error) {
 // ensureIndex creates the partial HNSW index of dim once. Concurrent
 // creators race harmlessly: the loser's duplicate error is ignored.
 func (p *Postgres) ensureIndex(ctx context.Context, dim int) error {
-	if _, ok := p.indexed.Load(dim); ok {
+	if _, ok := p.indexed.Load(dim); ok || p.cfg.noVector {
 		return nil
 	}
 	_, err := p.pool.Exec(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS templates_hnsw_%[1]d ON templates
@@ -341,17 +381,17 @@ func (p *Postgres) PersonByIdentifier(ctx context.Context, g engine.Gallery, ide
 
 // PersonTemplates implements engine.Store.
 func (p *Postgres) PersonTemplates(ctx context.Context, personID int64) ([]engine.Embedding, error) {
-	rows, err := p.pool.Query(ctx, `SELECT embedding FROM templates WHERE person_id = $1 ORDER BY id`, personID)
+	rows, err := p.pool.Query(ctx, `SELECT embedding::real[] FROM templates WHERE person_id = $1 ORDER BY id`, personID)
 	if err != nil {
 		return nil, translate(err)
 	}
-	vs, err := pgx.CollectRows(rows, pgx.RowTo[pgvector.Vector])
+	vs, err := pgx.CollectRows(rows, pgx.RowTo[[]float32])
 	if err != nil {
 		return nil, translate(err)
 	}
 	out := make([]engine.Embedding, len(vs))
 	for i, v := range vs {
-		out[i] = v.Slice()
+		out[i] = v
 	}
 	return out, nil
 }
@@ -368,6 +408,9 @@ func (p *Postgres) DeletePerson(ctx context.Context, tenant, puid string, a engi
 		}
 		if _, err := tx.Exec(ctx, `UPDATE galleries SET persons = persons - 1, templates = templates - $3
 			WHERE tenant = $1 AND version = $2`, tenant, person.Gallery.Version, person.EnrollLevel); err != nil {
+			return err
+		}
+		if err := notifyPerson(ctx, tx, person.ID); err != nil {
 			return err
 		}
 		return audit(ctx, tx, a)
@@ -391,6 +434,16 @@ func (p *Postgres) EnrollLevels(ctx context.Context, tenant string, puids []stri
 // Audit implements engine.Store.
 func (p *Postgres) Audit(ctx context.Context, a engine.AuditEntry) error {
 	return translate(audit(ctx, p.pool, a))
+}
+
+// TemplatesChannel is the NOTIFY channel of template changes; the payload
+// is the id of the person whose templates changed (or who was deleted). It
+// is sent at commit, so listeners see committed data.
+const TemplatesChannel = "biomatch_templates"
+
+func notifyPerson(ctx context.Context, q querier, personID int64) error {
+	_, err := q.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1::text)`, strconv.FormatInt(personID, 10))
+	return err
 }
 
 func audit(ctx context.Context, q querier, a engine.AuditEntry) error {
@@ -450,7 +503,10 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 	batch := &pgx.Batch{}
 	for _, e := range ts {
 		batch.Queue(`INSERT INTO templates (person_id, tenant, version, dim, embedding) VALUES ($1, $2, $3, $4, $5)`,
-			p.ID, p.Gallery.Tenant, p.Gallery.Version, len(e), pgvector.NewVector(e))
+			p.ID, p.Gallery.Tenant, p.Gallery.Version, len(e), t.cfg.embeddingArg(e))
+	}
+	if err := notifyPerson(ctx, t.tx, p.ID); err != nil {
+		return 0, translate(err)
 	}
 	if err := t.tx.SendBatch(ctx, batch).Close(); err != nil {
 		return 0, translate(err)

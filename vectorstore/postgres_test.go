@@ -47,7 +47,10 @@ func TestPostgresSearch(t *testing.T) {
 	pool := testenv.NewPool(t)
 	ctx := context.Background()
 	// Make the dimension's index exist the way an enroll does.
-	p := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
+	p, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := p.CreateEnrollRequest(ctx, engine.EnrollRequest{ID: "x", Gallery: gallery, Templates: []engine.Embedding{make(engine.Embedding, 256)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -106,7 +109,10 @@ func TestPostgresSearch(t *testing.T) {
 func TestPostgresGalleryCountsAndDelete(t *testing.T) {
 	pool := testenv.NewPool(t)
 	ctx := context.Background()
-	p := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{})
+	p, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
 	templates := enroll(t, p, 5, 128)
 	var persons, tmpl int
 	count := func() {

@@ -27,6 +27,9 @@ type config struct {
 	Queue            string
 	ReconcileEvery   time.Duration
 	StaleAfter       time.Duration
+	SearchBackend    string // exact, pgvector, auto
+	MemoryBudget     int64  // bytes the in-memory index may use under auto
+	ExactInt8        string // auto, on, off
 }
 
 // envDefaults documents every variable with its default; README's table
@@ -49,6 +52,9 @@ var envDefaults = map[string]string{
 	"QUEUE_NAME":               "enroll",
 	"RECONCILE_EVERY":          "30s",
 	"RECONCILE_STALE_AFTER":    "1m",
+	"SEARCH_BACKEND":           "auto",
+	"SEARCH_MEMORY_BUDGET":     "8GiB",
+	"EXACT_INT8":               "auto",
 }
 
 // loadConfig reads the environment; a bad value is an error naming the variable.
@@ -96,6 +102,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ReconcileEvery:   durVar("RECONCILE_EVERY"),
 		StaleAfter:       durVar("RECONCILE_STALE_AFTER"),
 	}
+	c.SearchBackend = env("SEARCH_BACKEND")
+	if c.SearchBackend != "exact" && c.SearchBackend != "pgvector" && c.SearchBackend != "auto" {
+		bad("SEARCH_BACKEND", "want exact, pgvector or auto")
+	}
+	c.ExactInt8 = env("EXACT_INT8")
+	if c.ExactInt8 != "auto" && c.ExactInt8 != "on" && c.ExactInt8 != "off" {
+		bad("EXACT_INT8", "want auto, on or off")
+	}
+	if c.MemoryBudget = parseBytes(env("SEARCH_MEMORY_BUDGET")); c.MemoryBudget <= 0 {
+		bad("SEARCH_MEMORY_BUDGET", "want a size such as 8GiB, 512MiB or a number of bytes")
+	}
 	if err := c.LogLevel.UnmarshalText([]byte(env("LOG_LEVEL"))); err != nil {
 		bad("LOG_LEVEL", "want debug, info, warn or error")
 	}
@@ -124,4 +141,20 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
 	}
 	return c, nil
+}
+
+// parseBytes reads "123", "512MiB", "8GiB" (or KiB); -1 when malformed.
+func parseBytes(s string) int64 {
+	mult := int64(1)
+	for suffix, m := range map[string]int64{"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30} {
+		if strings.HasSuffix(s, suffix) {
+			s, mult = strings.TrimSuffix(s, suffix), m
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return -1
+	}
+	return n * mult
 }

@@ -29,11 +29,23 @@ func freeAddr(t *testing.T) string {
 
 // TestRun drives the binary's run as a user would: migrate, create a key,
 // serve with the worker, wait for /ready, enroll and predict with the client
-// subcommand, then stop gracefully.
+// subcommand, then stop gracefully. It runs on PostgreSQL with pgvector and
+// on one where pgvector cannot be installed (templates in real[], search in
+// memory).
 func TestRun(t *testing.T) {
+	t.Run("pgvector", func(t *testing.T) { testRun(t, testenv.NewDatabase(t)) })
+	t.Run("without pgvector", func(t *testing.T) {
+		logs := testRun(t, testenv.NewDatabaseWithoutVector(t))
+		if !strings.Contains(logs, "pgvector is not installed") {
+			t.Errorf("no log line says pgvector is missing:\n%s", logs)
+		}
+	})
+}
+
+func testRun(t *testing.T, databaseURL string) (logs string) {
 	addr := freeAddr(t)
 	env := map[string]string{
-		"DATABASE_URL": testenv.NewDatabase(t),
+		"DATABASE_URL": databaseURL,
 		"REDIS_URL":    testenv.Env(t, "REDIS_URL"),
 		"LISTEN_ADDR":  addr,
 		"QUEUE_NAME":   testenv.Queue(t),
@@ -62,9 +74,9 @@ func TestRun(t *testing.T) {
 	serveCtx, stop := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	var serveErr error
-	var logs syncBuffer
+	var serveLogs syncBuffer
 	wg.Go(func() {
-		serveErr = run(serveCtx, []string{"biomatch", "serve", "--with-worker"}, getenv, nil, &logs, &logs)
+		serveErr = run(serveCtx, []string{"biomatch", "serve", "--with-worker"}, getenv, nil, &serveLogs, &serveLogs)
 	})
 	deadline := time.Now().Add(20 * time.Second)
 	for {
@@ -76,7 +88,7 @@ func TestRun(t *testing.T) {
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("/ready never answered 200 (last: %v)\n%s", err, logs.String())
+			t.Fatalf("/ready never answered 200 (last: %v)\n%s", err, serveLogs.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
@@ -98,7 +110,7 @@ func TestRun(t *testing.T) {
 	if predicted.PUID != enrolled.PUID {
 		t.Errorf("client predict puid = %q, want %q", predicted.PUID, enrolled.PUID)
 	}
-	if strings.Contains(logs.String(), key) {
+	if strings.Contains(serveLogs.String(), key) {
 		t.Error("the service logged the API key")
 	}
 
@@ -107,6 +119,7 @@ func TestRun(t *testing.T) {
 	if serveErr != nil {
 		t.Errorf("serve returned %v after its context ended", serveErr)
 	}
+	return serveLogs.String()
 }
 
 type syncBuffer struct {

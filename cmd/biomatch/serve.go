@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -19,32 +20,72 @@ import (
 	"github.com/biomatch/biomatch/keys"
 	"github.com/biomatch/biomatch/queue"
 	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
 
-// app is what serve and worker share: pools and the service.
+// app is what serve and worker share: pools, store, index and the service.
 type app struct {
 	pool    *pgxpool.Pool
 	store   *vectorstore.Postgres
+	mem     *vectorstore.Synced // nil with SEARCH_BACKEND=pgvector, and in the worker
 	jobs    *queue.Client
 	service *engine.Service
 	log     *slog.Logger
 }
 
-func newApp(ctx context.Context, cfg config, stderr io.Writer) (*app, error) {
-	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+func newLogger(cfg config, w io.Writer) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.LogLevel}))
+}
+
+// newApp connects, waiting for PostgreSQL (and its schema) as long as ctx
+// allows, and builds the service. search says whether this process answers
+// searches (serve) or only enrolls (worker).
+func newApp(ctx context.Context, cfg config, log *slog.Logger, search bool) (*app, error) {
+	redisOpt, err := queue.ParseRedisURL(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
 	pool, err := vectorstore.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}
-	redisOpt, err := queue.ParseRedisURL(cfg.RedisURL)
-	if err != nil {
-		pool.Close()
-		return nil, err
+	var store *vectorstore.Postgres
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		store, err = vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{HNSWMinTemplates: cfg.HNSWMinTemplates, EfSearch: cfg.HNSWEfSearch})
+		if err == nil {
+			break
+		}
+		log.Warn("waiting for PostgreSQL", "err", err)
+		select {
+		case <-ctx.Done():
+			pool.Close()
+			return nil, err
+		case <-time.After(wait):
+		}
 	}
-	store := vectorstore.NewPostgres(pool, vectorstore.PostgresConfig{HNSWMinTemplates: cfg.HNSWMinTemplates, EfSearch: cfg.HNSWEfSearch})
-	jobs := queue.NewClient(redisOpt, cfg.Queue)
-	return &app{pool: pool, store: store, jobs: jobs, log: log,
-		service: engine.NewService(store, store, jobs, cfg.Engine, log)}, nil
+	a := &app{pool: pool, store: store, jobs: queue.NewClient(redisOpt, cfg.Queue), log: log}
+	var index engine.Index = store
+	if search {
+		if !store.HasVector() {
+			if cfg.SearchBackend == "pgvector" {
+				a.close()
+				return nil, errors.New("SEARCH_BACKEND=pgvector, but the vector extension is not installed in this database")
+			}
+			log.Warn("pgvector is not installed: templates are stored as real[] and search is exact, in memory")
+		}
+		exactCfg := vectorstore.ExactConfig{Int8: cfg.ExactInt8}
+		switch cfg.SearchBackend {
+		case "exact":
+			a.mem = vectorstore.NewSynced(store, exactCfg, 0, log)
+			index = a.mem
+		case "auto":
+			a.mem = vectorstore.NewSynced(store, exactCfg, cfg.MemoryBudget, log)
+			index = &vectorstore.Auto{Mem: a.mem, PG: store}
+		}
+		log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)
+	}
+	a.service = engine.NewService(store, index, a.jobs, cfg.Engine, log)
+	return a, nil
 }
 
 func (a *app) close() {
@@ -61,74 +102,114 @@ func (a *app) newWorker(cfg config) (*queue.Worker, error) {
 		ReconcileEvery: cfg.ReconcileEvery, StaleAfter: cfg.StaleAfter}, a.log), nil
 }
 
+func (a *app) handler(cfg config) http.Handler {
+	ready := map[string]httpapi.Check{
+		"postgres": a.store.Ping,
+		"redis":    func(context.Context) error { return a.jobs.Ping() },
+		"migrations": func(ctx context.Context) error {
+			pending, err := vectorstore.MigrationsPending(ctx, a.pool)
+			if err == nil && pending {
+				err = errors.New("pending: run biomatch migrate")
+			}
+			return err
+		},
+	}
+	if a.mem != nil {
+		ready["index"] = func(context.Context) error {
+			if !a.mem.Loaded() {
+				return errors.New("the in-memory index is loading")
+			}
+			return nil
+		}
+	}
+	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes}, httpapi.Deps{
+		Service: a.service, Keys: keys.NewStore(a.pool), Log: a.log, Ready: ready,
+	})
+}
+
+// starting answers while the service connects: /health is up, the rest 503.
+var starting = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	switch r.URL.Path {
+	case "/health":
+		io.WriteString(w, `{"status":"starting"}`)
+	case "/ready":
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"status":"not ready","checks":{"startup":"connecting to PostgreSQL"}}`)
+	default:
+		w.WriteHeader(http.StatusServiceUnavailable)
+		io.WriteString(w, `{"status":-1,"message":"service starting: retry shortly"}`)
+	}
+})
+
 func runServe(ctx context.Context, cfg config, args []string, stderr io.Writer) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	withWorker := fs.Bool("with-worker", false, "also run the enroll worker in this process")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, stderr)
+	log := newLogger(cfg, stderr)
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
-		return err
+		return fmt.Errorf("LISTEN_ADDR: %w", err)
 	}
-	defer a.close()
-
-	handler := httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes}, httpapi.Deps{
-		Service: a.service,
-		Keys:    keys.NewStore(a.pool),
-		Log:     a.log,
-		Ready: map[string]httpapi.Check{
-			"postgres": a.store.Ping,
-			"redis":    func(context.Context) error { return a.jobs.Ping() },
-			"migrations": func(ctx context.Context) error {
-				pending, err := vectorstore.MigrationsPending(ctx, a.pool)
-				if err == nil && pending {
-					err = errors.New("pending: run biomatch migrate")
-				}
-				return err
-			},
-		},
-	})
+	var current atomic.Pointer[http.Handler]
+	var h http.Handler = starting
+	current.Store(&h)
 	srv := &http.Server{
-		Addr:              cfg.ListenAddr,
-		Handler:           handler,
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) }),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      cfg.Engine.EnrollWait + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
 	}
-	ln, err := net.Listen("tcp", cfg.ListenAddr)
-	if err != nil {
-		return fmt.Errorf("LISTEN_ADDR: %w", err)
-	}
-
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var wg sync.WaitGroup
-	errc := make(chan error, 2)
-	if *withWorker {
-		w, err := a.newWorker(cfg)
-		if err != nil {
-			return err
-		}
-		wg.Go(func() { errc <- w.Run(ctx) })
-	}
+	errc := make(chan error, 3)
 	wg.Go(func() {
-		a.log.Info("serving", "addr", ln.Addr().String(), "with_worker", *withWorker)
+		log.Info("serving", "addr", ln.Addr().String(), "with_worker", *withWorker)
 		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
 			errc <- err
 		}
 	})
+	shutdown := func() {
+		sctx, stop := context.WithTimeout(context.Background(), 15*time.Second)
+		defer stop()
+		srv.Shutdown(sctx)
+		cancel()
+		wg.Wait()
+	}
+
+	a, err := newApp(ctx, cfg, log, true)
+	if err != nil {
+		shutdown()
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
+	defer a.close()
+	if a.mem != nil {
+		wg.Go(func() { a.mem.Follow(ctx) })
+	}
+	if *withWorker {
+		w, err := a.newWorker(cfg)
+		if err != nil {
+			shutdown()
+			return err
+		}
+		wg.Go(func() { errc <- w.Run(ctx) })
+	}
+	h = a.handler(cfg)
+	current.Store(&h)
+
 	select {
 	case <-ctx.Done():
 	case err = <-errc:
 	}
-	shutdownCtx, stop := context.WithTimeout(context.Background(), 15*time.Second)
-	defer stop()
-	srv.Shutdown(shutdownCtx)
-	cancel()
-	wg.Wait()
-	a.log.Info("stopped")
+	shutdown()
+	log.Info("stopped")
 	return err
 }
 
@@ -137,7 +218,8 @@ func runWorker(ctx context.Context, cfg config, args []string, stderr io.Writer)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, stderr)
+	log := newLogger(cfg, stderr)
+	a, err := newApp(ctx, cfg, log, false)
 	if err != nil {
 		return err
 	}
@@ -146,7 +228,7 @@ func runWorker(ctx context.Context, cfg config, args []string, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	a.log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.WorkerConc)
+	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.WorkerConc)
 	return w.Run(ctx)
 }
 

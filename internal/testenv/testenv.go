@@ -54,7 +54,14 @@ func Env(t testing.TB, name string) string {
 
 // NewDatabase creates an empty database (pgvector comes from template1,
 // see scripts/services.sh), dropped when the test ends, and returns its URL.
-func NewDatabase(t testing.TB) string {
+func NewDatabase(t testing.TB) string { return newDatabase(t, "") }
+
+// NewDatabaseWithoutVector creates an empty database from template0, as the
+// service's own (non-superuser) role: pgvector is not installed there and
+// the role cannot install it, the case of a PostgreSQL without pgvector.
+func NewDatabaseWithoutVector(t testing.TB) string { return newDatabase(t, " TEMPLATE template0") }
+
+func newDatabase(t testing.TB, template string) string {
 	t.Helper()
 	base := Env(t, "DATABASE_URL")
 	ctx := context.Background()
@@ -63,7 +70,7 @@ func NewDatabase(t testing.TB) string {
 		t.Fatalf("connect to %s: %v (is `make services` running?)", redact(base), err)
 	}
 	name := "biomatch_test_" + strings.ToLower(rand.Text()[:12])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name+template); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
 	admin.Close(ctx)
@@ -86,10 +93,15 @@ func NewDatabase(t testing.TB) string {
 }
 
 // NewPool returns a pool on a fresh, migrated database, closed when the test ends.
-func NewPool(t testing.TB) *pgxpool.Pool {
+func NewPool(t testing.TB) *pgxpool.Pool { return migratedPool(t, NewDatabase(t)) }
+
+// NewPoolWithoutVector is NewPool on NewDatabaseWithoutVector.
+func NewPoolWithoutVector(t testing.TB) *pgxpool.Pool { return migratedPool(t, NewDatabaseWithoutVector(t)) }
+
+func migratedPool(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := vectorstore.OpenPool(ctx, NewDatabase(t))
+	pool, err := vectorstore.OpenPool(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}

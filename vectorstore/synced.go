@@ -1,0 +1,341 @@
+package vectorstore
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/biomatch/biomatch/engine"
+)
+
+var (
+	_ engine.Index    = (*Synced)(nil)
+	_ engine.Follower = (*Synced)(nil)
+	_ engine.Index    = (*Auto)(nil)
+	_ engine.Follower = (*Auto)(nil)
+)
+
+// Synced is an Exact kept current from PostgreSQL: loaded with binary COPY,
+// then following every process's template changes (TemplatesChannel).
+// Searches wait for the first load. With a memory budget, a Synced that
+// outgrows it drops its rows and reports !Active, so Auto turns to pgvector.
+type Synced struct {
+	*Exact
+	pool   *pgxpool.Pool
+	cfg    ExactConfig
+	vector bool
+	budget int64 // bytes; 0 = no limit
+	log    *slog.Logger
+
+	loaded   chan struct{}
+	loadOnce atomic.Bool
+	over     atomic.Bool
+}
+
+// NewSynced returns an empty Synced over the store's pool; Follow loads
+// and keeps it current.
+func NewSynced(store *Postgres, cfg ExactConfig, budget int64, log *slog.Logger) *Synced {
+	return &Synced{Exact: NewExact(cfg), pool: store.pool, cfg: cfg, vector: store.HasVector(),
+		budget: budget, log: log, loaded: make(chan struct{})}
+}
+
+// Active reports whether the index holds the galleries (not over budget).
+func (s *Synced) Active() bool { return !s.over.Load() }
+
+// Loaded reports whether the first load is done.
+func (s *Synced) Loaded() bool {
+	select {
+	case <-s.loaded:
+		return true
+	default:
+		return false
+	}
+}
+
+// Nearest implements engine.Index, after the first load.
+func (s *Synced) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	select {
+	case <-s.loaded:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: the in-memory index is still loading", engine.ErrUnavailable)
+	}
+	return s.Exact.Nearest(ctx, g, probe, k)
+}
+
+// PersonChanged implements engine.Follower: it reloads one person's rows
+// (none left: the person is removed).
+func (s *Synced) PersonChanged(ctx context.Context, personID int64) error {
+	if s.over.Load() {
+		return nil
+	}
+	rows, err := s.pool.Query(ctx, `SELECT id, tenant, version, embedding::real[] FROM templates WHERE person_id = $1`, personID)
+	if err != nil {
+		return translate(err)
+	}
+	var out []Row
+	var r Row
+	var emb []float32
+	_, err = pgx.ForEachRow(rows, []any{&r.TemplateID, &r.Gallery.Tenant, &r.Gallery.Version, &emb}, func() error {
+		out = append(out, Row{TemplateID: r.TemplateID, PersonID: personID, Gallery: r.Gallery, Embedding: emb})
+		return nil
+	})
+	if err != nil {
+		return translate(err)
+	}
+	s.SetPerson(personID, out)
+	s.checkBudget()
+	return nil
+}
+
+func (s *Synced) checkBudget() {
+	if s.budget > 0 && s.vector && s.Bytes() > s.budget && !s.over.Swap(true) {
+		s.log.Warn("in-memory index is over its memory budget: searching with pgvector instead",
+			"bytes", s.Bytes(), "budget", s.budget)
+		s.Reset()
+	}
+}
+
+// Follow loads the index and applies template changes until ctx ends. It
+// listens before loading, so no change falls between the two; after a lost
+// connection it reconnects and loads everything again.
+func (s *Synced) Follow(ctx context.Context) error {
+	for ctx.Err() == nil {
+		err := s.follow(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		s.log.Warn("template listener lost; reconnecting", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	return nil
+}
+
+func (s *Synced) follow(ctx context.Context) error {
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return err
+	}
+	conn := pc.Hijack()
+	defer conn.Close(context.Background())
+	if _, err := conn.Exec(ctx, "LISTEN "+TemplatesChannel); err != nil {
+		return err
+	}
+	n, took, err := s.Load(ctx)
+	if err != nil {
+		return fmt.Errorf("load: %w", err)
+	}
+	s.log.Info("in-memory index loaded", "templates", n, "seconds", took.Seconds(), "bytes", s.Bytes(),
+		"int8_prescan", s.Int8(), "active", s.Active())
+	if s.loadOnce.CompareAndSwap(false, true) {
+		close(s.loaded)
+	}
+	for {
+		note, err := conn.WaitForNotification(ctx)
+		if err != nil {
+			return err
+		}
+		id, err := strconv.ParseInt(note.Payload, 10, 64)
+		if err != nil {
+			continue
+		}
+		if err := s.PersonChanged(ctx, id); err != nil {
+			return err
+		}
+	}
+}
+
+// Load replaces the content with every template in PostgreSQL, read with
+// one binary COPY, and returns how many it read and how long it took.
+func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
+	start := time.Now()
+	fresh := NewExact(s.cfg)
+	rows, err := s.pool.Query(ctx, `SELECT tenant, version, dim, count(*) FROM templates GROUP BY 1, 2, 3`)
+	if err != nil {
+		return 0, 0, translate(err)
+	}
+	var g engine.Gallery
+	var dim, count int
+	var need int64
+	_, err = pgx.ForEachRow(rows, []any{&g.Tenant, &g.Version, &dim, &count}, func() error {
+		need += int64(count) * (&matrix{dim: dim, int8: fresh.useInt8}).rowBytes()
+		if s.budget == 0 || need <= s.budget || !s.vector {
+			fresh.Reserve(g, dim, count)
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, 0, translate(err)
+	}
+	if s.budget > 0 && need > s.budget && s.vector {
+		s.over.Store(true)
+		s.Exact.Reset()
+		return 0, time.Since(start), nil
+	}
+	s.over.Store(false)
+
+	pc, err := s.pool.Acquire(ctx)
+	if err != nil {
+		return 0, 0, translate(err)
+	}
+	defer pc.Release()
+	column := "embedding"
+	if !s.vector {
+		column = "embedding::real[]"
+	}
+	pr, pw := io.Pipe()
+	go func() {
+		_, err := pc.Conn().PgConn().CopyTo(ctx, pw,
+			`COPY (SELECT id, person_id, tenant, version, `+column+` FROM templates) TO STDOUT (FORMAT binary)`)
+		pw.CloseWithError(err)
+	}()
+	n, err := readCopy(bufio.NewReaderSize(pr, 1<<20), s.vector, fresh.Add)
+	pr.CloseWithError(err) // unblocks the writer if we stopped early
+	if err != nil {
+		return n, 0, err
+	}
+	s.Exact.replaceWith(fresh)
+	s.checkBudget()
+	return n, time.Since(start), nil
+}
+
+var copySignature = []byte("PGCOPY\n\xff\r\n\x00")
+
+// readCopy parses PostgreSQL's binary COPY of (id, person_id, tenant,
+// version, embedding) and calls add for each row. The embedding is a
+// pgvector vector, or a real[] when vector is false. The row's embedding is
+// reused by the next call: add must copy it.
+func readCopy(r *bufio.Reader, vector bool, add func(...Row)) (int, error) {
+	hdr := make([]byte, 19)
+	if _, err := io.ReadFull(r, hdr); err != nil {
+		return 0, fmt.Errorf("copy header: %w", err)
+	}
+	if !bytes.Equal(hdr[:11], copySignature) {
+		return 0, errors.New("copy: not a binary COPY stream")
+	}
+	if _, err := r.Discard(int(binary.BigEndian.Uint32(hdr[15:19]))); err != nil {
+		return 0, err
+	}
+	var field []byte
+	emb := make(engine.Embedding, 0, 512)
+	readField := func() ([]byte, error) {
+		var l [4]byte
+		if _, err := io.ReadFull(r, l[:]); err != nil {
+			return nil, err
+		}
+		n := int32(binary.BigEndian.Uint32(l[:]))
+		if n < 0 {
+			return nil, errors.New("copy: unexpected NULL")
+		}
+		if cap(field) < int(n) {
+			field = make([]byte, n)
+		}
+		field = field[:n]
+		_, err := io.ReadFull(r, field)
+		return field, err
+	}
+	n := 0
+	for {
+		var cnt [2]byte
+		if _, err := io.ReadFull(r, cnt[:]); err != nil {
+			return n, fmt.Errorf("copy: %w", err)
+		}
+		fields := int16(binary.BigEndian.Uint16(cnt[:]))
+		if fields == -1 {
+			return n, nil
+		}
+		if fields != 5 {
+			return n, fmt.Errorf("copy: %d fields, want 5", fields)
+		}
+		var row Row
+		for i := range 4 {
+			f, err := readField()
+			if err != nil {
+				return n, fmt.Errorf("copy: %w", err)
+			}
+			switch i {
+			case 0:
+				row.TemplateID = int64(binary.BigEndian.Uint64(f))
+			case 1:
+				row.PersonID = int64(binary.BigEndian.Uint64(f))
+			case 2:
+				row.Gallery.Tenant = string(f)
+			case 3:
+				row.Gallery.Version = string(f)
+			}
+		}
+		f, err := readField()
+		if err != nil {
+			return n, fmt.Errorf("copy: %w", err)
+		}
+		if emb, err = decodeEmbedding(f, vector, emb[:0]); err != nil {
+			return n, err
+		}
+		row.Embedding = emb
+		add(row)
+		n++
+	}
+}
+
+// decodeEmbedding reads pgvector's binary vector (int16 dim, int16 unused,
+// big-endian float32s) or a binary real[] (one dimension, no NULLs).
+func decodeEmbedding(f []byte, vector bool, out engine.Embedding) (engine.Embedding, error) {
+	if vector {
+		if len(f) < 4 {
+			return nil, errors.New("copy: short vector")
+		}
+		dim := int(binary.BigEndian.Uint16(f))
+		if len(f) != 4+4*dim {
+			return nil, errors.New("copy: vector length mismatch")
+		}
+		for i := range dim {
+			out = append(out, math.Float32frombits(binary.BigEndian.Uint32(f[4+4*i:])))
+		}
+		return out, nil
+	}
+	if len(f) < 20 || binary.BigEndian.Uint32(f) != 1 {
+		return nil, errors.New("copy: real[] is not one-dimensional")
+	}
+	dim := int(binary.BigEndian.Uint32(f[12:]))
+	if len(f) != 20+8*dim {
+		return nil, errors.New("copy: real[] length mismatch")
+	}
+	for i := range dim {
+		out = append(out, math.Float32frombits(binary.BigEndian.Uint32(f[20+8*i+4:])))
+	}
+	return out, nil
+}
+
+// Auto searches with the in-memory index while it fits its memory budget,
+// else with pgvector.
+type Auto struct {
+	Mem *Synced
+	PG  *Postgres
+}
+
+// Nearest implements engine.Index.
+func (a *Auto) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	if a.Mem.Active() {
+		return a.Mem.Nearest(ctx, g, probe, k)
+	}
+	return a.PG.Nearest(ctx, g, probe, k)
+}
+
+// PersonChanged implements engine.Follower.
+func (a *Auto) PersonChanged(ctx context.Context, personID int64) error {
+	return a.Mem.PersonChanged(ctx, personID)
+}
