@@ -141,9 +141,6 @@ func (s *Synced) follow(ctx context.Context) error {
 	}
 	s.log.Info("in-memory index loaded", "templates", n, "seconds", took.Seconds(), "bytes", s.Bytes(),
 		"int8_prescan", s.Int8(), "active", s.Active())
-	if s.loadOnce.CompareAndSwap(false, true) {
-		close(s.loaded)
-	}
 	for {
 		note, err := conn.WaitForNotification(ctx)
 		if err != nil {
@@ -161,6 +158,7 @@ func (s *Synced) follow(ctx context.Context) error {
 
 // Load replaces the content with every template in PostgreSQL, read with
 // one binary COPY, and returns how many it read and how long it took.
+// Searches wait for the first Load to succeed.
 func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	start := time.Now()
 	fresh := NewExact(s.cfg)
@@ -184,6 +182,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	if s.budget > 0 && need > s.budget && s.vector {
 		s.over.Store(true)
 		s.Exact.Reset()
+		s.markLoaded()
 		return 0, time.Since(start), nil
 	}
 	s.over.Store(false)
@@ -210,7 +209,14 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	}
 	s.Exact.replaceWith(fresh)
 	s.checkBudget()
+	s.markLoaded()
 	return n, time.Since(start), nil
+}
+
+func (s *Synced) markLoaded() {
+	if s.loadOnce.CompareAndSwap(false, true) {
+		close(s.loaded)
+	}
 }
 
 var copySignature = []byte("PGCOPY\n\xff\r\n\x00")
