@@ -163,7 +163,9 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 	runtime.GC()
 
 	if err := measureInto(Result{Backend: "pgvector-exact", BuildS: loadS, Note: "sequential scan; build = COPY of the rows"},
-		func(p engine.Embedding) ([]engine.Match, error) { return vectorstore.ExactScan(ctx, pool, gallery, p, o.k) }); err != nil {
+		func(p engine.Embedding) ([]engine.Match, error) {
+			return vectorstore.ExactScan(ctx, pool, gallery, p, o.k)
+		}); err != nil {
 		return err
 	}
 

@@ -96,7 +96,9 @@ func newDatabase(t testing.TB, template string) string {
 func NewPool(t testing.TB) *pgxpool.Pool { return migratedPool(t, NewDatabase(t)) }
 
 // NewPoolWithoutVector is NewPool on NewDatabaseWithoutVector.
-func NewPoolWithoutVector(t testing.TB) *pgxpool.Pool { return migratedPool(t, NewDatabaseWithoutVector(t)) }
+func NewPoolWithoutVector(t testing.TB) *pgxpool.Pool {
+	return migratedPool(t, NewDatabaseWithoutVector(t))
+}
 
 func migratedPool(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
