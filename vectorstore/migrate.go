@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -22,7 +23,7 @@ func provider(pool *pgxpool.Pool) (*goose.Provider, func() error, error) {
 }
 
 // Migrate applies the pending embedded migrations (forward only) and
-// returns how many it applied.
+// returns how many it applied. It fails if an index is left invalid.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 	p, closeDB, err := provider(pool)
 	if err != nil {
@@ -33,7 +34,7 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) (int, error) {
 	if err != nil {
 		return len(res), fmt.Errorf("migrate: %w", err)
 	}
-	return len(res), nil
+	return len(res), CheckIndexes(ctx, pool)
 }
 
 // MigrationsPending reports whether embedded migrations are not yet applied.
@@ -45,4 +46,27 @@ func MigrationsPending(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 	defer closeDB()
 	pending, err := p.HasPending(ctx)
 	return pending, translate(err)
+}
+
+// InvalidIndexes names the indexes PostgreSQL marks invalid (an interrupted
+// CREATE INDEX CONCURRENTLY leaves one, and queries silently skip it).
+func InvalidIndexes(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
+	rows, err := pool.Query(ctx, `SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1`)
+	if err != nil {
+		return nil, translate(err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	return names, translate(err)
+}
+
+// CheckIndexes returns an error naming any invalid index and how to mend it.
+func CheckIndexes(ctx context.Context, pool *pgxpool.Pool) error {
+	names, err := InvalidIndexes(ctx, pool)
+	if err != nil {
+		return err
+	}
+	if len(names) > 0 {
+		return fmt.Errorf("invalid indexes %v: queries skip them; rebuild with REINDEX INDEX CONCURRENTLY <name>", names)
+	}
+	return nil
 }

@@ -155,3 +155,27 @@ func TestPostgresGalleryCountsAndDelete(t *testing.T) {
 		t.Errorf("second delete error = %v, want ErrNotFound", err)
 	}
 }
+
+// TestInvalidIndexDetected: an index left invalid (as an interrupted
+// CREATE INDEX CONCURRENTLY leaves it) fails CheckIndexes and Migrate.
+func TestInvalidIndexDetected(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx := context.Background()
+	if err := vectorstore.CheckIndexes(ctx, pool); err != nil {
+		t.Fatalf("fresh schema: %v", err)
+	}
+	// A unique index over duplicate values fails CONCURRENTLY and stays invalid.
+	if _, err := pool.Exec(ctx, `INSERT INTO audit_log (tenant, action) VALUES ('t', 'x'), ('t', 'x')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pool.Exec(ctx, `CREATE UNIQUE INDEX CONCURRENTLY audit_dup ON audit_log (tenant, action)`); err == nil {
+		t.Fatal("the unique index over duplicates was built")
+	}
+	err := vectorstore.CheckIndexes(ctx, pool)
+	if err == nil || !strings.Contains(err.Error(), "audit_dup") {
+		t.Errorf("CheckIndexes = %v, want it to name audit_dup", err)
+	}
+	if _, err := vectorstore.Migrate(ctx, pool); err == nil {
+		t.Error("Migrate succeeded with an invalid index")
+	}
+}

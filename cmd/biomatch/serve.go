@@ -113,6 +113,7 @@ func (a *app) handler(cfg config) http.Handler {
 			}
 			return err
 		},
+		"indexes": func(ctx context.Context) error { return vectorstore.CheckIndexes(ctx, a.pool) },
 	}
 	if a.mem != nil {
 		ready["index"] = func(context.Context) error {
