@@ -36,5 +36,6 @@ func plotResults(results []Result, o options, path string) error {
 	}
 	p.Add(points, labels)
 	p.Y.Max = 1.02
+	p.X.Max *= 3 // room for the labels of the slowest points
 	return p.Save(7*vg.Inch, 4.5*vg.Inch, path)
 }
