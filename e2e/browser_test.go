@@ -1,0 +1,332 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/httpapi"
+	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/queue"
+	"github.com/biomatch/biomatch/vectorstore"
+)
+
+// exchange is one HTTP request/response pair the API served.
+type exchange struct {
+	Method, Path string
+	Header       http.Header
+	Request      string
+	Status       int
+	Response     string
+}
+
+// recorder wraps the API and keeps every exchange.
+type recorder struct {
+	mu   sync.Mutex
+	seen []exchange
+}
+
+func (rec *recorder) wrap(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		r.Body = io.NopCloser(bytes.NewReader(body))
+		rw := &capture{ResponseWriter: w, status: 200}
+		h.ServeHTTP(rw, r)
+		rec.mu.Lock()
+		rec.seen = append(rec.seen, exchange{r.Method, r.URL.Path, r.Header.Clone(), string(body), rw.status, rw.body.String()})
+		rec.mu.Unlock()
+	})
+}
+
+func (rec *recorder) all() []exchange {
+	rec.mu.Lock()
+	defer rec.mu.Unlock()
+	return slices.Clone(rec.seen)
+}
+
+type capture struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (c *capture) WriteHeader(s int)           { c.status = s; c.ResponseWriter.WriteHeader(s) }
+func (c *capture) Write(b []byte) (int, error) { c.body.Write(b); return c.ResponseWriter.Write(b) }
+
+// allowed are the reply fields COMPAT.md lets each route carry; the 4.x SDK
+// fails on any other.
+var allowed = map[string][]string{
+	"checkApiKeyValid": {"message", "status"},
+	"enroll":           {"status", "message", "enroll_level", "puid", "guid", "score"},
+	"predict":          {"status", "message", "enroll_level", "puid", "guid", "score", "PI_list"},
+	"deleteUser":       {"status", "message"},
+}
+
+type sdkStep struct {
+	Name  string          `json:"name"`
+	Value json.RawMessage `json:"value"`
+}
+
+type sdkState struct {
+	Steps []sdkStep `json:"steps"`
+	Done  bool      `json:"done"`
+	Error *string   `json:"error"`
+}
+
+func (s sdkState) value(name string) map[string]any {
+	for _, st := range s.Steps {
+		if st.Name == name {
+			var m map[string]any
+			json.Unmarshal(st.Value, &m)
+			return m
+		}
+	}
+	return nil
+}
+
+func TestPrivateIDWebSDK(t *testing.T) {
+	dist := "web/dist"
+	if _, err := os.Stat(dist + "/app.js"); err != nil {
+		t.Fatalf("%s/app.js is missing: run scripts/e2e-setup.sh (make test does)", dist)
+	}
+	chromium, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium is not installed: run scripts/e2e-setup.sh (make test does)")
+	}
+
+	// The real stack: PostgreSQL + pgvector, Redis, the worker, the router.
+	ctx := context.Background()
+	pool := testenv.NewPool(t)
+	redisOpt, err := queue.ParseRedisURL(testenv.Env(t, "REDIS_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qname := testenv.Queue(t)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	store, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := queue.NewClient(redisOpt, qname)
+	defer jobs.Close()
+	svc := engine.NewService(store, store, jobs, engine.Config{}, log)
+	wctx, stopWorker := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { queue.NewWorker(redisOpt, svc, queue.WorkerConfig{Queue: qname}, log).Run(wctx) })
+	defer func() { stopWorker(); wg.Wait() }()
+	ks := keys.NewStore(pool)
+	key, _, err := ks.Create(ctx, keys.NewOptions{CustomerID: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := &recorder{}
+	api := httptest.NewServer(rec.wrap(httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"*"}, MaxBodyBytes: 64 << 20},
+		httpapi.Deps{Service: svc, Keys: ks, Log: log})))
+	defer api.Close()
+	// The page comes from another origin, so the browser sends CORS preflights.
+	files := http.FileServer(http.Dir(dist))
+	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+		w.Header().Set("Cross-Origin-Embedder-Policy", "require-corp")
+		files.ServeHTTP(w, r)
+	}))
+	defer page.Close()
+
+	opts := append(slices.Clone(chromedp.DefaultExecAllocatorOptions[:]),
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.DisableGPU, chromedp.NoFirstRun,
+		chromedp.Flag("disable-background-networking", true), chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true), chromedp.Flag("disable-quic", true),
+		chromedp.UserDataDir(t.TempDir()))
+	actx, cancelAlloc := chromedp.NewExecAllocator(ctx, opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx)
+	defer cancelBrowser()
+	var consoleMu sync.Mutex
+	var console []string
+	chromedp.Listen(bctx, func(ev any) {
+		if e, ok := ev.(*runtime.EventConsoleAPICalled); ok {
+			var parts []string
+			for _, a := range e.Args {
+				parts = append(parts, strings.Trim(string(a.Value), `"`))
+			}
+			consoleMu.Lock()
+			console = append(console, fmt.Sprintf("[%s] %s", e.Type, strings.Join(parts, " ")))
+			consoleMu.Unlock()
+		}
+	})
+
+	var state sdkState
+	report := func() string {
+		var b strings.Builder
+		b.WriteString("SDK steps:\n")
+		for _, s := range state.Steps {
+			fmt.Fprintf(&b, "  %s: %.400s\n", s.Name, s.Value)
+		}
+		consoleMu.Lock()
+		fmt.Fprintf(&b, "browser console (last 40 of %d):\n", len(console))
+		for _, c := range console[max(0, len(console)-40):] {
+			fmt.Fprintf(&b, "  %.300s\n", c)
+		}
+		consoleMu.Unlock()
+		b.WriteString("HTTP exchange:\n")
+		for _, x := range rec.all() {
+			fmt.Fprintf(&b, "  %s %s → %d %.300s\n", x.Method, x.Path, x.Status, x.Response)
+		}
+		return b.String()
+	}
+
+	target := page.URL + "/index.html?" + url.Values{"api": {api.URL}, "key": {key}}.Encode()
+	if err := chromedp.Do(bctx, chromedp.Navigate(target)); err != nil {
+		t.Fatalf("navigate: %v", err)
+	}
+	deadline := time.Now().Add(6 * time.Minute)
+	for {
+		raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.__e2e || {})`))
+		if err != nil {
+			t.Fatalf("read page state: %v\n%s", err, report())
+		}
+		json.Unmarshal([]byte(raw), &state)
+		if state.Done {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the SDK did not finish in time\n%s", report())
+		}
+		time.Sleep(time.Second)
+	}
+	if state.Error != nil {
+		t.Fatalf("the SDK flow failed: %s\n%s", *state.Error, report())
+	}
+	t.Logf("\n%s", report())
+
+	// What the SDK itself reported.
+	enrolled := state.value("enrolled")
+	puid, _ := enrolled["puid"].(string)
+	if !engine.IsID(puid) {
+		t.Fatalf("enroll: the SDK reports puid %q\n%s", puid, report())
+	}
+	for _, name := range []string{"predicted", "variant-mirror", "variant-rotate", "variant-bright", "variant-crop"} {
+		got := state.value(name)
+		if got["puid"] != puid || got["guid"] != enrolled["guid"] {
+			t.Errorf("%s: the SDK reports puid %v guid %v, want %v %v", name, got["puid"], got["guid"], puid, enrolled["guid"])
+		}
+	}
+	if got := state.value("stranger"); got != nil && got["puid"] == puid {
+		t.Errorf("a different face was identified as the enrolled person: %v", got)
+	}
+	if got := state.value("after-delete"); got == nil || got["puid"] == puid {
+		t.Errorf("after delete: the SDK reports %v, want not enrolled", got)
+	}
+
+	// What crossed the wire.
+	var sawCheck, sawPreflight, sawK2 bool
+	for _, x := range rec.all() {
+		route := x.Path[strings.LastIndex(x.Path, "/")+1:]
+		if x.Method == http.MethodOptions {
+			sawPreflight = true
+			continue
+		}
+		if route == "checkApiKeyValid" && x.Status == 200 {
+			sawCheck = true
+		}
+		var reply map[string]any
+		if err := json.Unmarshal([]byte(x.Response), &reply); err != nil {
+			t.Errorf("%s %s: reply is not a JSON object: %.200s", x.Method, x.Path, x.Response)
+			continue
+		}
+		for field := range reply {
+			if !slices.Contains(allowed[route], field) {
+				t.Errorf("%s reply carries %q, which the SDK rejects", x.Path, field)
+			}
+		}
+		var body map[string]any
+		json.Unmarshal([]byte(x.Request), &body)
+		if route == "predict" && fmt.Sprint(body["K"]) == "2" {
+			sawK2 = true
+		}
+	}
+	if !sawCheck {
+		t.Error("the SDK never checked its API key with us")
+	}
+	if !sawPreflight {
+		t.Error("no CORS preflight reached the API (the page should be cross-origin)")
+	}
+	if !sawK2 {
+		t.Error("no predict request carried K=2")
+	}
+	reportScores(t, rec.all(), key)
+}
+
+// reportScores decrypts the embeddings the SDK sent and logs the cosine
+// similarity between the enrolled portrait and each probe: real-model
+// score figures (docs/real-model-scores.md).
+func reportScores(t *testing.T, xs []exchange, key string) {
+	var enrolled []engine.Embedding
+	type probe struct {
+		n int
+		e engine.Embedding
+	}
+	var probes []probe
+	for i, x := range xs {
+		if x.Method != http.MethodPost || !(strings.HasSuffix(x.Path, "/enroll") || strings.HasSuffix(x.Path, "/predict")) {
+			continue
+		}
+		var body struct{ Features string }
+		json.Unmarshal([]byte(x.Request), &body)
+		v, err := crypto.ParseVersion(x.Header.Get("x-encryption-version"))
+		if err != nil {
+			continue
+		}
+		plain, err := crypto.Decrypt(v, key, body.Features)
+		if err != nil {
+			t.Errorf("exchange %d: features do not decrypt: %v", i, err)
+			continue
+		}
+		var f struct {
+			EmbeddingVector []float64 `json:"embedding_vector"`
+		}
+		json.Unmarshal(plain, &f)
+		es, err := engine.NewEmbeddings(engine.SplitFrames(f.EmbeddingVector))
+		if err != nil {
+			t.Errorf("exchange %d: %v", i, err)
+			continue
+		}
+		if strings.HasSuffix(x.Path, "/enroll") {
+			enrolled = append(enrolled, es...)
+		} else {
+			probes = append(probes, probe{i, engine.Mean(es)})
+		}
+	}
+	if len(enrolled) == 0 {
+		t.Error("no enroll embedding was seen")
+		return
+	}
+	t.Logf("embedding dimension: %d; enrolled templates: %d", len(enrolled[0]), len(enrolled))
+	for _, p := range probes {
+		best := math.Inf(-1)
+		for _, e := range enrolled {
+			best = max(best, engine.Cosine(e, p.e))
+		}
+		t.Logf("predict (exchange %d): cosine to the enrolled portrait %.4f", p.n, best)
+	}
+}
