@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 ENV := source .data/env
 
-.PHONY: run test services services-down build migrate vet fuzz bench
+.PHONY: run test services services-down e2e-setup build migrate vet fuzz bench
 
 ## run: start PostgreSQL+pgvector and Redis (installing them if missing), migrate,
 ## print a dev API key, and serve the API with the worker on 127.0.0.1:8000.
@@ -15,7 +15,7 @@ run: services build
 ## test: vet, then every test (race detector on) against real PostgreSQL and Redis,
 ## the search packages again with the SIMD kernels (GOEXPERIMENT=simd), then each
 ## fuzz target for a short while.
-test: services
+test: services e2e-setup
 	@$(ENV) && go vet ./... && GOEXPERIMENT=simd go vet ./vectorstore/...
 	@$(ENV) && go test -race -count=1 -timeout 20m ./...
 	@$(ENV) && GOEXPERIMENT=simd go test -count=1 ./vectorstore/... ./cmd/...
@@ -28,6 +28,10 @@ fuzz:
 
 services:
 	@bash scripts/services.sh up
+
+## e2e-setup: chromium, PrivateID's web SDK (from npm, never committed) and the test images.
+e2e-setup:
+	@bash scripts/e2e-setup.sh
 
 services-down:
 	@bash scripts/services.sh down

@@ -163,17 +163,27 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	defer cancelBrowser()
 	var consoleMu sync.Mutex
 	var console []string
-	chromedp.Listen(bctx, func(ev any) {
-		if e, ok := ev.(*runtime.EventConsoleAPICalled); ok {
+	err = chromedp.Listen(bctx, func(ev any) {
+		var line string
+		switch e := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
 			var parts []string
 			for _, a := range e.Args {
 				parts = append(parts, strings.Trim(string(a.Value), `"`))
 			}
-			consoleMu.Lock()
-			console = append(console, fmt.Sprintf("[%s] %s", e.Type, strings.Join(parts, " ")))
-			consoleMu.Unlock()
+			line = fmt.Sprintf("[%s] %s", e.Type, strings.Join(parts, " "))
+		case *runtime.EventExceptionThrown:
+			line = fmt.Sprintf("[exception] %s %v", e.ExceptionDetails.Text, e.ExceptionDetails.Exception)
+		default:
+			return
 		}
+		consoleMu.Lock()
+		console = append(console, line)
+		consoleMu.Unlock()
 	})
+	if err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
 
 	var state sdkState
 	report := func() string {
@@ -199,7 +209,7 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	if err := chromedp.Do(bctx, chromedp.Navigate(target)); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}
-	deadline := time.Now().Add(6 * time.Minute)
+	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		raw, err := chromedp.Run(bctx, chromedp.Evaluate[string](`JSON.stringify(window.__e2e || {})`))
 		if err != nil {
