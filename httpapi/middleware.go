@@ -5,9 +5,12 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/gin-gonic/gin"
+
+	"github.com/biomatch/biomatch/metrics"
 )
 
 // Response headers that carry what a /node body may not.
@@ -58,14 +61,18 @@ func recovery(log *slog.Logger) gin.HandlerFunc {
 	}
 }
 
-// logRequests writes one line per request. It never logs bodies.
-func logRequests(log *slog.Logger) gin.HandlerFunc {
+// logRequests writes one line per request, and observes its latency when
+// m is not nil. It never logs bodies.
+func logRequests(log *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
 		c.Next()
 		route := c.FullPath()
 		if route == "" {
 			route = "unmatched"
+		}
+		if m != nil {
+			m.HTTPDuration.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Observe(time.Since(start).Seconds())
 		}
 		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
 			slog.String("request_id", c.GetString(ctxRequestID)),

@@ -17,6 +17,7 @@ import (
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/metrics"
 )
 
 // DefaultVersion is the gallery version of routes without a {version} segment.
@@ -281,7 +282,12 @@ func handleBilling() gin.HandlerFunc {
 	return func(c *gin.Context) { c.JSON(http.StatusOK, statusReply{0, "Success"}) }
 }
 
-func handleEnroll(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+func handleEnroll(svc *engine.Service, ks *keys.Store, m *metrics.Metrics) gin.HandlerFunc {
+	count := func(outcome string) {
+		if m != nil {
+			m.EnrollOutcomes.WithLabelValues(outcome).Inc()
+		}
+	}
 	return func(c *gin.Context) {
 		call, ok := readNode(c, ks)
 		if !ok {
@@ -289,6 +295,7 @@ func handleEnroll(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
 		}
 		vectors, err := call.readVectors()
 		if err != nil {
+			count("invalid")
 			nodeError(c, err)
 			return
 		}
@@ -297,18 +304,27 @@ func handleEnroll(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
 			ExternalID: call.req.UserIdentifier, Vectors: vectors,
 		})
 		if err != nil {
+			if errors.Is(err, engine.ErrInvalid) {
+				count("invalid")
+			} else if errors.Is(err, engine.ErrRejected) {
+				count("rejected")
+			}
 			nodeError(c, err)
 			return
 		}
 		c.Header(headerEnrollRequest, req.ID)
 		switch {
 		case req.State == engine.Pending:
+			count("queued")
 			c.JSON(http.StatusAccepted, statusReply{0, "queued"})
 		case req.Result.Outcome == engine.Rejected:
+			count("rejected")
 			c.JSON(http.StatusConflict, statusReply{152, "face enrollment failed: " + req.Result.Reason})
 		case req.Result.Outcome == engine.Existing:
+			count("existing")
 			c.JSON(http.StatusOK, call.person(0, "User Already Enrolled", req.Result.Person, req.Result.Score))
 		default:
+			count("created")
 			c.JSON(http.StatusOK, call.person(0, "Ok", req.Result.Person, req.Result.Score))
 		}
 	}

@@ -13,9 +13,11 @@ import (
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/metrics"
 )
 
 // Config is what the HTTP layer needs besides its dependencies.
@@ -33,6 +35,7 @@ type Deps struct {
 	Keys    *keys.Store
 	Log     *slog.Logger
 	Ready   map[string]Check // name → probe, for /ready
+	Metrics *metrics.Metrics // nil: no /metrics
 }
 
 // NewHandler returns the whole HTTP API.
@@ -40,7 +43,7 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
-	r.Use(requestID(), recovery(d.Log), logRequests(d.Log), corsMiddleware(cfg.CORSOrigins), limitBody(cfg.MaxBodyBytes))
+	r.Use(requestID(), recovery(d.Log), logRequests(d.Log, d.Metrics), corsMiddleware(cfg.CORSOrigins), limitBody(cfg.MaxBodyBytes))
 	addRoutes(r, d)
 	return r
 }
@@ -49,12 +52,15 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 func addRoutes(r *gin.Engine, d Deps) {
 	r.GET("/health", handleHealth())
 	r.GET("/ready", handleReady(d.Ready))
+	if d.Metrics != nil {
+		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})))
+	}
 
 	node := r.Group("/node")
 	node.POST("/api-key/checkApiKeyValid", handleCheckKey(d.Keys))
 	node.POST("/addbillingrecord", handleBilling())
 	for _, prefix := range []string{"", "/:version"} {
-		node.POST(prefix+"/enroll", handleEnroll(d.Service, d.Keys))
+		node.POST(prefix+"/enroll", handleEnroll(d.Service, d.Keys, d.Metrics))
 		node.POST(prefix+"/predict", handlePredict(d.Service, d.Keys))
 		node.POST(prefix+"/deleteUser", handleDeleteUser(d.Service, d.Keys))
 		node.POST(prefix+"/syncUUID", handleSyncUUID(d.Service, d.Keys))

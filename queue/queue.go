@@ -95,6 +95,12 @@ func (c *Client) EnqueueEnroll(ctx context.Context, id string) error {
 	return nil
 }
 
+// Inspector is the client's asynq inspector (queue depth, task states).
+func (c *Client) Inspector() *asynq.Inspector { return c.inspector }
+
+// Queue is the queue name the client enqueues to.
+func (c *Client) Queue() string { return c.queue }
+
 // Ping reports whether Redis answers.
 func (c *Client) Ping() error {
 	if err := c.client.Ping(); err != nil {

@@ -4,10 +4,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -93,6 +95,7 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
+	before := scrape(t, addr)
 	vf := filepath.Join(t.TempDir(), "v.json")
 	raw, _ := json.Marshal(synth.Vector(512, 5, 0, 0))
 	os.WriteFile(vf, raw, 0o600)
@@ -109,6 +112,27 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 	json.Unmarshal([]byte(runOut(append([]string{"client", "predict"}, common...)...)), &predicted)
 	if predicted.PUID != enrolled.PUID {
 		t.Errorf("client predict puid = %q, want %q", predicted.PUID, enrolled.PUID)
+	}
+	after := scrape(t, addr)
+	for series, delta := range map[string]float64{
+		`biomatch_enroll_outcomes_total{outcome="created"}`:                                                       1,
+		`biomatch_http_request_duration_seconds_count{method="POST",route="/node/:version/predict",status="200"}`: 1,
+		`biomatch_search_duration_seconds_count{backend="exact"}`:                                                 1,
+		`biomatch_gallery_templates{tenant="acme",version="FACE3_1"}`:                                             1,
+		`biomatch_gallery_persons{tenant="acme",version="FACE3_1"}`:                                               1,
+	} {
+		if got := after[series] - before[series]; got != delta {
+			t.Errorf("%s moved by %v, want %v", series, got, delta)
+		}
+	}
+	if after["biomatch_index_memory_bytes"] <= 0 {
+		t.Errorf("biomatch_index_memory_bytes = %v, want > 0", after["biomatch_index_memory_bytes"])
+	}
+	if _, ok := after[`biomatch_queue_tasks{queue="`+env["QUEUE_NAME"]+`",state="pending"}`]; !ok {
+		t.Error("no biomatch_queue_tasks series for the queue")
+	}
+	if _, ok := after["biomatch_rate_limited_total"]; !ok {
+		t.Error("no biomatch_rate_limited_total series")
 	}
 	if strings.Contains(serveLogs.String(), key) {
 		t.Error("the service logged the API key")
@@ -180,4 +204,28 @@ func TestUnknownCommand(t *testing.T) {
 	if err := run(context.Background(), []string{"biomatch", "frobnicate"}, func(string) string { return "" }, nil, &out, &errOut); err == nil {
 		t.Error("unknown command: no error")
 	}
+}
+
+// scrape reads /metrics as series (name with sorted labels) → value.
+func scrape(t *testing.T, addr string) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := map[string]float64{}
+	for _, line := range strings.Split(string(raw), "\n") {
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			t.Fatalf("metrics line %q: %v", line, err)
+		}
+		out[line[:i]] = v
+	}
+	return out
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/httpapi"
 	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/metrics"
 	"github.com/biomatch/biomatch/queue"
 	"github.com/biomatch/biomatch/vectorstore"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
@@ -30,6 +31,7 @@ type app struct {
 	mem     *vectorstore.Synced // nil with SEARCH_BACKEND=pgvector, and in the worker
 	jobs    *queue.Client
 	service *engine.Service
+	metrics *metrics.Metrics
 	log     *slog.Logger
 }
 
@@ -63,8 +65,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, search bool) (*ap
 		case <-time.After(wait):
 		}
 	}
-	a := &app{pool: pool, store: store, jobs: queue.NewClient(redisOpt, cfg.Queue), log: log}
+	a := &app{pool: pool, store: store, jobs: queue.NewClient(redisOpt, cfg.Queue), log: log, metrics: metrics.New()}
 	var index engine.Index = store
+	backend := func() string { return "pgvector" }
 	if search {
 		if !store.HasVector() {
 			if cfg.SearchBackend == "pgvector" {
@@ -78,10 +81,23 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, search bool) (*ap
 		case "exact":
 			a.mem = vectorstore.NewSynced(store, exactCfg, 0, log)
 			index = a.mem
+			backend = func() string { return "exact" }
 		case "auto":
 			a.mem = vectorstore.NewSynced(store, exactCfg, cfg.MemoryBudget, log)
 			index = &vectorstore.Auto{Mem: a.mem, PG: store}
+			backend = func() string {
+				if a.mem.Active() {
+					return "exact"
+				}
+				return "pgvector"
+			}
 		}
+		if a.mem != nil {
+			a.metrics.IndexBytes(a.mem.Bytes)
+		}
+		a.metrics.Galleries(pool, log)
+		a.metrics.Queue(a.jobs.Inspector(), a.jobs.Queue(), log)
+		index = a.metrics.Index(index, backend)
 		log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)
 	}
 	a.service = engine.NewService(store, index, a.jobs, cfg.Engine, log)
@@ -124,7 +140,7 @@ func (a *app) handler(cfg config) http.Handler {
 		}
 	}
 	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes}, httpapi.Deps{
-		Service: a.service, Keys: keys.NewStore(a.pool), Log: a.log, Ready: ready,
+		Service: a.service, Keys: keys.NewStore(a.pool), Log: a.log, Ready: ready, Metrics: a.metrics,
 	})
 }
 

@@ -1,0 +1,158 @@
+// Package metrics owns biomatch's Prometheus collectors: request and
+// search latency, enroll outcomes, rate-limit rejections, gallery sizes,
+// in-memory index bytes and queue depth. It registers them on a registry of
+// its own; httpapi serves it at /metrics.
+package metrics
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/biomatch/biomatch/engine"
+)
+
+// Metrics holds the collectors the code updates directly.
+type Metrics struct {
+	Registry       *prometheus.Registry
+	HTTPDuration   *prometheus.HistogramVec // route, method, status
+	SearchDuration *prometheus.HistogramVec // backend
+	EnrollOutcomes *prometheus.CounterVec   // outcome: created, existing, rejected, queued, invalid
+	RateLimited    prometheus.Counter
+}
+
+// New registers the collectors, with Go and process metrics.
+func New() *Metrics {
+	reg := prometheus.NewRegistry()
+	m := &Metrics{
+		Registry: reg,
+		HTTPDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "biomatch_http_request_duration_seconds", Help: "HTTP request latency by route, method and status.",
+			Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		}, []string{"route", "method", "status"}),
+		SearchDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "biomatch_search_duration_seconds", Help: "Nearest-template search latency by backend.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
+		}, []string{"backend"}),
+		EnrollOutcomes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "biomatch_enroll_outcomes_total", Help: "Enroll replies by outcome (created, existing, rejected, queued, invalid).",
+		}, []string{"outcome"}),
+		RateLimited: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "biomatch_rate_limited_total", Help: "Requests refused by the per-key rate limit.",
+		}),
+	}
+	reg.MustRegister(m.HTTPDuration, m.SearchDuration, m.EnrollOutcomes, m.RateLimited,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, o := range []string{"created", "existing", "rejected", "queued", "invalid"} {
+		m.EnrollOutcomes.WithLabelValues(o)
+	}
+	return m
+}
+
+// IndexBytes reports the in-memory index's size at each scrape.
+func (m *Metrics) IndexBytes(bytes func() int64) {
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "biomatch_index_memory_bytes", Help: "Memory held by the in-memory exact index.",
+	}, func() float64 { return float64(bytes()) }))
+}
+
+// Galleries reports persons and templates per gallery from PostgreSQL at
+// each scrape.
+func (m *Metrics) Galleries(pool *pgxpool.Pool, log *slog.Logger) {
+	m.Registry.MustRegister(&galleryCollector{pool: pool, log: log,
+		persons:   prometheus.NewDesc("biomatch_gallery_persons", "Persons per gallery.", []string{"tenant", "version"}, nil),
+		templates: prometheus.NewDesc("biomatch_gallery_templates", "Templates per gallery.", []string{"tenant", "version"}, nil),
+	})
+}
+
+type galleryCollector struct {
+	pool               *pgxpool.Pool
+	log                *slog.Logger
+	persons, templates *prometheus.Desc
+}
+
+func (c *galleryCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.persons; ch <- c.templates }
+
+func (c *galleryCollector) Collect(ch chan<- prometheus.Metric) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	rows, err := c.pool.Query(ctx, `SELECT tenant, version, persons, templates FROM galleries`)
+	if err != nil {
+		c.log.Warn("metrics: gallery sizes", "err", err)
+		return
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var tenant, version string
+		var persons, templates float64
+		if rows.Scan(&tenant, &version, &persons, &templates) == nil {
+			ch <- prometheus.MustNewConstMetric(c.persons, prometheus.GaugeValue, persons, tenant, version)
+			ch <- prometheus.MustNewConstMetric(c.templates, prometheus.GaugeValue, templates, tenant, version)
+		}
+	}
+}
+
+// Queue reports the enroll queue's depth by state, and its processed and
+// failed totals, from Redis at each scrape.
+func (m *Metrics) Queue(inspector *asynq.Inspector, queue string, log *slog.Logger) {
+	m.Registry.MustRegister(&queueCollector{inspector: inspector, queue: queue, log: log,
+		depth:  prometheus.NewDesc("biomatch_queue_tasks", "Enroll tasks by state.", []string{"queue", "state"}, nil),
+		totals: prometheus.NewDesc("biomatch_queue_tasks_total", "Enroll tasks processed and failed (each failed attempt, retries included) today.", []string{"queue", "result"}, nil),
+	})
+}
+
+type queueCollector struct {
+	inspector     *asynq.Inspector
+	queue         string
+	log           *slog.Logger
+	depth, totals *prometheus.Desc
+}
+
+func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.depth; ch <- c.totals }
+
+func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
+	info, err := c.inspector.GetQueueInfo(c.queue)
+	if err != nil {
+		// A queue nobody has used yet does not exist in Redis: report zeros.
+		info = &asynq.QueueInfo{Queue: c.queue}
+	}
+	for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+		"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
+		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), c.queue, state)
+	}
+	ch <- prometheus.MustNewConstMetric(c.totals, prometheus.GaugeValue, float64(info.Processed), c.queue, "processed")
+	ch <- prometheus.MustNewConstMetric(c.totals, prometheus.GaugeValue, float64(info.Failed), c.queue, "failed")
+}
+
+// Index times an engine.Index's searches under a backend label; backend is
+// asked at each search, so Auto reports where the search really went.
+func (m *Metrics) Index(inner engine.Index, backend func() string) engine.Index {
+	t := timedIndex{inner: inner, backend: backend, hist: m.SearchDuration}
+	if f, ok := inner.(engine.Follower); ok {
+		return timedFollower{t, f}
+	}
+	return t
+}
+
+type timedIndex struct {
+	inner   engine.Index
+	backend func() string
+	hist    *prometheus.HistogramVec
+}
+
+func (t timedIndex) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	start := time.Now()
+	ms, err := t.inner.Nearest(ctx, g, probe, k)
+	t.hist.WithLabelValues(t.backend()).Observe(time.Since(start).Seconds())
+	return ms, err
+}
+
+type timedFollower struct {
+	timedIndex
+	engine.Follower
+}
