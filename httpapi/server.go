@@ -36,6 +36,10 @@ type Deps struct {
 	Log     *slog.Logger
 	Ready   map[string]Check // name → probe, for /ready
 	Metrics *metrics.Metrics // nil: no /metrics
+	// Admin serves the queue dashboard under AdminPath; nil or an empty
+	// AdminToken: no dashboard.
+	Admin      http.Handler
+	AdminToken string
 }
 
 // NewHandler returns the whole HTTP API.
@@ -54,6 +58,11 @@ func addRoutes(r *gin.Engine, d Deps) {
 	r.GET("/ready", handleReady(d.Ready))
 	if d.Metrics != nil {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})))
+	}
+	if d.Admin != nil && d.AdminToken != "" {
+		admin := r.Group(AdminPath, requireAdmin(d.AdminToken))
+		admin.Any("", gin.WrapH(d.Admin))
+		admin.Any("/*rest", gin.WrapH(d.Admin))
 	}
 
 	node := r.Group("/node")

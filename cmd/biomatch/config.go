@@ -30,6 +30,7 @@ type config struct {
 	SearchBackend    string // exact, pgvector, auto
 	MemoryBudget     int64  // bytes the in-memory index may use under auto
 	ExactInt8        string // auto, on, off
+	AdminToken       string // opens the queue dashboard at /admin/queues; empty: no dashboard
 }
 
 // envDefaults documents every variable with its default; README's table
@@ -55,6 +56,7 @@ var envDefaults = map[string]string{
 	"SEARCH_BACKEND":           "auto",
 	"SEARCH_MEMORY_BUDGET":     "8GiB",
 	"EXACT_INT8":               "auto",
+	"ADMIN_TOKEN":              "",
 }
 
 // loadConfig reads the environment; a bad value is an error naming the variable.
@@ -101,6 +103,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Queue:            env("QUEUE_NAME"),
 		ReconcileEvery:   durVar("RECONCILE_EVERY"),
 		StaleAfter:       durVar("RECONCILE_STALE_AFTER"),
+	}
+	c.AdminToken = env("ADMIN_TOKEN")
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("ADMIN_TOKEN", "want at least 16 characters")
 	}
 	c.SearchBackend = env("SEARCH_BACKEND")
 	if c.SearchBackend != "exact" && c.SearchBackend != "pgvector" && c.SearchBackend != "auto" {

@@ -51,6 +51,7 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 		"REDIS_URL":    testenv.Env(t, "REDIS_URL"),
 		"LISTEN_ADDR":  addr,
 		"QUEUE_NAME":   testenv.Queue(t),
+		"ADMIN_TOKEN":  "admin-token-for-tests",
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx := context.Background()
@@ -112,6 +113,25 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 	json.Unmarshal([]byte(runOut(append([]string{"client", "predict"}, common...)...)), &predicted)
 	if predicted.PUID != enrolled.PUID {
 		t.Errorf("client predict puid = %q, want %q", predicted.PUID, enrolled.PUID)
+	}
+	// The queue dashboard: refused without the admin token, served with it.
+	for token, want := range map[string]int{"": 401, "wrong-token-xxxxxxxx": 401, "admin-token-for-tests": 200} {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/admin/queues/api/queues", nil)
+		if token != "" {
+			req.SetBasicAuth("admin", token)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Errorf("dashboard with token %q: %d, want %d", token, resp.StatusCode, want)
+		}
+		if want == 200 && !strings.Contains(string(body), env["QUEUE_NAME"]) {
+			t.Errorf("dashboard API does not list the queue: %.300s", body)
+		}
 	}
 	after := scrape(t, addr)
 	for series, delta := range map[string]float64{

@@ -13,6 +13,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/hibiken/asynqmon"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/biomatch/biomatch/engine"
@@ -139,9 +140,14 @@ func (a *app) handler(cfg config) http.Handler {
 			return nil
 		}
 	}
-	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes}, httpapi.Deps{
-		Service: a.service, Keys: keys.NewStore(a.pool), Log: a.log, Ready: ready, Metrics: a.metrics,
-	})
+	deps := httpapi.Deps{Service: a.service, Keys: keys.NewStore(a.pool), Log: a.log, Ready: ready, Metrics: a.metrics,
+		AdminToken: cfg.AdminToken}
+	if cfg.AdminToken != "" {
+		if opt, err := queue.ParseRedisURL(cfg.RedisURL); err == nil {
+			deps.Admin = asynqmon.New(asynqmon.Options{RootPath: httpapi.AdminPath, RedisConnOpt: opt})
+		}
+	}
+	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes}, deps)
 }
 
 // starting answers while the service connects: /health is up, the rest 503.
