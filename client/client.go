@@ -48,9 +48,9 @@ type Candidate struct {
 	Score       float64 `json:"score"`
 }
 
-// CheckKey calls api-key/checkApiKeyValid.
+// CheckKey calls api-key/checkApiKeyValid. It is retried like Predict.
 func (c *Client) CheckKey(ctx context.Context) (Reply, error) {
-	return c.call(ctx, "/node/api-key/checkApiKeyValid", map[string]any{"api_key": c.APIKey})
+	return c.retry(ctx, "/node/api-key/checkApiKeyValid", map[string]any{"api_key": c.APIKey})
 }
 
 // Enroll enrolls one embedding, or several frames back to back (k × 512).
@@ -65,13 +65,15 @@ func (c *Client) Enroll(ctx context.Context, embedding []float32, userIdentifier
 }
 
 // Predict identifies an embedding: the best match, and with k > 1 up to k
-// candidates in PIList. With userIdentifier it verifies against that person only.
+// candidates in PIList. With userIdentifier it verifies against that person
+// only. Being read-only, it is retried (3 tries) on a network error or a 503;
+// Enroll and Delete are not.
 func (c *Client) Predict(ctx context.Context, embedding []float32, k int, userIdentifier string) (Reply, error) {
 	features, err := c.features(embedding)
 	if err != nil {
 		return Reply{}, err
 	}
-	return c.call(ctx, c.route("predict"), map[string]any{"api_key": c.APIKey, "features": features,
+	return c.retry(ctx, c.route("predict"), map[string]any{"api_key": c.APIKey, "features": features,
 		"user_identifier": userIdentifier, "multi_user": false, "K": k})
 }
 
@@ -85,9 +87,27 @@ func (c *Client) Delete(ctx context.Context, puid string) (Reply, error) {
 }
 
 // SyncUUID asks which puids are enrolled: PUIDState maps each to its
-// enroll level, 0 when unknown.
+// enroll level, 0 when unknown. It is retried like Predict.
 func (c *Client) SyncUUID(ctx context.Context, puids []string) (Reply, error) {
-	return c.call(ctx, c.route("syncUUID"), map[string]any{"api_key": c.APIKey, "puid_list": puids})
+	return c.retry(ctx, c.route("syncUUID"), map[string]any{"api_key": c.APIKey, "puid_list": puids})
+}
+
+// retry calls an idempotent route up to 3 times, backing off 200 ms then
+// 800 ms, while the network fails or the server answers 503.
+func (c *Client) retry(ctx context.Context, path string, body map[string]any) (Reply, error) {
+	var r Reply
+	var err error
+	for attempt, wait := 0, 200*time.Millisecond; ; attempt, wait = attempt+1, wait*4 {
+		r, err = c.call(ctx, path, body)
+		if attempt == 2 || (err == nil && r.HTTPStatus != http.StatusServiceUnavailable) || ctx.Err() != nil {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(wait):
+		}
+	}
 }
 
 func (c *Client) enc() crypto.Version {
