@@ -197,13 +197,19 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 		column = "embedding::real[]"
 	}
 	pr, pw := io.Pipe()
+	copied := make(chan error, 1)
 	go func() {
 		_, err := pc.Conn().PgConn().CopyTo(ctx, pw,
 			`COPY (SELECT id, person_id, tenant, version, `+column+` FROM templates) TO STDOUT (FORMAT binary)`)
 		pw.CloseWithError(err)
+		copied <- err
 	}()
 	n, err := readCopy(bufio.NewReaderSize(pr, 1<<20), s.vector, fresh.Add)
 	pr.CloseWithError(err) // unblocks the writer if we stopped early
+	// The connection is released (deferred) only once CopyTo is done with it.
+	if cerr := <-copied; err == nil {
+		err = translate(cerr)
+	}
 	if err != nil {
 		return n, 0, err
 	}
