@@ -354,3 +354,28 @@ func TestEnrollQueued(t *testing.T) {
 		return must(c.Predict(ctx, synth.Vector(512, 50, 0.2, 1), 0, "")).Status == 0
 	})
 }
+
+// TestDocumentFeaturesShape: the CryptoNets document's {"features":[…]}
+// shape enrolls and predicts like the SDKs' single object.
+func TestDocumentFeaturesShape(t *testing.T) {
+	h := newHarness(t)
+	key := h.newKey("acme")
+	body := func(vs ...[]float32) []byte {
+		var items []map[string]any
+		for _, v := range vs {
+			items = append(items, map[string]any{"type": "face", "embedding_vector": v})
+		}
+		plain, _ := json.Marshal(map[string]any{"features": items})
+		f, _ := crypto.Encrypt(crypto.V1, key, plain, time.Now())
+		b, _ := json.Marshal(map[string]any{"api_key": key, "features": f})
+		return b
+	}
+	status, got := h.post("/node/FACE3_1/enroll", body(synth.Vector(256, 60, 0.2, 1), synth.Vector(256, 60, 0.2, 2)), nil)
+	if status != 200 || got["status"] != 0.0 || got["enroll_level"] != 2.0 {
+		t.Fatalf("enroll with a features list = %d %v, want level 2", status, got)
+	}
+	status, got = h.post("/node/FACE3_1/predict", body(synth.Vector(256, 60, 0.2, 3)), nil)
+	if status != 200 || got["status"] != 0.0 || got["puid"] == "-1" {
+		t.Fatalf("predict with a features list = %d %v", status, got)
+	}
+}

@@ -201,3 +201,28 @@ func TestSyncedFollowsOtherProcesses(t *testing.T) {
 		}
 	}
 }
+
+// TestAutoOverBudget: a Synced whose galleries exceed the memory budget
+// holds nothing, and Auto answers from pgvector, still exactly.
+func TestAutoOverBudget(t *testing.T) {
+	pool := testenv.NewPool(t)
+	pg := newStore(t, pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
+	rows := fill(t, pg, pool, 30)
+	mem := vectorstore.NewSynced(pg, vectorstore.ExactConfig{}, 1024, quiet) // 1 KiB: far too small
+	if _, _, err := mem.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if mem.Active() || mem.Len() != 0 {
+		t.Fatalf("over budget: Active %v, Len %d; want inactive and empty", mem.Active(), mem.Len())
+	}
+	contract(t, "Auto over budget", &vectorstore.Auto{Mem: mem, PG: pg}, rows)
+
+	roomy := vectorstore.NewSynced(pg, vectorstore.ExactConfig{}, 1<<30, quiet)
+	if _, _, err := roomy.Load(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if !roomy.Active() || roomy.Len() != len(rows) {
+		t.Fatalf("within budget: Active %v, Len %d; want active with %d", roomy.Active(), roomy.Len(), len(rows))
+	}
+	contract(t, "Auto within budget", &vectorstore.Auto{Mem: roomy, PG: pg}, rows)
+}
