@@ -20,6 +20,7 @@ import (
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/keys"
 	"github.com/biomatch/biomatch/queue"
+	"github.com/biomatch/biomatch/ratelimit"
 	"github.com/biomatch/biomatch/vectorstore"
 )
 
@@ -38,6 +39,7 @@ type harness struct {
 type options struct {
 	enrollWait time.Duration // 0: the engine's default
 	noWorker   bool          // start no worker (h.startWorker starts one later)
+	rate       int           // per-key requests per second (and burst); 0: no limit
 }
 
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, options{}) }
@@ -71,8 +73,16 @@ func newHarnessWith(t *testing.T, o options) *harness {
 		startWorker()
 	}
 	ks := keys.NewStore(pool)
-	h := httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"http://app.example"}, MaxBodyBytes: 1 << 20},
-		httpapi.Deps{Service: svc, Keys: ks, Log: log, Ready: map[string]httpapi.Check{"postgres": store.Ping}})
+	deps := httpapi.Deps{Service: svc, Keys: ks, Log: log, Ready: map[string]httpapi.Check{"postgres": store.Ping}}
+	if o.rate > 0 {
+		limiter, err := ratelimit.New(testenv.Env(t, "REDIS_URL"), o.rate, o.rate)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { limiter.Close() })
+		deps.Limiter = limiter
+	}
+	h := httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"http://app.example"}, MaxBodyBytes: 1 << 20}, deps)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
+	"math"
 	"net/http"
 	"regexp"
 	"strconv"
@@ -110,9 +112,19 @@ type nodeCall struct {
 
 var versionPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 
-// readNode parses the body, authenticates the key and reads the encryption
-// version and gallery. On failure it has answered and returns false.
-func readNode(c *gin.Context, ks *keys.Store) (nodeCall, bool) {
+// nodeGate is what every /node call passes: key check and rate limit.
+type nodeGate struct {
+	keys    *keys.Store
+	limiter RateLimiter
+	metrics *metrics.Metrics
+	log     *slog.Logger
+}
+
+// readNode parses the body, authenticates the key, applies the key's rate
+// limit and reads the encryption version and gallery. On failure it has
+// answered and returns false.
+func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
+	ks := gate.keys
 	var call nodeCall
 	body, err := io.ReadAll(c.Request.Body)
 	if err != nil {
@@ -147,6 +159,21 @@ func readNode(c *gin.Context, ks *keys.Store) (nodeCall, bool) {
 	}
 	c.Set(ctxKeyPrefix, call.key.Prefix)
 	c.Set(ctxTenant, call.key.CustomerID)
+	if gate.limiter != nil {
+		ok, wait, err := gate.limiter.Allow(c.Request.Context(), call.key.ID)
+		if err != nil {
+			// Fail open: a Redis outage must not take identification down.
+			gate.log.WarnContext(c.Request.Context(), "rate limiter unavailable", "err", err)
+		} else if !ok {
+			if gate.metrics != nil {
+				gate.metrics.RateLimited.Inc()
+			}
+			secs := int(math.Ceil(wait.Seconds()))
+			c.Header("Retry-After", strconv.Itoa(max(secs, 1)))
+			c.JSON(http.StatusTooManyRequests, statusReply{-1, fmt.Sprintf("rate limit exceeded for this key: retry after %d s", max(secs, 1))})
+			return call, false
+		}
+	}
 	if call.enc, err = crypto.ParseVersion(c.GetHeader("x-encryption-version")); err != nil {
 		c.JSON(http.StatusBadRequest, statusReply{-2, "x-encryption-version: " + err.Error()})
 		return call, false
@@ -270,9 +297,9 @@ func (call nodeCall) audit(c *gin.Context, action, puid, detail string) engine.A
 		RequestID: c.GetString(ctxRequestID), Detail: detail}
 }
 
-func handleCheckKey(ks *keys.Store) gin.HandlerFunc {
+func handleCheckKey(gate nodeGate) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		if _, ok := readNode(c, ks); ok {
+		if _, ok := readNode(c, gate); ok {
 			c.JSON(http.StatusOK, checkKeyReply{Message: "API Key is valid", Status: 0})
 		}
 	}
@@ -282,14 +309,14 @@ func handleBilling() gin.HandlerFunc {
 	return func(c *gin.Context) { c.JSON(http.StatusOK, statusReply{0, "Success"}) }
 }
 
-func handleEnroll(svc *engine.Service, ks *keys.Store, m *metrics.Metrics) gin.HandlerFunc {
+func handleEnroll(svc *engine.Service, gate nodeGate, m *metrics.Metrics) gin.HandlerFunc {
 	count := func(outcome string) {
 		if m != nil {
 			m.EnrollOutcomes.WithLabelValues(outcome).Inc()
 		}
 	}
 	return func(c *gin.Context) {
-		call, ok := readNode(c, ks)
+		call, ok := readNode(c, gate)
 		if !ok {
 			return
 		}
@@ -330,9 +357,9 @@ func handleEnroll(svc *engine.Service, ks *keys.Store, m *metrics.Metrics) gin.H
 	}
 }
 
-func handlePredict(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+func handlePredict(svc *engine.Service, gate nodeGate) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		call, ok := readNode(c, ks)
+		call, ok := readNode(c, gate)
 		if !ok {
 			return
 		}
@@ -388,9 +415,9 @@ func handlePredict(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
 	}
 }
 
-func handleDeleteUser(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+func handleDeleteUser(svc *engine.Service, gate nodeGate) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		call, ok := readNode(c, ks)
+		call, ok := readNode(c, gate)
 		if !ok {
 			return
 		}
@@ -415,9 +442,9 @@ func handleDeleteUser(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
 	}
 }
 
-func handleSyncUUID(svc *engine.Service, ks *keys.Store) gin.HandlerFunc {
+func handleSyncUUID(svc *engine.Service, gate nodeGate) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		call, ok := readNode(c, ks)
+		call, ok := readNode(c, gate)
 		if !ok {
 			return
 		}

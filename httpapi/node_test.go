@@ -379,3 +379,35 @@ func TestDocumentFeaturesShape(t *testing.T) {
 		t.Fatalf("predict with a features list = %d %v", status, got)
 	}
 }
+
+// TestRateLimit: a key over its rate gets 429 with Retry-After; another
+// key is not affected. The limit lives in Redis.
+func TestRateLimit(t *testing.T) {
+	h := newHarnessWith(t, options{rate: 2})
+	busy, calm := h.newKey("acme"), h.newKey("acme")
+	check := func(key string) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/node/api-key/checkApiKeyValid", strings.NewReader(`{"api_key":"`+key+`"}`))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode, resp.Header.Get("Retry-After")
+	}
+	var limited bool
+	for range 6 {
+		status, retry := check(busy)
+		if status == http.StatusTooManyRequests {
+			limited = true
+			if retry == "" {
+				t.Error("429 without Retry-After")
+			}
+		}
+	}
+	if !limited {
+		t.Fatal("6 immediate calls at 2/s were never limited")
+	}
+	if status, _ := check(calm); status != 200 {
+		t.Errorf("another key got %d while the first was limited", status)
+	}
+}

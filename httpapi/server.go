@@ -36,10 +36,17 @@ type Deps struct {
 	Log     *slog.Logger
 	Ready   map[string]Check // name → probe, for /ready
 	Metrics *metrics.Metrics // nil: no /metrics
+	// Limiter limits requests per API key; nil: no limit.
+	Limiter RateLimiter
 	// Admin serves the queue dashboard under AdminPath; nil or an empty
 	// AdminToken: no dashboard.
 	Admin      http.Handler
 	AdminToken string
+}
+
+// RateLimiter takes one request from a key's allowance (ratelimit.Limiter).
+type RateLimiter interface {
+	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
 }
 
 // NewHandler returns the whole HTTP API.
@@ -66,13 +73,14 @@ func addRoutes(r *gin.Engine, d Deps) {
 	}
 
 	node := r.Group("/node")
-	node.POST("/api-key/checkApiKeyValid", handleCheckKey(d.Keys))
+	gate := nodeGate{keys: d.Keys, limiter: d.Limiter, metrics: d.Metrics, log: d.Log}
+	node.POST("/api-key/checkApiKeyValid", handleCheckKey(gate))
 	node.POST("/addbillingrecord", handleBilling())
 	for _, prefix := range []string{"", "/:version"} {
-		node.POST(prefix+"/enroll", handleEnroll(d.Service, d.Keys, d.Metrics))
-		node.POST(prefix+"/predict", handlePredict(d.Service, d.Keys))
-		node.POST(prefix+"/deleteUser", handleDeleteUser(d.Service, d.Keys))
-		node.POST(prefix+"/syncUUID", handleSyncUUID(d.Service, d.Keys))
+		node.POST(prefix+"/enroll", handleEnroll(d.Service, gate, d.Metrics))
+		node.POST(prefix+"/predict", handlePredict(d.Service, gate))
+		node.POST(prefix+"/deleteUser", handleDeleteUser(d.Service, gate))
+		node.POST(prefix+"/syncUUID", handleSyncUUID(d.Service, gate))
 	}
 
 	r.NoRoute(func(c *gin.Context) {

@@ -31,6 +31,8 @@ type config struct {
 	MemoryBudget     int64  // bytes the in-memory index may use under auto
 	ExactInt8        string // auto, on, off
 	AdminToken       string // opens the queue dashboard at /admin/queues; empty: no dashboard
+	RatePerSecond    int    // per API key, across replicas; 0: no limit
+	RateBurst        int
 }
 
 // envDefaults documents every variable with its default; README's table
@@ -57,6 +59,8 @@ var envDefaults = map[string]string{
 	"SEARCH_MEMORY_BUDGET":     "8GiB",
 	"EXACT_INT8":               "auto",
 	"ADMIN_TOKEN":              "",
+	"RATE_LIMIT_PER_SECOND":    "50",
+	"RATE_LIMIT_BURST":         "100",
 }
 
 // loadConfig reads the environment; a bad value is an error naming the variable.
@@ -101,6 +105,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		HNSWEfSearch:     int(intVar("HNSW_EF_SEARCH", 1, 1000)),
 		WorkerConc:       int(intVar("WORKER_CONCURRENCY", 1, 1000)),
 		Queue:            env("QUEUE_NAME"),
+		RatePerSecond:    int(intVar("RATE_LIMIT_PER_SECOND", 0, 1_000_000)),
+		RateBurst:        int(intVar("RATE_LIMIT_BURST", 1, 1_000_000)),
 		ReconcileEvery:   durVar("RECONCILE_EVERY"),
 		StaleAfter:       durVar("RECONCILE_STALE_AFTER"),
 	}

@@ -3,8 +3,10 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -14,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 
 	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
@@ -154,9 +158,8 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 	if _, ok := after["biomatch_rate_limited_total"]; !ok {
 		t.Error("no biomatch_rate_limited_total series")
 	}
-	if strings.Contains(serveLogs.String(), key) {
-		t.Error("the service logged the API key")
-	}
+	assertNoLeak(t, "the service log", []byte(serveLogs.String()), key, raw)
+	assertNoLeak(t, "Redis", redisDump(t, env["REDIS_URL"]), key, raw)
 
 	stop()
 	wg.Wait()
@@ -248,4 +251,102 @@ func scrape(t *testing.T, addr string) map[string]float64 {
 		out[line[:i]] = v
 	}
 	return out
+}
+
+// assertNoLeak fails if where holds the API key or the template.
+func assertNoLeak(t *testing.T, what string, where []byte, key string, vectorJSON []byte) {
+	t.Helper()
+	for _, found := range leaks(where, key, vectorJSON) {
+		t.Errorf("%s holds %s", what, found)
+	}
+}
+
+// leaks lists what of the key and the template where holds: the key, a run
+// of the template's values as JSON text, or as raw float32 bytes (either
+// byte order).
+func leaks(where []byte, key string, vectorJSON []byte) []string {
+	var found []string
+	if bytes.Contains(where, []byte(key)) {
+		found = append(found, "the API key")
+	}
+	var v []float32
+	json.Unmarshal(vectorJSON, &v)
+	values := strings.Split(strings.Trim(string(vectorJSON), "[]"), ",")
+	if bytes.Contains(where, []byte(strings.Join(values[10:13], ","))) {
+		found = append(found, "template values as text")
+	}
+	le, be := make([]byte, 12), make([]byte, 12)
+	for i, x := range v[10:13] {
+		binary.LittleEndian.PutUint32(le[4*i:], math.Float32bits(x))
+		binary.BigEndian.PutUint32(be[4*i:], math.Float32bits(x))
+	}
+	if bytes.Contains(where, le) || bytes.Contains(where, be) {
+		found = append(found, "template values as float32 bytes")
+	}
+	return found
+}
+
+// TestLeaksFindsPlantedSecrets: the no-leak check can fail.
+func TestLeaksFindsPlantedSecrets(t *testing.T) {
+	raw, _ := json.Marshal(synth.Vector(128, 3, 0, 0))
+	var v []float32
+	json.Unmarshal(raw, &v)
+	bin := make([]byte, 4*len(v))
+	for i, x := range v {
+		binary.BigEndian.PutUint32(bin[4*i:], math.Float32bits(x))
+	}
+	for name, where := range map[string][]byte{
+		"key":   []byte("log line key=bm_SECRET done"),
+		"text":  append([]byte(`{"features":`), raw...),
+		"bytes": append([]byte("payload:"), bin...),
+	} {
+		if got := leaks(where, "bm_SECRET", raw); len(got) == 0 {
+			t.Errorf("planted %s not found", name)
+		}
+	}
+	if got := leaks([]byte("nothing here"), "bm_SECRET", raw); len(got) != 0 {
+		t.Errorf("clean input reported %v", got)
+	}
+}
+
+// redisDump returns every key and value in the Redis database, queue
+// payloads included.
+func redisDump(t *testing.T, url string) []byte {
+	t.Helper()
+	opt, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rdb := redis.NewClient(opt)
+	defer rdb.Close()
+	ctx := context.Background()
+	var out bytes.Buffer
+	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
+	n := 0
+	for iter.Next(ctx) {
+		k := iter.Val()
+		n++
+		out.WriteString(k + "\n")
+		switch rdb.Type(ctx, k).Val() {
+		case "string":
+			out.WriteString(rdb.Get(ctx, k).Val())
+		case "hash":
+			for f, v := range rdb.HGetAll(ctx, k).Val() {
+				out.WriteString(f + "=" + v + "\n")
+			}
+		case "list":
+			out.WriteString(strings.Join(rdb.LRange(ctx, k, 0, -1).Val(), "\n"))
+		case "set":
+			out.WriteString(strings.Join(rdb.SMembers(ctx, k).Val(), "\n"))
+		case "zset":
+			out.WriteString(strings.Join(rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
+		}
+	}
+	if err := iter.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if n == 0 {
+		t.Fatal("Redis holds no key at all: the no-leak check would prove nothing")
+	}
+	return out.Bytes()
 }

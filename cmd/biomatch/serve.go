@@ -21,6 +21,7 @@ import (
 	"github.com/biomatch/biomatch/keys"
 	"github.com/biomatch/biomatch/metrics"
 	"github.com/biomatch/biomatch/queue"
+	"github.com/biomatch/biomatch/ratelimit"
 	"github.com/biomatch/biomatch/vectorstore"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
@@ -33,6 +34,7 @@ type app struct {
 	jobs    *queue.Client
 	service *engine.Service
 	metrics *metrics.Metrics
+	limiter *ratelimit.Limiter // nil without a rate limit
 	log     *slog.Logger
 }
 
@@ -102,10 +104,19 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, search bool) (*ap
 		log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)
 	}
 	a.service = engine.NewService(store, index, a.jobs, cfg.Engine, log)
+	if search && cfg.RatePerSecond > 0 {
+		if a.limiter, err = ratelimit.New(cfg.RedisURL, cfg.RatePerSecond, cfg.RateBurst); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
 func (a *app) close() {
+	if a.limiter != nil {
+		a.limiter.Close()
+	}
 	a.jobs.Close()
 	a.pool.Close()
 }
@@ -142,6 +153,9 @@ func (a *app) handler(cfg config) http.Handler {
 	}
 	deps := httpapi.Deps{Service: a.service, Keys: keys.NewStore(a.pool), Log: a.log, Ready: ready, Metrics: a.metrics,
 		AdminToken: cfg.AdminToken}
+	if a.limiter != nil {
+		deps.Limiter = a.limiter
+	}
 	if cfg.AdminToken != "" {
 		if opt, err := queue.ParseRedisURL(cfg.RedisURL); err == nil {
 			deps.Admin = asynqmon.New(asynqmon.Options{RootPath: httpapi.AdminPath, RedisConnOpt: opt})
