@@ -63,6 +63,7 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 func addRoutes(r *gin.Engine, d Deps) {
 	r.GET("/health", handleHealth())
 	r.GET("/ready", handleReady(d.Ready))
+	addDocs(r)
 	if d.Metrics != nil {
 		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})))
 	}

@@ -1,0 +1,166 @@
+package httpapi_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/pb33f/libopenapi"
+	validator "github.com/pb33f/libopenapi-validator"
+
+	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/httpapi"
+)
+
+func openAPIValidator(t *testing.T) validator.Validator {
+	t.Helper()
+	doc, err := libopenapi.NewDocument(httpapi.OpenAPI)
+	if err != nil {
+		t.Fatalf("openapi.yaml does not parse: %v", err)
+	}
+	v, errs := validator.NewValidator(doc)
+	if len(errs) > 0 {
+		t.Fatalf("validator: %v", errs)
+	}
+	if ok, errs := v.ValidateDocument(); !ok {
+		for _, e := range errs {
+			t.Errorf("openapi.yaml: %s (%s)", e.Message, e.Reason)
+			for _, se := range e.SchemaValidationErrors {
+				t.Errorf("    %s at %s", se.Reason, se.KeywordLocation)
+			}
+		}
+		t.FailNow()
+	}
+	return v
+}
+
+// TestOpenAPIMatchesResponses sends real requests to every route and
+// validates each request/response pair against the served document, so the
+// document cannot drift from the code.
+func TestOpenAPIMatchesResponses(t *testing.T) {
+	v := openAPIValidator(t)
+	h := newHarness(t)
+	key, other := h.newKey("acme"), h.newKey("other")
+	features := func(k string, vec []float32) string {
+		plain, _ := json.Marshal(map[string]any{"type": "face", "embedding_vector": vec})
+		f, _ := crypto.Encrypt(crypto.V2, k, plain, time.Now())
+		return f
+	}
+	body := func(fields map[string]any) string { b, _ := json.Marshal(fields); return string(b) }
+	alice := features(key, synth.Vector(512, 70, 0, 0))
+	aliceAgain := features(key, synth.Vector(512, 70, 0.3, 1))
+	stranger := features(key, synth.Vector(512, 71, 0, 0))
+	v2 := map[string]string{"x-encryption-version": "2", "Content-Type": "application/json"}
+
+	type call struct {
+		method, path, body string
+		headers            map[string]string
+		want               int
+	}
+	var enrolledPUID string
+	calls := []call{
+		{"GET", "/health", "", nil, 200},
+		{"GET", "/ready", "", nil, 200},
+		{"GET", "/openapi.yaml", "", nil, 200},
+		{"POST", "/node/api-key/checkApiKeyValid", body(map[string]any{"api_key": key}), v2, 200},
+		{"POST", "/node/api-key/checkApiKeyValid", `{}`, v2, 400},
+		{"POST", "/node/api-key/checkApiKeyValid", body(map[string]any{"api_key": "unknown-key-000000"}), v2, 403},
+		{"POST", "/node/addbillingrecord", `{}`, v2, 200},
+		{"POST", "/node/FACE3_1/enroll", body(map[string]any{"api_key": key, "features": alice, "user_identifier": "alice"}), v2, 200},
+		{"POST", "/node/FACE3_1/enroll", body(map[string]any{"api_key": key, "features": aliceAgain}), v2, 200},
+		{"POST", "/node/FACE3_1/enroll", body(map[string]any{"api_key": key, "features": stranger, "user_identifier": "alice"}), v2, 409},
+		{"POST", "/node/FACE3_1/enroll", body(map[string]any{"api_key": key, "features": "zz"}), v2, 400},
+		{"POST", "/node/enroll", body(map[string]any{"api_key": key, "features": stranger}), v2, 200},
+		{"POST", "/node/FACE3_1/enroll", body(map[string]any{"api_key": key, "original_image": strings.Repeat("A", 2<<20)}), v2, 413},
+		{"POST", "/node/FACE3_1/predict", body(map[string]any{"api_key": key, "features": aliceAgain, "K": 2}), v2, 200},
+		{"POST", "/node/FACE3_1/predict", body(map[string]any{"api_key": key, "features": stranger, "K": 0}), v2, 200},
+		{"POST", "/node/FACE3_1/predict", body(map[string]any{"api_key": key, "features": stranger, "user_identifier": "alice"}), v2, 200},
+		{"POST", "/node/predict", body(map[string]any{"api_key": key, "features": aliceAgain}), v2, 200},
+		{"POST", "/node/FACE3_1/predict", body(map[string]any{"api_key": other, "features": features(other, synth.Vector(512, 70, 0, 0))}), v2, 200},
+		{"POST", "/node/FACE3_1/syncUUID", "", v2, 200}, // body filled in below
+		{"POST", "/node/syncUUID", body(map[string]any{"api_key": key, "puid_list": []string{"x"}}), v2, 200},
+		{"POST", "/node/FACE3_1/deleteUser", "", v2, 200}, // body filled in below
+		{"POST", "/node/deleteUser", body(map[string]any{"api_key": key, "puid": "unknown"}), v2, 400},
+		{"POST", "/node/FACE3_1/deleteUser", body(map[string]any{"api_key": key}), v2, 400},
+	}
+	for i, c := range calls {
+		switch {
+		case strings.HasSuffix(c.path, "FACE3_1/syncUUID"):
+			c.body = body(map[string]any{"api_key": key, "puid_list": []string{enrolledPUID, "unknown"}})
+		case strings.HasSuffix(c.path, "FACE3_1/deleteUser") && c.want == 200:
+			c.body = body(map[string]any{"api_key": key, "puid": enrolledPUID})
+		}
+		req, _ := http.NewRequest(c.method, h.srv.URL+c.path, strings.NewReader(c.body))
+		for k, val := range c.headers {
+			req.Header.Set(k, val)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Fatalf("call %d %s %s = %d, want %d: %.200s", i, c.method, c.path, resp.StatusCode, c.want, raw)
+		}
+		if i == 7 { // the first enroll: keep its puid (encrypted, as clients send it back)
+			var r map[string]any
+			json.Unmarshal(raw, &r)
+			enrolledPUID, _ = r["puid"].(string)
+		}
+		// Validate a copy of the exchange: bodies are streams.
+		vreq, _ := http.NewRequest(c.method, "http://127.0.0.1:8000"+c.path, strings.NewReader(c.body))
+		for k, val := range c.headers {
+			vreq.Header.Set(k, val)
+		}
+		vresp := &http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(raw)), Request: vreq}
+		if ok, errs := v.ValidateHttpResponse(vreq, vresp); !ok {
+			for _, e := range errs {
+				t.Errorf("call %d %s %s → %d: %s: %s", i, c.method, c.path, resp.StatusCode, e.Message, e.Reason)
+				for _, se := range e.SchemaValidationErrors {
+					t.Errorf("    %s", se.Reason)
+				}
+			}
+		}
+	}
+}
+
+// TestOpenAPIRejectsExtraField: the document's reply schemas are closed, so
+// the validator above can fail.
+func TestOpenAPIRejectsExtraField(t *testing.T) {
+	v := openAPIValidator(t)
+	req, _ := http.NewRequest("POST", "http://127.0.0.1:8000/node/FACE3_1/enroll", strings.NewReader(`{"api_key":"k"}`))
+	req.Header.Set("Content-Type", "application/json")
+	raw := `{"status":0,"message":"Ok","enroll_level":1,"puid":"00","guid":"00","score":1,"request_id":"x"}`
+	resp := &http.Response{StatusCode: 200, Header: http.Header{"Content-Type": {"application/json"}},
+		Body: io.NopCloser(strings.NewReader(raw)), Request: req}
+	if ok, _ := v.ValidateHttpResponse(req, resp); ok {
+		t.Error(fmt.Sprintf("a reply with an extra field validated: %s", raw))
+	}
+}
+
+// TestDocsPage: /docs serves Swagger UI from the binary (no CDN) pointing at
+// /openapi.yaml.
+func TestDocsPage(t *testing.T) {
+	h := newHarness(t)
+	for path, want := range map[string]string{"/docs/": "/openapi.yaml", "/docs/swagger-ui-bundle.js": "SwaggerUIBundle"} {
+		resp, err := http.Get(h.srv.URL + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || !bytes.Contains(raw, []byte(want)) {
+			t.Errorf("GET %s = %d (%d bytes), want 200 containing %q", path, resp.StatusCode, len(raw), want)
+		}
+		if bytes.Contains(raw, []byte("cdn.jsdelivr")) || bytes.Contains(raw, []byte("unpkg.com")) {
+			t.Errorf("GET %s refers to a CDN", path)
+		}
+	}
+}
