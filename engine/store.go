@@ -38,6 +38,11 @@ type Store interface {
 	EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error)
 	// Audit records a.
 	Audit(ctx context.Context, a AuditEntry) error
+	// ImportProgress returns a bulk import's checkpoint (0 when new).
+	ImportProgress(ctx context.Context, source string) (int64, error)
+	// Export calls fn for each person of g, with its templates when
+	// withTemplates, in id order.
+	Export(ctx context.Context, g Gallery, withTemplates bool, fn func(Person, []Embedding) error) error
 }
 
 // GalleryTx is the view of one locked gallery inside Store.InGallery.
@@ -61,6 +66,8 @@ type GalleryTx interface {
 	FinishEnrollRequest(ctx context.Context, id string, res EnrollResult) error
 	// Audit records a in this transaction.
 	Audit(ctx context.Context, a AuditEntry) error
+	// SaveImportProgress records a bulk import's checkpoint.
+	SaveImportProgress(ctx context.Context, source string, done int64) error
 }
 
 // Index finds the templates of a gallery nearest to a probe.

@@ -538,3 +538,43 @@ func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engi
 func (t *galleryTx) Audit(ctx context.Context, a engine.AuditEntry) error {
 	return translate(audit(ctx, t.tx, a))
 }
+
+// ImportProgress implements engine.Store.
+func (p *Postgres) ImportProgress(ctx context.Context, source string) (int64, error) {
+	var done int64
+	err := p.pool.QueryRow(ctx, `SELECT done FROM import_progress WHERE source = $1`, source).Scan(&done)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return done, translate(err)
+}
+
+func (t *galleryTx) SaveImportProgress(ctx context.Context, source string, done int64) error {
+	_, err := t.tx.Exec(ctx, `INSERT INTO import_progress (source, done) VALUES ($1, $2)
+		ON CONFLICT (source) DO UPDATE SET done = excluded.done, updated_at = now()`, source, done)
+	return translate(err)
+}
+
+// Export implements engine.Store.
+func (p *Postgres) Export(ctx context.Context, g engine.Gallery, withTemplates bool, fn func(engine.Person, []engine.Embedding) error) error {
+	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND version = $2 ORDER BY id`, g.Tenant, g.Version)
+	if err != nil {
+		return translate(err)
+	}
+	persons, err := pgx.CollectRows(rows, scanPerson)
+	if err != nil {
+		return translate(err)
+	}
+	for _, person := range persons {
+		var ts []engine.Embedding
+		if withTemplates {
+			if ts, err = p.PersonTemplates(ctx, person.ID); err != nil {
+				return err
+			}
+		}
+		if err := fn(person, ts); err != nil {
+			return err
+		}
+	}
+	return nil
+}

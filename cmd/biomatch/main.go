@@ -5,6 +5,7 @@
 //	biomatch migrate                 apply database migrations
 //	biomatch apikey create|list|revoke|import
 //	biomatch client check|enroll|predict|delete|sync|vector
+//	biomatch import|export --tenant T [--version V] FILE
 //	biomatch healthcheck [--url URL | --deps]
 //
 // Configuration comes from environment variables (see README.md).
@@ -37,6 +38,8 @@ commands:
   migrate                 apply database migrations
   apikey create|list|revoke|import
   client check|enroll|predict|delete|sync|vector
+  import --tenant T [--version V] FILE     bulk-load a gallery (JSONL or .npy), resumable
+  export --tenant T [--version V] [FILE]  write a gallery as JSONL
   healthcheck [--url URL | --deps]
 `
 
@@ -69,6 +72,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return runAPIKey(ctx, cfg, rest, stdin, stdout)
 	case "healthcheck":
 		return runHealthcheck(ctx, cfg, rest)
+	case "import":
+		return runImport(ctx, cfg, rest, stderr)
+	case "export":
+		return runExport(ctx, cfg, rest, stdout)
 	}
 	fmt.Fprint(stderr, usage)
 	return fmt.Errorf("unknown command %q", cmd)
