@@ -43,8 +43,10 @@ func ParseVersion(header string) (Version, error) {
 		return V1, nil
 	case "2":
 		return V2, nil
+	case "3":
+		return V3, nil
 	}
-	return 0, fmt.Errorf("%w %q: use 1 or 2", ErrVersion, header)
+	return 0, fmt.Errorf("%w %q: use 1, 2 or 3", ErrVersion, header)
 }
 
 // Encrypt seals plaintext for apiKey in version v and returns upper-case hex,
