@@ -81,12 +81,12 @@ func TestDecryptWrongKeyIsDetectedByPadding(t *testing.T) {
 }
 
 func TestParseVersion(t *testing.T) {
-	for in, want := range map[string]Version{"": V1, "1": V1, "2": V2} {
+	for in, want := range map[string]Version{"": V1, "1": V1, "2": V2, "3": V3} {
 		if got, err := ParseVersion(in); got != want || err != nil {
 			t.Errorf("ParseVersion(%q) = %v, %v; want %v", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"0", "3", "v2", " 2", "abc"} {
+	for _, in := range []string{"0", "4", "v2", " 2", "abc"} {
 		if _, err := ParseVersion(in); !errors.Is(err, ErrVersion) {
 			t.Errorf("ParseVersion(%q) error = %v, want ErrVersion", in, err)
 		}
