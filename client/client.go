@@ -1,6 +1,7 @@
-// Package client is a Go client of biomatch's CryptoNets-compatible /node
-// API: it encrypts features and ids as a PrivateID SDK does (versions 1 and
-// 2) and decrypts the ids in replies.
+// Package client is a Go client of biomatch's /node API: it encrypts
+// features and ids as a PrivateID SDK does (versions 1 and 2) and decrypts
+// the ids in replies, or speaks biomatch's authenticated version 3 (the
+// whole request and reply sealed; no key on the wire).
 package client
 
 import (
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,8 +23,9 @@ import (
 type Client struct {
 	BaseURL string // e.g. http://127.0.0.1:8000 (without /node)
 	APIKey  string
+	KeyID   string         // the key's id (biomatch apikey create prints it); needed for version 3
 	Version string         // gallery version, e.g. FACE3_1; "" uses routes without a version segment
-	Enc     crypto.Version // 1 or 2; 0 means 2, as every SDK sends
+	Enc     crypto.Version // 1, 2 or 3; 0 means 2, as every SDK sends
 	HTTP    *http.Client
 }
 
@@ -50,17 +53,13 @@ type Candidate struct {
 
 // CheckKey calls api-key/checkApiKeyValid. It is retried like Predict.
 func (c *Client) CheckKey(ctx context.Context) (Reply, error) {
-	return c.retry(ctx, "/node/api-key/checkApiKeyValid", map[string]any{"api_key": c.APIKey})
+	return c.retry(ctx, "/node/api-key/checkApiKeyValid", map[string]any{})
 }
 
 // Enroll enrolls one embedding, or several frames back to back (k × 512).
 // userIdentifier may be "".
 func (c *Client) Enroll(ctx context.Context, embedding []float32, userIdentifier string) (Reply, error) {
-	features, err := c.features(embedding)
-	if err != nil {
-		return Reply{}, err
-	}
-	return c.call(ctx, c.route("enroll"), map[string]any{"api_key": c.APIKey, "features": features,
+	return c.call(ctx, c.route("enroll"), map[string]any{"features": features(embedding),
 		"user_identifier": userIdentifier, "multi_user": false, "K": 0})
 }
 
@@ -69,27 +68,19 @@ func (c *Client) Enroll(ctx context.Context, embedding []float32, userIdentifier
 // only. Being read-only, it is retried (3 tries) on a network error or a 503;
 // Enroll and Delete are not.
 func (c *Client) Predict(ctx context.Context, embedding []float32, k int, userIdentifier string) (Reply, error) {
-	features, err := c.features(embedding)
-	if err != nil {
-		return Reply{}, err
-	}
-	return c.retry(ctx, c.route("predict"), map[string]any{"api_key": c.APIKey, "features": features,
+	return c.retry(ctx, c.route("predict"), map[string]any{"features": features(embedding),
 		"user_identifier": userIdentifier, "multi_user": false, "K": k})
 }
 
 // Delete erases the person with that (plain) puid.
 func (c *Client) Delete(ctx context.Context, puid string) (Reply, error) {
-	enc, err := crypto.Encrypt(c.enc(), c.APIKey, []byte(puid), time.Now())
-	if err != nil {
-		return Reply{}, err
-	}
-	return c.call(ctx, c.route("deleteUser"), map[string]any{"api_key": c.APIKey, "puid": enc})
+	return c.call(ctx, c.route("deleteUser"), map[string]any{"puid": puid})
 }
 
 // SyncUUID asks which puids are enrolled: PUIDState maps each to its
 // enroll level, 0 when unknown. It is retried like Predict.
 func (c *Client) SyncUUID(ctx context.Context, puids []string) (Reply, error) {
-	return c.retry(ctx, c.route("syncUUID"), map[string]any{"api_key": c.APIKey, "puid_list": puids})
+	return c.retry(ctx, c.route("syncUUID"), map[string]any{"puid_list": puids})
 }
 
 // retry calls an idempotent route up to 3 times, backing off 200 ms then
@@ -124,16 +115,55 @@ func (c *Client) route(name string) string {
 	return "/node/" + c.Version + "/" + name
 }
 
-func (c *Client) features(embedding []float32) (string, error) {
-	plain, err := json.Marshal(map[string]any{"type": "face", "embedding_vector": embedding})
-	if err != nil {
-		return "", fmt.Errorf("features: %w", err)
-	}
-	return crypto.Encrypt(c.enc(), c.APIKey, plain, time.Now())
+func features(embedding []float32) map[string]any {
+	return map[string]any{"type": "face", "embedding_vector": embedding}
 }
 
-func (c *Client) call(ctx context.Context, path string, body map[string]any) (Reply, error) {
-	payload, err := json.Marshal(body)
+// body encodes plain fields for the wire: v1/v2 encrypt features and puid
+// and add the key; v3 seals them all. It returns the v3 nonce.
+func (c *Client) body(method, path string, fields map[string]any, ts int64) ([]byte, string, error) {
+	if c.enc() == crypto.V3 {
+		if c.KeyID == "" {
+			return nil, "", fmt.Errorf("encryption version 3 needs the key id (Client.KeyID)")
+		}
+		plain, err := json.Marshal(fields)
+		if err != nil {
+			return nil, "", err
+		}
+		env, nonce, err := crypto.SealV3Request(crypto.V3Secret(c.APIKey), method, path, ts, plain)
+		if err != nil {
+			return nil, "", err
+		}
+		b, err := json.Marshal(map[string]string{"sealed": env})
+		return b, nonce, err
+	}
+	out := map[string]any{"api_key": c.APIKey}
+	for k, v := range fields {
+		out[k] = v
+	}
+	if f, ok := fields["features"]; ok {
+		plain, err := json.Marshal(f)
+		if err != nil {
+			return nil, "", fmt.Errorf("features: %w", err)
+		}
+		if out["features"], err = crypto.Encrypt(c.enc(), c.APIKey, plain, time.Now()); err != nil {
+			return nil, "", err
+		}
+	}
+	if p, ok := fields["puid"].(string); ok {
+		enc, err := crypto.Encrypt(c.enc(), c.APIKey, []byte(p), time.Now())
+		if err != nil {
+			return nil, "", err
+		}
+		out["puid"] = enc
+	}
+	b, err := json.Marshal(out)
+	return b, "", err
+}
+
+func (c *Client) call(ctx context.Context, path string, fields map[string]any) (Reply, error) {
+	ts := time.Now().Unix()
+	payload, nonce, err := c.body(http.MethodPost, path, fields, ts)
 	if err != nil {
 		return Reply{}, err
 	}
@@ -143,6 +173,10 @@ func (c *Client) call(ctx context.Context, path string, body map[string]any) (Re
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("x-encryption-version", fmt.Sprint(int(c.enc())))
+	if c.enc() == crypto.V3 {
+		req.Header.Set("x-key-id", c.KeyID)
+		req.Header.Set("x-timestamp", strconv.FormatInt(ts, 10))
+	}
 	hc := c.HTTP
 	if hc == nil {
 		hc = &http.Client{Timeout: 60 * time.Second}
@@ -155,6 +189,18 @@ func (c *Client) call(ctx context.Context, path string, body map[string]any) (Re
 	raw, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	if err != nil {
 		return Reply{}, err
+	}
+	if c.enc() == crypto.V3 {
+		var env struct {
+			Sealed string `json:"sealed"`
+		}
+		if json.Unmarshal(raw, &env) == nil && env.Sealed != "" {
+			if raw, err = crypto.OpenV3Response(crypto.V3Secret(c.APIKey), nonce, resp.StatusCode, env.Sealed); err != nil {
+				return Reply{HTTPStatus: resp.StatusCode}, fmt.Errorf("reply: %w", err)
+			}
+		} else if resp.StatusCode < 300 {
+			return Reply{HTTPStatus: resp.StatusCode}, fmt.Errorf("reply %d is not sealed", resp.StatusCode)
+		}
 	}
 	r := Reply{HTTPStatus: resp.StatusCode, Header: map[string]string{}}
 	for _, h := range []string{"x-request-id", "x-enroll-request-id"} {
@@ -183,7 +229,7 @@ func (c *Client) call(ctx context.Context, path string, body map[string]any) (Re
 }
 
 func (c *Client) decryptID(s string) (string, error) {
-	if s == "" || s == "-1" {
+	if s == "" || s == "-1" || c.enc() == crypto.V3 {
 		return s, nil
 	}
 	plain, err := crypto.Decrypt(c.enc(), c.APIKey, s)

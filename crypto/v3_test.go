@@ -48,13 +48,28 @@ func TestV3Binds(t *testing.T) {
 	raw[len(raw)-1] ^= 1
 	flipped := base64.RawURLEncoding.EncodeToString(raw)
 	for name, open := range map[string]func() error{
-		"another path":   func() error { _, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/predict", 100, env); return err },
+		"another path": func() error {
+			_, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/predict", 100, env)
+			return err
+		},
 		"another method": func() error { _, _, err := OpenV3Request(secret, "PUT", "/node/FACE3_1/enroll", 100, env); return err },
 		"another time":   func() error { _, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/enroll", 101, env); return err },
-		"another key":    func() error { _, _, err := OpenV3Request(V3Secret("other"), "POST", "/node/FACE3_1/enroll", 100, env); return err },
-		"a flipped bit":  func() error { _, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/enroll", 100, flipped); return err },
-		"garbage":        func() error { _, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/enroll", 100, "!!"); return err },
-		"truncated":      func() error { _, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/enroll", 100, env[:20]); return err },
+		"another key": func() error {
+			_, _, err := OpenV3Request(V3Secret("other"), "POST", "/node/FACE3_1/enroll", 100, env)
+			return err
+		},
+		"a flipped bit": func() error {
+			_, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/enroll", 100, flipped)
+			return err
+		},
+		"garbage": func() error {
+			_, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/enroll", 100, "!!")
+			return err
+		},
+		"truncated": func() error {
+			_, _, err := OpenV3Request(secret, "POST", "/node/FACE3_1/enroll", 100, env[:20])
+			return err
+		},
 	} {
 		if err := open(); !errors.Is(err, ErrSealed) {
 			t.Errorf("%s: error %v, want ErrSealed", name, err)

@@ -134,7 +134,7 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	var wg sync.WaitGroup
 	wg.Go(func() { queue.NewWorker(redisOpt, svc, queue.WorkerConfig{Queue: qname}, log).Run(wctx) })
 	defer func() { stopWorker(); wg.Wait() }()
-	ks := keys.NewStore(pool)
+	ks := keys.NewStore(pool, nil)
 	key, _, err := ks.Create(ctx, keys.NewOptions{CustomerID: "e2e"})
 	if err != nil {
 		t.Fatal(err)

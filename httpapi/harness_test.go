@@ -21,6 +21,7 @@ import (
 	"github.com/biomatch/biomatch/keys"
 	"github.com/biomatch/biomatch/queue"
 	"github.com/biomatch/biomatch/ratelimit"
+	"github.com/biomatch/biomatch/replay"
 	"github.com/biomatch/biomatch/vectorstore"
 )
 
@@ -72,8 +73,13 @@ func newHarnessWith(t *testing.T, o options) *harness {
 	if !o.noWorker {
 		startWorker()
 	}
-	ks := keys.NewStore(pool)
-	deps := httpapi.Deps{Service: svc, Keys: ks, Log: log, Ready: map[string]httpapi.Check{"postgres": store.Ping}}
+	ks := keys.NewStore(pool, testMasterKey)
+	replays, err := replay.New(testenv.Env(t, "REDIS_URL"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { replays.Close() })
+	deps := httpapi.Deps{Service: svc, Keys: ks, Log: log, Replay: replays, Ready: map[string]httpapi.Check{"postgres": store.Ping}}
 	if o.rate > 0 {
 		limiter, err := ratelimit.New(testenv.Env(t, "REDIS_URL"), o.rate, o.rate)
 		if err != nil {
@@ -92,6 +98,9 @@ func newHarnessWith(t *testing.T, o options) *harness {
 	})
 	return &harness{t: t, srv: srv, pool: pool, keys: ks, startWorker: startWorker}
 }
+
+// testMasterKey seals the keys' v3 secrets in tests.
+var testMasterKey = bytes.Repeat([]byte{42}, 32)
 
 // newKey creates an API key for customer and returns it in clear.
 func (h *harness) newKey(customer string) string {

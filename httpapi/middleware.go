@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"bytes"
 	"crypto/rand"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
@@ -25,6 +27,7 @@ const (
 	ctxRequestID = "request_id"
 	ctxKeyPrefix = "key_prefix"
 	ctxTenant    = "tenant"
+	ctxSealer    = "v3_sealer" // func(status int, body []byte) (string, error)
 )
 
 // requestID accepts x-correlation-id (or requestID) from the caller, else
@@ -96,3 +99,48 @@ func limitBody(n int64) gin.HandlerFunc {
 		c.Next()
 	}
 }
+
+// sealReplies seals every reply to an authenticated v3 request as
+// {"sealed": …}, bound to the request's nonce and the status. Replies
+// before authentication (bad headers, unknown key) stay plain: they carry
+// nothing about a person.
+func sealReplies(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if c.GetHeader("x-encryption-version") != "3" {
+			c.Next()
+			return
+		}
+		buf := &bufferedWriter{ResponseWriter: c.Writer, status: http.StatusOK}
+		c.Writer = buf
+		c.Next()
+		c.Writer = buf.ResponseWriter
+		body := buf.body.Bytes()
+		if v, ok := c.Get(ctxSealer); ok {
+			env, err := v.(func(int, []byte) (string, error))(buf.status, body)
+			if err != nil {
+				log.ErrorContext(c.Request.Context(), "seal v3 reply", "request_id", c.GetString(ctxRequestID), "err", err)
+				buf.status, body = http.StatusInternalServerError, []byte(`{"status":-1,"message":"internal error"}`)
+			} else {
+				body, _ = json.Marshal(map[string]string{"sealed": env})
+			}
+		}
+		c.Writer.Header().Set("Content-Type", "application/json; charset=utf-8")
+		c.Writer.WriteHeader(buf.status)
+		c.Writer.Write(body)
+	}
+}
+
+// bufferedWriter holds a reply until sealReplies has sealed it.
+type bufferedWriter struct {
+	gin.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (w *bufferedWriter) WriteHeader(code int)              { w.status = code }
+func (w *bufferedWriter) WriteHeaderNow()                   {}
+func (w *bufferedWriter) Write(b []byte) (int, error)       { return w.body.Write(b) }
+func (w *bufferedWriter) WriteString(s string) (int, error) { return w.body.WriteString(s) }
+func (w *bufferedWriter) Status() int                       { return w.status }
+func (w *bufferedWriter) Written() bool                     { return w.body.Len() > 0 }
+func (w *bufferedWriter) Size() int                         { return w.body.Len() }

@@ -103,11 +103,13 @@ type syncReply struct {
 
 // nodeCall is an authenticated, parsed /node request.
 type nodeCall struct {
-	req     nodeRequest
-	key     keys.Key
-	apiKey  string
-	enc     crypto.Version
-	gallery engine.Gallery
+	req      nodeRequest
+	key      keys.Key
+	apiKey   string // v1/v2: the clear key from the body
+	enc      crypto.Version
+	gallery  engine.Gallery
+	features []byte // v3: the features JSON, already opened
+	bodyRaw  []byte
 }
 
 var versionPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -116,15 +118,19 @@ var versionPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 type nodeGate struct {
 	keys    *keys.Store
 	limiter RateLimiter
+	replay  ReplayCache
 	metrics *metrics.Metrics
 	log     *slog.Logger
 }
+
+// Freshness is how far a v3 request's x-timestamp may be from the server's
+// clock; its nonce is remembered a little longer.
+const Freshness = 120 * time.Second
 
 // readNode parses the body, authenticates the key, applies the key's rate
 // limit and reads the encryption version and gallery. On failure it has
 // answered and returns false.
 func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
-	ks := gate.keys
 	var call nodeCall
 	body, err := io.ReadAll(c.Request.Body)
 	if err != nil {
@@ -140,21 +146,20 @@ func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
 		c.JSON(http.StatusBadRequest, statusReply{-2, "malformed JSON body: " + jsonProblem(err)})
 		return call, false
 	}
-	call.apiKey = call.req.APIKey
-	if call.apiKey == "" {
-		call.apiKey = c.GetHeader("x-api-key") // only when the body has none (COMPAT.md)
-	}
-	if call.apiKey == "" {
-		c.JSON(http.StatusBadRequest, statusReply{-1, "Missing api key"})
+	call.bodyRaw = body
+	if call.enc, err = crypto.ParseVersion(c.GetHeader("x-encryption-version")); err != nil {
+		c.JSON(http.StatusBadRequest, statusReply{-2, "x-encryption-version: " + err.Error()})
 		return call, false
 	}
-	call.key, err = ks.Authenticate(c.Request.Context(), call.apiKey)
-	if err != nil {
-		if errors.Is(err, engine.ErrNotFound) {
-			c.JSON(http.StatusForbidden, statusReply{-1, "Failed to check api key"})
-		} else {
-			nodeError(c, err)
+	if call.enc == crypto.V3 {
+		if !openSealed(c, gate, &call) {
+			return call, false
 		}
+	} else if !authenticateBodyKey(c, gate, &call) {
+		return call, false
+	}
+	if int(call.enc) < call.key.MinEncryption {
+		c.JSON(http.StatusBadRequest, statusReply{-2, fmt.Sprintf("this key accepts only x-encryption-version %d or higher", call.key.MinEncryption)})
 		return call, false
 	}
 	c.Set(ctxKeyPrefix, call.key.Prefix)
@@ -168,15 +173,11 @@ func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
 			if gate.metrics != nil {
 				gate.metrics.RateLimited.Inc()
 			}
-			secs := int(math.Ceil(wait.Seconds()))
-			c.Header("Retry-After", strconv.Itoa(max(secs, 1)))
-			c.JSON(http.StatusTooManyRequests, statusReply{-1, fmt.Sprintf("rate limit exceeded for this key: retry after %d s", max(secs, 1))})
+			secs := max(int(math.Ceil(wait.Seconds())), 1)
+			c.Header("Retry-After", strconv.Itoa(secs))
+			c.JSON(http.StatusTooManyRequests, statusReply{-1, fmt.Sprintf("rate limit exceeded for this key: retry after %d s", secs)})
 			return call, false
 		}
-	}
-	if call.enc, err = crypto.ParseVersion(c.GetHeader("x-encryption-version")); err != nil {
-		c.JSON(http.StatusBadRequest, statusReply{-2, "x-encryption-version: " + err.Error()})
-		return call, false
 	}
 	version := c.Param("version")
 	if version == "" {
@@ -188,6 +189,101 @@ func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
 	}
 	call.gallery = engine.Gallery{Tenant: call.key.CustomerID, Version: version}
 	return call, true
+}
+
+// authenticateBodyKey checks a v1/v2 request's api_key (body, else the
+// x-api-key header). On failure it has answered.
+func authenticateBodyKey(c *gin.Context, gate nodeGate, call *nodeCall) bool {
+	call.apiKey = call.req.APIKey
+	if call.apiKey == "" {
+		call.apiKey = c.GetHeader("x-api-key") // only when the body has none (COMPAT.md)
+	}
+	if call.apiKey == "" {
+		c.JSON(http.StatusBadRequest, statusReply{-1, "Missing api key"})
+		return false
+	}
+	var err error
+	if call.key, err = gate.keys.Authenticate(c.Request.Context(), call.apiKey); err != nil {
+		if errors.Is(err, engine.ErrNotFound) {
+			c.JSON(http.StatusForbidden, statusReply{-1, "Failed to check api key"})
+		} else {
+			nodeError(c, err)
+		}
+		return false
+	}
+	return true
+}
+
+// sealedBody is a v3 request or reply body.
+type sealedBody struct {
+	Sealed string `json:"sealed"`
+}
+
+// v3Request is the opened body of a v3 request: no key, features as JSON.
+type v3Request struct {
+	Features       json.RawMessage `json:"features"`
+	UserIdentifier string          `json:"user_identifier"`
+	K              flexInt         `json:"K"`
+	PUID           string          `json:"puid"`
+	PUIDList       []string        `json:"puid_list"`
+}
+
+// openSealed authenticates a v3 request: key id, fresh timestamp, an
+// envelope that opens for this method and path, a nonce never seen. It
+// installs the reply sealer. On failure it has answered.
+func openSealed(c *gin.Context, gate nodeGate, call *nodeCall) bool {
+	ctx := c.Request.Context()
+	keyID, tsText := c.GetHeader("x-key-id"), c.GetHeader("x-timestamp")
+	ts, err := strconv.ParseInt(tsText, 10, 64)
+	if keyID == "" || err != nil {
+		c.JSON(http.StatusBadRequest, statusReply{-2, "x-encryption-version 3 needs the x-key-id and x-timestamp (unix seconds) headers"})
+		return false
+	}
+	if skew := time.Since(time.Unix(ts, 0)); skew > Freshness || skew < -Freshness {
+		c.JSON(http.StatusBadRequest, statusReply{-2, fmt.Sprintf("x-timestamp is %s from the server's clock; at most %s is accepted", skew.Round(time.Second), Freshness)})
+		return false
+	}
+	key, secret, err := gate.keys.V3Secret(ctx, keyID)
+	if err != nil {
+		if errors.Is(err, engine.ErrNotFound) {
+			c.JSON(http.StatusForbidden, statusReply{-1, "Failed to check api key"})
+		} else {
+			nodeError(c, err)
+		}
+		return false
+	}
+	var env sealedBody
+	if err := json.Unmarshal(call.bodyRaw, &env); err != nil || env.Sealed == "" {
+		c.JSON(http.StatusBadRequest, statusReply{-2, `a version 3 body is {"sealed": "<base64url envelope>"}`})
+		return false
+	}
+	plain, nonce, err := crypto.OpenV3Request(secret, c.Request.Method, c.Request.URL.Path, ts, env.Sealed)
+	if err != nil {
+		c.JSON(http.StatusBadRequest, statusReply{-2, err.Error()})
+		return false
+	}
+	if gate.replay != nil {
+		fresh, err := gate.replay.Claim(ctx, keyID+":"+nonce, 2*Freshness+time.Minute)
+		if err != nil {
+			nodeError(c, fmt.Errorf("%w: replay cache: %w", engine.ErrUnavailable, err)) // fail closed
+			return false
+		}
+		if !fresh {
+			c.JSON(http.StatusConflict, statusReply{-2, "this request's nonce was already used: a replay is refused"})
+			return false
+		}
+	}
+	var in v3Request
+	if err := json.Unmarshal(plain, &in); err != nil {
+		c.JSON(http.StatusBadRequest, statusReply{-2, "malformed sealed JSON: " + jsonProblem(err)})
+		return false
+	}
+	call.key, call.features = key, in.Features
+	call.req = nodeRequest{UserIdentifier: in.UserIdentifier, K: in.K, PUID: in.PUID, PUIDList: in.PUIDList}
+	c.Set(ctxSealer, func(status int, body []byte) (string, error) {
+		return crypto.SealV3Response(secret, nonce, status, body)
+	})
+	return true
 }
 
 // jsonProblem describes a JSON error without echoing the input.
@@ -221,13 +317,18 @@ type featureIn struct {
 // readVectors decrypts and parses `features` into raw frames. Errors wrap
 // engine.ErrInvalid with a message the caller can act on.
 func (call nodeCall) readVectors() ([][]float64, error) {
-	if call.req.Features == "" {
+	plain := call.features
+	if call.enc != crypto.V3 {
+		if call.req.Features == "" {
+			return nil, fmt.Errorf("%w: missing features", engine.ErrInvalid)
+		}
+		var err error
+		if plain, err = crypto.Decrypt(call.enc, call.apiKey, call.req.Features); err != nil {
+			return nil, fmt.Errorf("%w: features could not be decrypted with this api_key and x-encryption-version %d (%v)",
+				engine.ErrInvalid, call.enc, err)
+		}
+	} else if len(plain) == 0 {
 		return nil, fmt.Errorf("%w: missing features", engine.ErrInvalid)
-	}
-	plain, err := crypto.Decrypt(call.enc, call.apiKey, call.req.Features)
-	if err != nil {
-		return nil, fmt.Errorf("%w: features could not be decrypted with this api_key and x-encryption-version %d (%v)",
-			engine.ErrInvalid, call.enc, err)
 	}
 	var p featuresPayload
 	dec := json.NewDecoder(bytes.NewReader(plain))
@@ -251,8 +352,12 @@ func (call nodeCall) readVectors() ([][]float64, error) {
 	return frames, nil
 }
 
-// encryptID encrypts a puid/guid for the reply in the request's version.
+// encryptID encrypts a puid/guid for the reply in the request's version
+// (v3 replies are sealed whole: ids stay plain inside).
 func (call nodeCall) encryptID(id string) string {
+	if call.enc == crypto.V3 {
+		return id
+	}
 	s, err := crypto.Encrypt(call.enc, call.apiKey, []byte(id), time.Now())
 	if err != nil {
 		panic(err) // enc was parsed by crypto.ParseVersion: cannot happen
@@ -263,6 +368,9 @@ func (call nodeCall) encryptID(id string) string {
 // decryptID reads a puid sent by a client: encrypted in the request's
 // version, or plain.
 func (call nodeCall) decryptID(s string) (string, bool) {
+	if call.enc == crypto.V3 {
+		return s, engine.IsID(s)
+	}
 	if plain, err := crypto.Decrypt(call.enc, call.apiKey, s); err == nil && engine.IsID(string(plain)) {
 		return string(plain), true
 	}

@@ -38,10 +38,18 @@ type Deps struct {
 	Metrics *metrics.Metrics // nil: no /metrics
 	// Limiter limits requests per API key; nil: no limit.
 	Limiter RateLimiter
+	// Replay refuses repeated v3 nonces; nil: not checked (tests only).
+	Replay ReplayCache
 	// Admin serves the queue dashboard under AdminPath; nil or an empty
 	// AdminToken: no dashboard.
 	Admin      http.Handler
 	AdminToken string
+}
+
+// ReplayCache remembers v3 nonces across replicas (replay.Cache): Claim
+// reports whether key is new.
+type ReplayCache interface {
+	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
 }
 
 // RateLimiter takes one request from a key's allowance (ratelimit.Limiter).
@@ -73,8 +81,8 @@ func addRoutes(r *gin.Engine, d Deps) {
 		admin.Any("/*rest", gin.WrapH(d.Admin))
 	}
 
-	node := r.Group("/node")
-	gate := nodeGate{keys: d.Keys, limiter: d.Limiter, metrics: d.Metrics, log: d.Log}
+	node := r.Group("/node", sealReplies(d.Log))
+	gate := nodeGate{keys: d.Keys, limiter: d.Limiter, replay: d.Replay, metrics: d.Metrics, log: d.Log}
 	node.POST("/api-key/checkApiKeyValid", handleCheckKey(gate))
 	node.POST("/addbillingrecord", handleBilling())
 	for _, prefix := range []string{"", "/:version"} {

@@ -27,8 +27,11 @@ type Key struct {
 	UsagePlanID string
 	ProductCode string
 	Status      string // active, inactive, revoked
-	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	// MinEncryption is the lowest x-encryption-version the key may use
+	// (3: only biomatch's authenticated version).
+	MinEncryption int
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // Active reports whether the key may be used.
@@ -39,31 +42,35 @@ func (k Key) Active() bool { return k.Status == "active" }
 type Store struct {
 	pool     *pgxpool.Pool
 	cacheTTL time.Duration
+	master   []byte // seals v3 secrets; nil: keys get none
 
 	mu    sync.Mutex
 	cache map[string]cached // by hex of the key's hash
 }
 
 type cached struct {
-	key Key
-	err error
-	at  time.Time
+	key    Key
+	err    error
+	secret []byte // v3 lookups
+	at     time.Time
 }
 
 // CacheTTL is how long an authentication result is reused.
 const CacheTTL = 5 * time.Second
 
-// NewStore returns a Store over a migrated pool.
-func NewStore(pool *pgxpool.Pool) *Store {
-	return &Store{pool: pool, cacheTTL: CacheTTL, cache: map[string]cached{}}
+// NewStore returns a Store over a migrated pool. With a 32-byte master key,
+// keys created or imported get a sealed v3 secret.
+func NewStore(pool *pgxpool.Pool, master []byte) *Store {
+	return &Store{pool: pool, cacheTTL: CacheTTL, master: master, cache: map[string]cached{}}
 }
 
 // NewOptions are the CryptoNets fields of a new key.
 type NewOptions struct {
-	CustomerID  string
-	APIID       string
-	UsagePlanID string
-	ProductCode string
+	CustomerID    string
+	APIID         string
+	UsagePlanID   string
+	ProductCode   string
+	MinEncryption int // 0 or 1: any version; 3: v3 only (needs a master key)
 }
 
 // Create makes a new random key for a customer and returns the clear key
@@ -84,10 +91,22 @@ func (s *Store) Import(ctx context.Context, secret string, o NewOptions) (Key, e
 		return Key{}, fmt.Errorf("%w: a key must have at least 16 characters", engine.ErrInvalid)
 	}
 	k := Key{ID: newUUID(), Prefix: crypto.KeyPrefix(secret), CustomerID: o.CustomerID,
-		APIID: o.APIID, UsagePlanID: o.UsagePlanID, ProductCode: o.ProductCode, Status: "active"}
-	err := s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, key_hash, key_prefix, customer_id, api_id, usage_plan_id, product_code)
-		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (key_hash) DO NOTHING RETURNING when_created, last_updated`,
-		k.ID, crypto.HashAPIKey(secret), k.Prefix, k.CustomerID, k.APIID, k.UsagePlanID, k.ProductCode).Scan(&k.CreatedAt, &k.UpdatedAt)
+		APIID: o.APIID, UsagePlanID: o.UsagePlanID, ProductCode: o.ProductCode, Status: "active", MinEncryption: max(o.MinEncryption, 1)}
+	if k.MinEncryption > 3 {
+		return Key{}, fmt.Errorf("%w: min encryption version must be 1, 2 or 3", engine.ErrInvalid)
+	}
+	var sealed []byte
+	if s.master != nil {
+		var err error
+		if sealed, err = crypto.SealSecret(s.master, crypto.V3Secret(secret)); err != nil {
+			return Key{}, err
+		}
+	} else if k.MinEncryption == 3 {
+		return Key{}, fmt.Errorf("%w: a v3-only key needs MASTER_KEY", engine.ErrInvalid)
+	}
+	err := s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, key_hash, key_prefix, customer_id, api_id, usage_plan_id, product_code, secret_sealed, min_encryption)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key_hash) DO NOTHING RETURNING when_created, last_updated`,
+		k.ID, crypto.HashAPIKey(secret), k.Prefix, k.CustomerID, k.APIID, k.UsagePlanID, k.ProductCode, sealed, k.MinEncryption).Scan(&k.CreatedAt, &k.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Key{}, fmt.Errorf("%w: that key is already stored", engine.ErrConflict)
 	}
@@ -97,11 +116,11 @@ func (s *Store) Import(ctx context.Context, secret string, o NewOptions) (Key, e
 	return k, s.audit(ctx, k, "key.create")
 }
 
-const columns = `id::text, key_prefix, customer_id, api_id, usage_plan_id, product_code, status, when_created, last_updated`
+const columns = `id::text, key_prefix, customer_id, api_id, usage_plan_id, product_code, status, min_encryption, when_created, last_updated`
 
 func scan(row pgx.CollectableRow) (Key, error) {
 	var k Key
-	err := row.Scan(&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode, &k.Status, &k.CreatedAt, &k.UpdatedAt)
+	err := row.Scan(&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode, &k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt)
 	return k, err
 }
 
@@ -164,6 +183,43 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (Key, error) {
 	s.cache[id] = cached{key: k, err: err, at: time.Now()}
 	s.mu.Unlock()
 	return k, err
+}
+
+// V3Secret returns the active key with that id and its opened v3 secret,
+// cached like Authenticate. An unknown or inactive key, or one without a
+// secret (made without MASTER_KEY), returns ErrNotFound.
+func (s *Store) V3Secret(ctx context.Context, id string) (Key, []byte, error) {
+	cacheID := "id:" + id
+	s.mu.Lock()
+	c, ok := s.cache[cacheID]
+	s.mu.Unlock()
+	if ok && time.Since(c.at) < s.cacheTTL {
+		return c.key, c.secret, c.err
+	}
+	if s.master == nil {
+		return Key{}, nil, fmt.Errorf("%w: encryption version 3 is not configured (MASTER_KEY)", engine.ErrNotFound)
+	}
+	var k Key
+	var sealed []byte
+	err := s.pool.QueryRow(ctx, `SELECT `+columns+`, secret_sealed FROM api_keys WHERE id::text = $1`, id).Scan(
+		&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode, &k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt, &sealed)
+	var secret []byte
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		err = engine.ErrNotFound
+	case err != nil:
+		return Key{}, nil, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
+	case !k.Active() || sealed == nil:
+		k, err = Key{}, engine.ErrNotFound
+	default:
+		if secret, err = crypto.OpenSecret(s.master, sealed); err != nil {
+			return Key{}, nil, err
+		}
+	}
+	s.mu.Lock()
+	s.cache[cacheID] = cached{key: k, err: err, secret: secret, at: time.Now()}
+	s.mu.Unlock()
+	return k, secret, err
 }
 
 func (s *Store) audit(ctx context.Context, k Key, action string) error {

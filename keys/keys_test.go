@@ -1,18 +1,20 @@
 package keys
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"testing"
 	"time"
 
+	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/testenv"
 )
 
 func TestKeys(t *testing.T) {
 	pool := testenv.NewPool(t)
-	s := NewStore(pool)
+	s := NewStore(pool, bytes.Repeat([]byte{9}, 32))
 	s.cacheTTL = 50 * time.Millisecond
 	ctx := context.Background()
 
@@ -32,6 +34,14 @@ func TestKeys(t *testing.T) {
 		t.Errorf("stored key = %d bytes, want a SHA-256", len(stored))
 	}
 
+	if got, sec, err := s.V3Secret(ctx, k.ID); err != nil || got.ID != k.ID || !bytes.Equal(sec, crypto.V3Secret(secret)) {
+		t.Errorf("V3Secret = %v, %v: want the key's derived secret", got.ID, err)
+	}
+	var sealed []byte
+	pool.QueryRow(ctx, `SELECT secret_sealed FROM api_keys WHERE id = $1`, k.ID).Scan(&sealed)
+	if len(sealed) == 0 || bytes.Contains(sealed, crypto.V3Secret(secret)) {
+		t.Error("the v3 secret is not stored sealed")
+	}
 	if _, err := s.Authenticate(ctx, secret+"x"); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("Authenticate(wrong) error = %v, want ErrNotFound", err)
 	}

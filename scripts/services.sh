@@ -103,9 +103,12 @@ start_redis() {
 }
 
 write_env() {
+  # A dev master key for encryption version 3, made once and kept with the data.
+  [ -s "$data/master.key" ] || { od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$data/master.key"; chmod 600 "$data/master.key"; }
   cat >"$data/env" <<ENV
 export DATABASE_URL=postgres://$user:$password@127.0.0.1:$pg_port/$db?sslmode=disable
 export REDIS_URL=redis://127.0.0.1:$redis_port/0
+export MASTER_KEY=$(cat "$data/master.key")
 ENV
 }
 

@@ -14,7 +14,7 @@ import (
 )
 
 const apikeyUsage = `usage:
-  biomatch apikey create --customer NAME [--api-id ID] [--usage-plan-id ID] [--product-code CODE]
+  biomatch apikey create --customer NAME [--min-encryption 1|3] [--api-id ID] [--usage-plan-id ID] [--product-code CODE]
   biomatch apikey list [--customer NAME]
   biomatch apikey revoke ID|PREFIX
   biomatch apikey import --customer NAME [KEY ...]   (keys from arguments, else one per line on stdin)`
@@ -29,6 +29,7 @@ func runAPIKey(ctx context.Context, cfg config, args []string, stdin io.Reader, 
 	fs.StringVar(&o.APIID, "api-id", "", "CryptoNets api_id")
 	fs.StringVar(&o.UsagePlanID, "usage-plan-id", "", "CryptoNets usage_plan_id")
 	fs.StringVar(&o.ProductCode, "product-code", "", "CryptoNets product_code")
+	fs.IntVar(&o.MinEncryption, "min-encryption", 1, "lowest x-encryption-version the key may use (3: authenticated only; needs MASTER_KEY)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -37,7 +38,7 @@ func runAPIKey(ctx context.Context, cfg config, args []string, stdin io.Reader, 
 		return err
 	}
 	defer pool.Close()
-	ks := keys.NewStore(pool)
+	ks := keys.NewStore(pool, cfg.MasterKey)
 
 	switch args[0] {
 	case "create":

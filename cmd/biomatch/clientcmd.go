@@ -17,7 +17,7 @@ import (
 
 const clientUsage = `usage:
   biomatch client check   --url URL --key KEY
-  biomatch client enroll  --url URL --key KEY [--version V] [--enc 1|2] --vector-file FILE [--user-identifier ID]
+  biomatch client enroll  --url URL --key KEY [--key-id ID] [--version V] [--enc 1|2|3] --vector-file FILE [--user-identifier ID]
   biomatch client predict --url URL --key KEY [--version V] [--enc 1|2] --vector-file FILE [--k N] [--user-identifier ID]
   biomatch client delete  --url URL --key KEY [--version V] [--enc 1|2] --puid PUID
   biomatch client sync    --url URL --key KEY [--version V] [--enc 1|2] --puid PUID[,PUID…]
@@ -33,8 +33,9 @@ func runClient(ctx context.Context, args []string, stdout io.Writer) error {
 	fs := flag.NewFlagSet("client "+args[0], flag.ContinueOnError)
 	url := fs.String("url", "http://127.0.0.1:8000", "server base URL")
 	key := fs.String("key", "", "API key")
+	keyID := fs.String("key-id", "", "the key's id, for --enc 3 (apikey create prints it)")
 	version := fs.String("version", "FACE3_1", "gallery version (the {version} route segment)")
-	enc := fs.Int("enc", 2, "x-encryption-version: 1 or 2")
+	enc := fs.Int("enc", 2, "x-encryption-version: 1 or 2 (CryptoNets), 3 (authenticated; needs --key-id)")
 	vectorFile := fs.String("vector-file", "", "JSON file with the embedding")
 	k := fs.Int("k", 1, "predict: how many candidates (K)")
 	userID := fs.String("user-identifier", "", "enroll: the person's id in your system; predict: verify against that person")
@@ -51,10 +52,10 @@ func runClient(ctx context.Context, args []string, stdout io.Writer) error {
 	if *key == "" {
 		return fmt.Errorf("--key is required\n%s", clientUsage)
 	}
-	if *enc != 1 && *enc != 2 {
-		return fmt.Errorf("--enc must be 1 or 2")
+	if *enc < 1 || *enc > 3 {
+		return fmt.Errorf("--enc must be 1, 2 or 3")
 	}
-	c := &client.Client{BaseURL: *url, APIKey: *key, Version: *version, Enc: crypto.Version(*enc)}
+	c := &client.Client{BaseURL: *url, APIKey: *key, KeyID: *keyID, Version: *version, Enc: crypto.Version(*enc)}
 	var reply client.Reply
 	var err error
 	switch args[0] {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/hex"
 	"fmt"
 	"log/slog"
 	"strconv"
@@ -31,6 +32,7 @@ type config struct {
 	MemoryBudget     int64  // bytes the in-memory index may use under auto
 	ExactInt8        string // auto, on, off
 	AdminToken       string // opens the queue dashboard at /admin/queues; empty: no dashboard
+	MasterKey        []byte // 32 bytes sealing the keys' v3 secrets; nil: no version 3
 	RatePerSecond    int    // per API key, across replicas; 0: no limit
 	RateBurst        int
 }
@@ -59,6 +61,7 @@ var envDefaults = map[string]string{
 	"SEARCH_MEMORY_BUDGET":     "8GiB",
 	"EXACT_INT8":               "auto",
 	"ADMIN_TOKEN":              "",
+	"MASTER_KEY":               "",
 	"RATE_LIMIT_PER_SECOND":    "50",
 	"RATE_LIMIT_BURST":         "100",
 }
@@ -109,6 +112,13 @@ func loadConfig(getenv func(string) string) (config, error) {
 		RateBurst:        int(intVar("RATE_LIMIT_BURST", 1, 1_000_000)),
 		ReconcileEvery:   durVar("RECONCILE_EVERY"),
 		StaleAfter:       durVar("RECONCILE_STALE_AFTER"),
+	}
+	if mk := env("MASTER_KEY"); mk != "" {
+		if b, err := hex.DecodeString(mk); err != nil || len(b) != 32 {
+			bad("MASTER_KEY", "want 64 hex digits (32 random bytes), e.g. from: openssl rand -hex 32")
+		} else {
+			c.MasterKey = b
+		}
 	}
 	c.AdminToken = env("ADMIN_TOKEN")
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {

@@ -22,6 +22,7 @@ import (
 	"github.com/biomatch/biomatch/metrics"
 	"github.com/biomatch/biomatch/queue"
 	"github.com/biomatch/biomatch/ratelimit"
+	"github.com/biomatch/biomatch/replay"
 	"github.com/biomatch/biomatch/vectorstore"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
@@ -35,6 +36,7 @@ type app struct {
 	service *engine.Service
 	metrics *metrics.Metrics
 	limiter *ratelimit.Limiter // nil without a rate limit
+	replay  *replay.Cache      // v3 nonces; nil in the worker
 	log     *slog.Logger
 }
 
@@ -104,6 +106,12 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, search bool) (*ap
 		log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)
 	}
 	a.service = engine.NewService(store, index, a.jobs, cfg.Engine, log)
+	if search {
+		if a.replay, err = replay.New(cfg.RedisURL); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	if search && cfg.RatePerSecond > 0 {
 		if a.limiter, err = ratelimit.New(cfg.RedisURL, cfg.RatePerSecond, cfg.RateBurst); err != nil {
 			a.close()
@@ -116,6 +124,9 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, search bool) (*ap
 func (a *app) close() {
 	if a.limiter != nil {
 		a.limiter.Close()
+	}
+	if a.replay != nil {
+		a.replay.Close()
 	}
 	a.jobs.Close()
 	a.pool.Close()
@@ -151,8 +162,11 @@ func (a *app) handler(cfg config) http.Handler {
 			return nil
 		}
 	}
-	deps := httpapi.Deps{Service: a.service, Keys: keys.NewStore(a.pool), Log: a.log, Ready: ready, Metrics: a.metrics,
+	deps := httpapi.Deps{Service: a.service, Keys: keys.NewStore(a.pool, cfg.MasterKey), Log: a.log, Ready: ready, Metrics: a.metrics,
 		AdminToken: cfg.AdminToken}
+	if a.replay != nil {
+		deps.Replay = a.replay
+	}
 	if a.limiter != nil {
 		deps.Limiter = a.limiter
 	}
