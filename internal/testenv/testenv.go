@@ -27,8 +27,17 @@ import (
 // Env returns the value of name from the environment or ./.data/env.
 func Env(t testing.TB, name string) string {
 	t.Helper()
+	v, err := Lookup(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+// Lookup is Env for callers without a testing.TB (TestMain, examples).
+func Lookup(name string) (string, error) {
 	if v := os.Getenv(name); v != "" {
-		return v
+		return v, nil
 	}
 	dir, _ := os.Getwd()
 	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
@@ -38,18 +47,17 @@ func Env(t testing.TB, name string) string {
 	}
 	f, err := os.Open(filepath.Join(dir, ".data", "env"))
 	if err != nil {
-		t.Fatalf("%s is not set and %s is missing: run `make services` first", name, filepath.Join(dir, ".data", "env"))
+		return "", fmt.Errorf("%s is not set and %s is missing: run `make services` first", name, filepath.Join(dir, ".data", "env"))
 	}
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		k, v, ok := strings.Cut(strings.TrimPrefix(sc.Text(), "export "), "=")
 		if ok && k == name {
-			return v
+			return v, nil
 		}
 	}
-	t.Fatalf("%s is in neither the environment nor .data/env", name)
-	return ""
+	return "", fmt.Errorf("%s is in neither the environment nor .data/env", name)
 }
 
 // NewDatabase creates an empty database (pgvector comes from template1,
