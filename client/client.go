@@ -83,6 +83,12 @@ func (c *Client) SyncUUID(ctx context.Context, puids []string) (Reply, error) {
 	return c.retry(ctx, c.route("syncUUID"), map[string]any{"puid_list": puids})
 }
 
+// AddBillingRecord calls addbillingrecord (the SDKs' billing mode); the
+// server acknowledges it and records nothing.
+func (c *Client) AddBillingRecord(ctx context.Context) (Reply, error) {
+	return c.call(ctx, "/node/addbillingrecord", map[string]any{})
+}
+
 // retry calls an idempotent route up to 3 times, backing off 200 ms then
 // 800 ms, while the network fails or the server answers 503.
 func (c *Client) retry(ctx context.Context, path string, body map[string]any) (Reply, error) {

@@ -9,6 +9,7 @@ import (
 	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/internal/teststack"
 	"github.com/biomatch/biomatch/keys"
 )
 
@@ -20,8 +21,8 @@ func TestMain(m *testing.M) {
 	if err == nil {
 		var redisURL string
 		if redisURL, err = testenv.Lookup("REDIS_URL"); err == nil {
-			var stack *testenv.Stack
-			if stack, err = testenv.StartStack(db, redisURL); err == nil {
+			var stack *teststack.Stack
+			if stack, err = teststack.StartStack(db, redisURL); err == nil {
 				serverURL = stack.URL
 				apiKey, _, err = stack.Keys.Create(context.Background(), keys.NewOptions{CustomerID: "example"})
 				code := m.Run()

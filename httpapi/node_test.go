@@ -3,8 +3,12 @@ package httpapi_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
@@ -16,6 +20,7 @@ import (
 	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/httpapi"
 )
 
 func cryptoVersion(enc int) crypto.Version { return crypto.Version(enc) }
@@ -409,5 +414,45 @@ func TestRateLimit(t *testing.T) {
 	}
 	if status, _ := check(calm); status != 200 {
 		t.Errorf("another key got %d while the first was limited", status)
+	}
+}
+
+// TestHealthReadyAndCorrelation: /health and /ready answer JSON, /ready
+// 503 naming the failing dependency; a caller's x-correlation-id is echoed.
+func TestHealthReadyAndCorrelation(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	h := httpapi.NewHandler(httpapi.Config{}, httpapi.Deps{Log: log, Ready: map[string]httpapi.Check{
+		"postgres": func(context.Context) error { return nil },
+		"redis":    func(context.Context) error { return errors.New("dial tcp 127.0.0.1:1: connection refused") },
+	}})
+	srv := httptest.NewServer(h)
+	defer srv.Close()
+	get := func(path string, header map[string]string) (*http.Response, map[string]any) {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp, m
+	}
+	if resp, m := get("/health", nil); resp.StatusCode != 200 || m["status"] != "ok" {
+		t.Errorf("/health = %d %v", resp.StatusCode, m)
+	}
+	resp, m := get("/ready", map[string]string{"x-correlation-id": "trace-123"})
+	checks, _ := m["checks"].(map[string]any)
+	if resp.StatusCode != 503 || m["status"] != "not ready" || checks["postgres"] != "ok" || !strings.Contains(fmt.Sprint(checks["redis"]), "refused") {
+		t.Errorf("/ready = %d %v, want 503 naming redis", resp.StatusCode, m)
+	}
+	if resp.Header.Get("x-correlation-id") != "trace-123" || resp.Header.Get("x-request-id") != "trace-123" {
+		t.Errorf("correlation id not echoed: %v", resp.Header)
+	}
+	if resp, _ := get("/health", nil); len(resp.Header.Get("x-request-id")) < 16 {
+		t.Errorf("no request id generated: %q", resp.Header.Get("x-request-id"))
 	}
 }

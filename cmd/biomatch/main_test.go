@@ -350,3 +350,25 @@ func redisDump(t *testing.T, url string) []byte {
 	}
 	return out.Bytes()
 }
+
+// TestREADMEListsEveryVariable: the configuration table cannot drift from
+// the code.
+func TestREADMEListsEveryVariable(t *testing.T) {
+	raw, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, def := range envDefaults {
+		row := "| `" + name + "` |"
+		i := strings.Index(string(raw), row)
+		if i < 0 {
+			t.Errorf("README's configuration table lacks %s", name)
+			continue
+		}
+		line := string(raw[i:])
+		line = line[:strings.IndexByte(line, '\n')]
+		if def != "" && !strings.Contains(line, "`"+def+"`") {
+			t.Errorf("README gives %s another default than %q: %s", name, def, line)
+		}
+	}
+}

@@ -1,4 +1,6 @@
-package testenv
+// Package teststack starts the whole biomatch service on real PostgreSQL and
+// Redis for examples and TestMain, where no *testing.T exists.
+package teststack
 
 import (
 	"context"
