@@ -1,0 +1,229 @@
+// Command loadgen drives a running biomatch at a constant rate with an
+// open-loop schedule: request i starts at start + i/rate whether or not
+// earlier ones finished, and its latency is measured from that scheduled
+// time, so a slow server cannot hide queueing (no coordinated omission). It
+// prints p50/p90/p99/max and errors by status per operation, and with
+// -check verifies its history against PostgreSQL: every enroll that got a
+// success reply exists exactly once. It stops by itself after -duration.
+//
+//	go run ./bench/loadgen -url http://127.0.0.1:8000 -key KEY -rate 100 -duration 30s -gallery 10000 -check
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/client"
+)
+
+type sample struct {
+	op      string
+	latency time.Duration
+	status  string // HTTP status, or "error"
+	puid    string // enroll replies
+	created bool
+}
+
+func main() {
+	url := flag.String("url", "http://127.0.0.1:8000", "server")
+	key := flag.String("key", "", "API key (biomatch apikey create --customer loadgen)")
+	version := flag.String("version", "FACE3_1", "gallery version")
+	rate := flag.Float64("rate", 50, "requests per second, all operations")
+	duration := flag.Duration("duration", 30*time.Second, "how long to send")
+	enrollShare := flag.Float64("enroll", 0.2, "share of enrolls; the rest identify")
+	gallery := flag.Int("gallery", 0, "enroll this many persons first (not measured)")
+	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "identity seed (new identities per run)")
+	check := flag.Bool("check", false, "verify the enroll history against PostgreSQL (DATABASE_URL or ./.data/env)")
+	asJSON := flag.Bool("json", false, "print the summary as JSON")
+	flag.Parse()
+	if *key == "" || *rate <= 0 {
+		fmt.Fprintln(os.Stderr, "loadgen: -key and a positive -rate are required")
+		os.Exit(2)
+	}
+	c := &client.Client{BaseURL: *url, APIKey: *key, Version: *version, Enc: 2}
+	ctx := context.Background()
+	base := *seed << 20
+
+	if *gallery > 0 {
+		fmt.Fprintf(os.Stderr, "loadgen: enrolling a gallery of %d…\n", *gallery)
+		var wg sync.WaitGroup
+		next := make(chan int)
+		for range 8 {
+			wg.Go(func() {
+				for i := range next {
+					c.Enroll(ctx, synth.Vector(512, base+uint64(i), 0, 0), "")
+				}
+			})
+		}
+		for i := range *gallery {
+			next <- i
+		}
+		close(next)
+		wg.Wait()
+	}
+
+	n := int(*rate * duration.Seconds())
+	interval := time.Duration(float64(time.Second) / *rate)
+	samples := make([]sample, n)
+	r := rand.New(rand.NewPCG(*seed, 1))
+	known := max(*gallery, 1)
+	fresh := uint64(*gallery)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := range n {
+		due := start.Add(time.Duration(i) * interval)
+		time.Sleep(time.Until(due))
+		enroll := r.Float64() < *enrollShare
+		var vec []float32
+		if enroll {
+			vec = synth.Vector(512, base+fresh, 0, 0)
+			fresh++
+		} else {
+			vec = synth.Vector(512, base+uint64(r.IntN(known)), 0.3, uint64(i))
+		}
+		wg.Go(func() {
+			s := sample{op: "identify"}
+			var rep client.Reply
+			var err error
+			if enroll {
+				s.op = "enroll"
+				rep, err = c.Enroll(ctx, vec, "")
+			} else {
+				rep, err = c.Predict(ctx, vec, 1, "")
+			}
+			s.latency = time.Since(due)
+			if err != nil {
+				s.status = "error"
+			} else {
+				s.status = fmt.Sprint(rep.HTTPStatus)
+				s.puid, s.created = rep.PUID, enroll && rep.HTTPStatus == 200 && rep.Message == "Ok"
+			}
+			samples[i] = s
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	summary := summarize(samples, elapsed, *rate)
+	if *asJSON {
+		json.NewEncoder(os.Stdout).Encode(summary)
+	} else {
+		printSummary(summary)
+	}
+	if *check {
+		if err := verify(ctx, samples); err != nil {
+			fmt.Fprintln(os.Stderr, "loadgen: history check FAILED:", err)
+			os.Exit(1)
+		}
+		fmt.Println("history check: every acknowledged enroll exists exactly once")
+	}
+}
+
+// OpStats is one operation's figures.
+type OpStats struct {
+	Count    int            `json:"count"`
+	P50ms    float64        `json:"p50_ms"`
+	P90ms    float64        `json:"p90_ms"`
+	P99ms    float64        `json:"p99_ms"`
+	MaxMs    float64        `json:"max_ms"`
+	ByStatus map[string]int `json:"by_status"`
+}
+
+// Summary is the run's result.
+type Summary struct {
+	TargetRate   float64             `json:"target_rate"`
+	AchievedRate float64             `json:"achieved_rate"`
+	Seconds      float64             `json:"seconds"`
+	Ops          map[string]*OpStats `json:"ops"`
+}
+
+func summarize(samples []sample, elapsed time.Duration, rate float64) Summary {
+	s := Summary{TargetRate: rate, AchievedRate: float64(len(samples)) / elapsed.Seconds(), Seconds: elapsed.Seconds(), Ops: map[string]*OpStats{}}
+	lat := map[string][]float64{}
+	for _, x := range samples {
+		st := s.Ops[x.op]
+		if st == nil {
+			st = &OpStats{ByStatus: map[string]int{}}
+			s.Ops[x.op] = st
+		}
+		st.Count++
+		st.ByStatus[x.status]++
+		lat[x.op] = append(lat[x.op], float64(x.latency.Microseconds())/1000)
+	}
+	for op, l := range lat {
+		slices.Sort(l)
+		q := func(p float64) float64 { return l[min(len(l)-1, int(p*float64(len(l))))] }
+		st := s.Ops[op]
+		st.P50ms, st.P90ms, st.P99ms, st.MaxMs = q(0.5), q(0.9), q(0.99), l[len(l)-1]
+	}
+	return s
+}
+
+func printSummary(s Summary) {
+	fmt.Printf("target %.0f/s, achieved %.1f/s over %.1fs\n", s.TargetRate, s.AchievedRate, s.Seconds)
+	fmt.Println("| op | count | p50 ms | p90 ms | p99 ms | max ms | by status |")
+	fmt.Println("|---|---|---|---|---|---|---|")
+	for _, op := range []string{"enroll", "identify"} {
+		if st := s.Ops[op]; st != nil {
+			fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.1f | %v |\n", op, st.Count, st.P50ms, st.P90ms, st.P99ms, st.MaxMs, st.ByStatus)
+		}
+	}
+}
+
+// verify checks every enroll acknowledged as a new person against
+// PostgreSQL: its puid exists, once.
+func verify(ctx context.Context, samples []sample) error {
+	url := os.Getenv("DATABASE_URL")
+	if url == "" {
+		f, err := os.Open(".data/env")
+		if err != nil {
+			return fmt.Errorf("DATABASE_URL is not set and .data/env is missing")
+		}
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if v, ok := strings.CutPrefix(sc.Text(), "export DATABASE_URL="); ok {
+				url = v
+			}
+		}
+		f.Close()
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close(ctx)
+	var puids []string
+	for _, s := range samples {
+		if s.created {
+			puids = append(puids, s.puid)
+		}
+	}
+	counts := map[string]int{}
+	rows, err := conn.Query(ctx, `SELECT puid, count(*) FROM persons WHERE puid = ANY($1) GROUP BY puid`, puids)
+	if err != nil {
+		return err
+	}
+	var p string
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&p, &n}, func() error { counts[p] = n; return nil }); err != nil {
+		return err
+	}
+	for _, id := range puids {
+		if counts[id] != 1 {
+			return fmt.Errorf("acknowledged enroll %s exists %d times", id, counts[id])
+		}
+	}
+	fmt.Printf("history: %d acknowledged new persons, all present once\n", len(puids))
+	return nil
+}
