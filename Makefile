@@ -24,6 +24,7 @@ test: services e2e-setup
 FUZZTIME ?= 10s
 fuzz:
 	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzDecrypt$$' -fuzztime $(FUZZTIME)
+	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzOpenV3$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./engine -run '^$$' -fuzz '^FuzzNewEmbeddings$$' -fuzztime $(FUZZTIME)
 
 services:
