@@ -23,6 +23,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/vectorstore"
 )
 
 const importUsage = `usage:
@@ -58,7 +59,7 @@ func runImport(ctx context.Context, cfg config, args []string, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	a, err := newApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	a, err := newMigratedApp(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -320,7 +321,7 @@ func runExport(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		defer f.Close()
 		out = f
 	}
-	a, err := newApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	a, err := newMigratedApp(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -343,4 +344,21 @@ func runExport(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		return err
 	}
 	return w.Flush()
+}
+
+// newMigratedApp is newApp for the command-line tools, refusing a database
+// whose schema is behind the binary.
+func newMigratedApp(ctx context.Context, cfg config) (*app, error) {
+	a, err := newApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+	if err != nil {
+		return nil, err
+	}
+	if pending, err := vectorstore.MigrationsPending(ctx, a.pool); err != nil || pending {
+		a.close()
+		if err == nil {
+			err = errors.New("the database schema is behind this binary: run biomatch migrate first")
+		}
+		return nil, err
+	}
+	return a, nil
 }
