@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -144,6 +145,10 @@ func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
 	}
 	if err := json.Unmarshal(body, &call.req); err != nil {
 		c.JSON(http.StatusBadRequest, statusReply{-2, "malformed JSON body: " + jsonProblem(err)})
+		return call, false
+	}
+	if key, dup := duplicateKey(body); dup {
+		c.JSON(http.StatusBadRequest, statusReply{-2, fmt.Sprintf("malformed JSON body: the field %q appears twice", key)})
 		return call, false
 	}
 	call.bodyRaw = body
@@ -286,6 +291,33 @@ func openSealed(c *gin.Context, gate nodeGate, call *nodeCall) bool {
 	return true
 }
 
+// duplicateKey reports a field that appears twice in a JSON object's top
+// level (Go keeps the last silently; a body that says two things is refused).
+// Field names compare case-insensitively, as encoding/json matches them.
+func duplicateKey(data []byte) (string, bool) {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
+		return "", false
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		t, err := dec.Token()
+		if err != nil {
+			return "", false
+		}
+		key, _ := t.(string)
+		if seen[strings.ToLower(key)] {
+			return key, true
+		}
+		seen[strings.ToLower(key)] = true
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return "", false
+		}
+	}
+	return "", false
+}
+
 // jsonProblem describes a JSON error without echoing the input.
 func jsonProblem(err error) string {
 	var syntax *json.SyntaxError
@@ -334,6 +366,9 @@ func (call nodeCall) readVectors() ([][]float64, error) {
 	dec := json.NewDecoder(bytes.NewReader(plain))
 	if err := dec.Decode(&p); err != nil {
 		return nil, fmt.Errorf("%w: decrypted features are not valid JSON (%s)", engine.ErrInvalid, jsonProblem(err))
+	}
+	if key, dup := duplicateKey(plain); dup {
+		return nil, fmt.Errorf("%w: decrypted features have the field %q twice", engine.ErrInvalid, key)
 	}
 	items := p.Features
 	if len(p.EmbeddingVector) > 0 {
