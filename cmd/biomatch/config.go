@@ -20,6 +20,7 @@ type config struct {
 	ListenAddr       string
 	CORSOrigins      []string
 	MaxBodyBytes     int64
+	ReadHeaderTO     time.Duration // a client slower than this sending its headers is cut off
 	LogLevel         slog.Level
 	Engine           engine.Config
 	HNSWMinTemplates int
@@ -45,6 +46,7 @@ var envDefaults = map[string]string{
 	"LISTEN_ADDR":              "127.0.0.1:8000",
 	"CORS_ORIGINS":             "*",
 	"MAX_BODY_BYTES":           "16777216",
+	"READ_HEADER_TIMEOUT":      "10s",
 	"LOG_LEVEL":                "info",
 	"ENROLL_WAIT":              "10s",
 	"MATCH_THRESHOLD":          "0.5",
@@ -104,6 +106,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		ListenAddr:       env("LISTEN_ADDR"),
 		CORSOrigins:      httpapi.ParseOrigins(env("CORS_ORIGINS")),
 		MaxBodyBytes:     intVar("MAX_BODY_BYTES", 1024, 1<<30),
+		ReadHeaderTO:     durVar("READ_HEADER_TIMEOUT"),
 		HNSWMinTemplates: int(intVar("HNSW_MIN_TEMPLATES", 1, 1<<40)),
 		HNSWEfSearch:     int(intVar("HNSW_EF_SEARCH", 1, 1000)),
 		WorkerConc:       int(intVar("WORKER_CONCURRENCY", 1, 1000)),

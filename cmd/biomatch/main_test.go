@@ -56,6 +56,8 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 		"LISTEN_ADDR":  addr,
 		"QUEUE_NAME":   testenv.Queue(t),
 		"ADMIN_TOKEN":  "admin-token-for-tests",
+		// Short, so the slow-client check below is quick.
+		"READ_HEADER_TIMEOUT": "300ms",
 	}
 	getenv := func(k string) string { return env[k] }
 	ctx := context.Background()
@@ -118,6 +120,27 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 	if predicted.PUID != enrolled.PUID {
 		t.Errorf("client predict puid = %q, want %q", predicted.PUID, enrolled.PUID)
 	}
+	// A slow client (headers trickling in) is cut off, and the server still serves.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	conn.Write([]byte("POST /node/FACE3_1/enroll HTTP/1.1\r\nHost: x\r\n"))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	start := time.Now()
+	reply, _ := io.ReadAll(conn) // returns when the server closes the connection
+	conn.Close()
+	if waited := time.Since(start); waited > 3*time.Second {
+		t.Errorf("a slow client held its connection for %v (READ_HEADER_TIMEOUT 300ms)", waited)
+	} else if len(reply) > 0 && !strings.Contains(string(reply), "408") {
+		t.Errorf("slow client got %q", reply)
+	}
+	if resp, err := http.Get("http://" + addr + "/health"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("after a slow client: /health = %v, %v", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+
 	// The queue dashboard: refused without the admin token, served with it.
 	for token, want := range map[string]int{"": 401, "wrong-token-xxxxxxxx": 401, "admin-token-for-tests": 200} {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/admin/queues/api/queues", nil)

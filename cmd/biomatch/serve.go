@@ -209,7 +209,7 @@ func runServe(ctx context.Context, cfg config, args []string, stderr io.Writer) 
 	current.Store(&h)
 	srv := &http.Server{
 		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { (*current.Load()).ServeHTTP(w, r) }),
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: cfg.ReadHeaderTO,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      cfg.Engine.EnrollWait + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
