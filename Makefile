@@ -26,6 +26,8 @@ fuzz:
 	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzDecrypt$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzOpenV3$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./engine -run '^$$' -fuzz '^FuzzNewEmbeddings$$' -fuzztime $(FUZZTIME)
+	@$(ENV) && go test ./httpapi -run '^$$' -fuzz '^FuzzDecodeFeatures$$' -fuzztime $(FUZZTIME)
+	@$(ENV) && go test ./httpapi -run '^$$' -fuzz '^FuzzNodeBody$$' -fuzztime $(FUZZTIME)
 
 services:
 	@bash scripts/services.sh up

@@ -295,6 +295,9 @@ func openSealed(c *gin.Context, gate nodeGate, call *nodeCall) bool {
 // level (Go keeps the last silently; a body that says two things is refused).
 // Field names compare case-insensitively, as encoding/json matches them.
 func duplicateKey(data []byte) (string, bool) {
+	if !json.Valid(data) {
+		return "", false
+	}
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
 		return "", false
@@ -362,6 +365,12 @@ func (call nodeCall) readVectors() ([][]float64, error) {
 	} else if len(plain) == 0 {
 		return nil, fmt.Errorf("%w: missing features", engine.ErrInvalid)
 	}
+	return decodeFeatures(plain)
+}
+
+// decodeFeatures parses opened features — the SDKs' single object or the
+// document's list — into raw frames. Errors wrap engine.ErrInvalid.
+func decodeFeatures(plain []byte) ([][]float64, error) {
 	var p featuresPayload
 	dec := json.NewDecoder(bytes.NewReader(plain))
 	if err := dec.Decode(&p); err != nil {
