@@ -22,7 +22,7 @@ func TestMain(m *testing.M) {
 		var redisURL string
 		if redisURL, err = testenv.Lookup("REDIS_URL"); err == nil {
 			var stack *teststack.Stack
-			if stack, err = teststack.StartStack(db, redisURL); err == nil {
+			if stack, err = teststack.StartStack(db, redisURL, nil); err == nil {
 				serverURL = stack.URL
 				apiKey, _, err = stack.Keys.Create(context.Background(), keys.NewOptions{CustomerID: "example"})
 				code := m.Run()

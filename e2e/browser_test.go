@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"net/http"
 	"net/http/httptest"
@@ -24,11 +23,9 @@ import (
 
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/httpapi"
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/internal/teststack"
 	"github.com/biomatch/biomatch/keys"
-	"github.com/biomatch/biomatch/queue"
-	"github.com/biomatch/biomatch/vectorstore"
 )
 
 // exchange is one HTTP request/response pair the API served.
@@ -114,35 +111,19 @@ func TestPrivateIDWebSDK(t *testing.T) {
 		t.Fatal("chromium is not installed: run scripts/e2e-setup.sh (make test does)")
 	}
 
-	// The real stack: PostgreSQL + pgvector, Redis, the worker, the router.
+	// The real stack: PostgreSQL + pgvector, Redis, the worker, the router,
+	// every exchange recorded.
 	ctx := context.Background()
-	pool := testenv.NewPool(t)
-	redisOpt, err := queue.ParseRedisURL(testenv.Env(t, "REDIS_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	qname := testenv.Queue(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	store, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs := queue.NewClient(redisOpt, qname)
-	defer jobs.Close()
-	svc := engine.NewService(store, store, jobs, engine.Config{}, log)
-	wctx, stopWorker := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { queue.NewWorker(redisOpt, svc, queue.WorkerConfig{Queue: qname}, log).Run(wctx) })
-	defer func() { stopWorker(); wg.Wait() }()
-	ks := keys.NewStore(pool, nil)
-	key, _, err := ks.Create(ctx, keys.NewOptions{CustomerID: "e2e"})
-	if err != nil {
-		t.Fatal(err)
-	}
 	rec := &recorder{}
-	api := httptest.NewServer(rec.wrap(httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"*"}, MaxBodyBytes: 64 << 20},
-		httpapi.Deps{Service: svc, Keys: ks, Log: log})))
-	defer api.Close()
+	stack, err := teststack.StartStack(testenv.Env(t, "DATABASE_URL"), testenv.Env(t, "REDIS_URL"), rec.wrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stack.Stop()
+	key, _, err := stack.Keys.Create(ctx, keys.NewOptions{CustomerID: "e2e"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// The page comes from another origin, so the browser sends CORS preflights.
 	files := http.FileServer(http.Dir(dist))
 	page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -205,7 +186,7 @@ func TestPrivateIDWebSDK(t *testing.T) {
 		return b.String()
 	}
 
-	target := page.URL + "/index.html?" + url.Values{"api": {api.URL}, "key": {key}}.Encode()
+	target := page.URL + "/index.html?" + url.Values{"api": {stack.URL}, "key": {key}}.Encode()
 	if err := chromedp.Do(bctx, chromedp.Navigate(target)); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}

@@ -65,19 +65,25 @@ func startWorker(t *testing.T, opt asynq.RedisConnOpt, svc *engine.Service, cfg 
 	return stop
 }
 
-// TestWorkerRestart: a worker stopped mid-queue and started again completes
-// every accepted enroll, none twice.
-func TestWorkerRestart(t *testing.T) {
+// setup gives a test a fresh database with its store, and a queue of its own.
+func setup(t *testing.T) (*pgxpool.Pool, *vectorstore.Postgres, asynq.RedisConnOpt, string) {
+	t.Helper()
 	pool := testenv.NewPool(t)
 	opt, err := queue.ParseRedisURL(testenv.Env(t, "REDIS_URL"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	qname := testenv.Queue(t)
 	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return pool, store, opt, testenv.Queue(t)
+}
+
+// TestWorkerRestart: a worker stopped mid-queue and started again completes
+// every accepted enroll, none twice.
+func TestWorkerRestart(t *testing.T) {
+	pool, store, opt, qname := setup(t)
 	jobs := queue.NewClient(opt, qname)
 	defer jobs.Close()
 	svc := engine.NewService(store, store, jobs, engine.Config{EnrollWait: time.Millisecond},
@@ -125,16 +131,7 @@ func TestWorkerRestart(t *testing.T) {
 // TestReconcilerRecoversLostEnqueue: an enroll accepted while Redis was
 // unreachable completes once the reconciler sees it.
 func TestReconcilerRecoversLostEnqueue(t *testing.T) {
-	pool := testenv.NewPool(t)
-	opt, err := queue.ParseRedisURL(testenv.Env(t, "REDIS_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	qname := testenv.Queue(t)
-	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, store, opt, qname := setup(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	// Redis down at enqueue time: nothing listens on port 1.

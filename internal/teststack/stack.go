@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -32,8 +33,9 @@ type Stack struct {
 
 // StartStack starts the router, the service and a worker on a fresh
 // database of databaseURL's server and a queue of its own on redisURL.
+// wrap, when not nil, wraps the router (to record the exchange, say).
 // Stop releases everything, the database included.
-func StartStack(databaseURL, redisURL string) (*Stack, error) {
+func StartStack(databaseURL, redisURL string, wrap func(http.Handler) http.Handler) (*Stack, error) {
 	ctx := context.Background()
 	s := &Stack{}
 	admin, err := pgx.Connect(ctx, databaseURL)
@@ -81,8 +83,12 @@ func StartStack(databaseURL, redisURL string) (*Stack, error) {
 	wg.Go(func() { queue.NewWorker(opt, svc, queue.WorkerConfig{Queue: qname}, log).Run(wctx) })
 	s.stop = append(s.stop, func() { cancel(); wg.Wait(); jobs.Close() })
 	s.Keys = keys.NewStore(pool, nil)
-	srv := httptest.NewServer(httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"*"}, MaxBodyBytes: 16 << 20},
-		httpapi.Deps{Service: svc, Keys: s.Keys, Log: log}))
+	var h http.Handler = httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"*"}, MaxBodyBytes: 64 << 20},
+		httpapi.Deps{Service: svc, Keys: s.Keys, Log: log})
+	if wrap != nil {
+		h = wrap(h)
+	}
+	srv := httptest.NewServer(h)
 	s.stop = append(s.stop, srv.Close)
 	s.URL = srv.URL
 	return s, nil
