@@ -21,7 +21,7 @@ test: services e2e-setup
 	@$(ENV) && GOEXPERIMENT=simd go test -count=1 ./vectorstore/... ./cmd/...
 	@$(MAKE) --no-print-directory fuzz
 
-FUZZTIME ?= 10s
+FUZZTIME ?= 30s
 fuzz:
 	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzDecrypt$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzOpenV3$$' -fuzztime $(FUZZTIME)

@@ -41,6 +41,7 @@ type options struct {
 	enrollWait time.Duration // 0: the engine's default
 	noWorker   bool          // start no worker (h.startWorker starts one later)
 	rate       int           // per-key requests per second (and burst); 0: no limit
+	plain      bool          // serve the plain routes
 }
 
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, options{}) }
@@ -88,7 +89,7 @@ func newHarnessWith(t *testing.T, o options) *harness {
 		t.Cleanup(func() { limiter.Close() })
 		deps.Limiter = limiter
 	}
-	h := httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"http://app.example"}, MaxBodyBytes: 1 << 20}, deps)
+	h := httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"http://app.example"}, MaxBodyBytes: 1 << 20, PlainRoutes: o.plain}, deps)
 	srv := httptest.NewServer(h)
 	t.Cleanup(func() {
 		srv.Close()

@@ -23,14 +23,18 @@ import (
 	"github.com/biomatch/biomatch/metrics"
 )
 
-// DefaultVersion is the gallery version of routes without a {version} segment.
-const DefaultVersion = "FACE3_1"
+// DefaultVersion is the gallery version of routes without a {version}
+// segment; DefaultPlainVersion that of the plain routes (COMPAT.md).
+const (
+	DefaultVersion      = "FACE3_1"
+	DefaultPlainVersion = "FACE3_3"
+)
 
 // nodeRequest is the body every /node route accepts. Unknown fields are
 // ignored, as the reference server does.
 type nodeRequest struct {
 	APIKey         string          `json:"api_key"`
-	Features       string          `json:"features"`
+	Features       featuresField   `json:"features"`
 	UserIdentifier string          `json:"user_identifier"`
 	MultiUser      json.RawMessage `json:"multi_user"` // accepted, no effect
 	K              flexInt         `json:"K"`
@@ -38,6 +42,28 @@ type nodeRequest struct {
 	PUIDList       []string        `json:"puid_list"`
 	OriginalImage  json.RawMessage `json:"original_image"` // accepted, not stored
 }
+
+// featuresField is `features`: a string (hex ciphertext, or JSON text on
+// the plain routes) or, on the plain routes only, the JSON itself.
+type featuresField struct {
+	text string
+	json json.RawMessage
+}
+
+func (f *featuresField) UnmarshalJSON(b []byte) error {
+	switch {
+	case string(b) == "null":
+		return nil
+	case b[0] == '"':
+		return json.Unmarshal(b, &f.text)
+	case b[0] == '{' || b[0] == '[':
+		f.json = append(json.RawMessage(nil), b...)
+		return nil
+	}
+	return errors.New("features must be a string")
+}
+
+func (f featuresField) empty() bool { return f.text == "" && len(f.json) == 0 }
 
 // flexInt accepts a JSON number, a numeric string or null.
 type flexInt int
@@ -111,6 +137,7 @@ type nodeCall struct {
 	gallery  engine.Gallery
 	features []byte // v3: the features JSON, already opened
 	bodyRaw  []byte
+	plain    bool // a plain route: features in clear, ids ROT13
 }
 
 var versionPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
@@ -122,6 +149,9 @@ type nodeGate struct {
 	replay  ReplayCache
 	metrics *metrics.Metrics
 	log     *slog.Logger
+	// plain: the plain routes (no payload encryption; the
+	// x-encryption-version header is ignored).
+	plain bool
 }
 
 // Freshness is how far a v3 request's x-timestamp may be from the server's
@@ -151,8 +181,10 @@ func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
 		c.JSON(http.StatusBadRequest, statusReply{-2, fmt.Sprintf("malformed JSON body: the field %q appears twice", key)})
 		return call, false
 	}
-	call.bodyRaw = body
-	if call.enc, err = crypto.ParseVersion(c.GetHeader("x-encryption-version")); err != nil {
+	call.bodyRaw, call.plain = body, gate.plain
+	if call.plain {
+		call.enc = crypto.V1 // for the key policy: as weak as version 1
+	} else if call.enc, err = crypto.ParseVersion(c.GetHeader("x-encryption-version")); err != nil {
 		c.JSON(http.StatusBadRequest, statusReply{-2, "x-encryption-version: " + err.Error()})
 		return call, false
 	}
@@ -161,6 +193,10 @@ func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
 			return call, false
 		}
 	} else if !authenticateBodyKey(c, gate, &call) {
+		return call, false
+	}
+	if call.plain && call.key.MinEncryption > 1 {
+		c.JSON(http.StatusBadRequest, statusReply{-2, fmt.Sprintf("this key accepts only x-encryption-version %d or higher: the plain routes are refused", call.key.MinEncryption)})
 		return call, false
 	}
 	if int(call.enc) < call.key.MinEncryption {
@@ -185,7 +221,9 @@ func readNode(c *gin.Context, gate nodeGate) (nodeCall, bool) {
 		}
 	}
 	version := c.Param("version")
-	if version == "" {
+	if version == "" && call.plain {
+		version = DefaultPlainVersion
+	} else if version == "" {
 		version = DefaultVersion
 	}
 	if !versionPattern.MatchString(version) {
@@ -353,16 +391,24 @@ type featureIn struct {
 // engine.ErrInvalid with a message the caller can act on.
 func (call nodeCall) readVectors() ([][]float64, error) {
 	plain := call.features
-	if call.enc != crypto.V3 {
-		if call.req.Features == "" {
+	switch {
+	case call.plain && len(call.req.Features.json) > 0:
+		plain = call.req.Features.json
+	case call.plain:
+		plain = []byte(call.req.Features.text)
+	case call.enc != crypto.V3 && len(call.req.Features.json) > 0:
+		return nil, fmt.Errorf("%w: features must be a hex string of ciphertext (clear JSON features are taken only by the plain routes)", engine.ErrInvalid)
+	case call.enc != crypto.V3:
+		if call.req.Features.text == "" {
 			return nil, fmt.Errorf("%w: missing features", engine.ErrInvalid)
 		}
 		var err error
-		if plain, err = crypto.Decrypt(call.enc, call.apiKey, call.req.Features); err != nil {
+		if plain, err = crypto.Decrypt(call.enc, call.apiKey, call.req.Features.text); err != nil {
 			return nil, fmt.Errorf("%w: features could not be decrypted with this api_key and x-encryption-version %d (%v)",
 				engine.ErrInvalid, call.enc, err)
 		}
-	} else if len(plain) == 0 {
+	}
+	if len(plain) == 0 {
 		return nil, fmt.Errorf("%w: missing features", engine.ErrInvalid)
 	}
 	return decodeFeatures(plain)
@@ -397,8 +443,12 @@ func decodeFeatures(plain []byte) ([][]float64, error) {
 }
 
 // encryptID encrypts a puid/guid for the reply in the request's version
-// (v3 replies are sealed whole: ids stay plain inside).
+// (v3 replies are sealed whole: ids stay plain inside; the plain routes
+// answer ROT13 of the id).
 func (call nodeCall) encryptID(id string) string {
+	if call.plain {
+		return rot13(id)
+	}
 	if call.enc == crypto.V3 {
 		return id
 	}
@@ -412,6 +462,10 @@ func (call nodeCall) encryptID(id string) string {
 // decryptID reads a puid sent by a client: encrypted in the request's
 // version, or plain.
 func (call nodeCall) decryptID(s string) (string, bool) {
+	if call.plain {
+		id := rot13(s)
+		return id, engine.IsID(id)
+	}
 	if call.enc == crypto.V3 {
 		return s, engine.IsID(s)
 	}
@@ -419,6 +473,20 @@ func (call nodeCall) decryptID(s string) (string, bool) {
 		return string(plain), true
 	}
 	return s, engine.IsID(s)
+}
+
+// rot13 rotates ASCII letters by 13 (its own inverse): the plain routes'
+// id obfuscation.
+func rot13(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z':
+			return 'a' + (r-'a'+13)%26
+		case r >= 'A' && r <= 'Z':
+			return 'A' + (r-'A'+13)%26
+		}
+		return r
+	}, s)
 }
 
 func (call nodeCall) person(status int, message string, p engine.Person, score float64) personReply {

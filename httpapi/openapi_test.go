@@ -88,6 +88,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		{"POST", "/node/FACE3_1/deleteUser", "", v2, 200}, // body filled in below
 		{"POST", "/node/deleteUser", body(map[string]any{"api_key": key, "puid": "unknown"}), v2, 400},
 		{"POST", "/node/FACE3_1/deleteUser", body(map[string]any{"api_key": key}), v2, 400},
+		{"POST", "/node/plainEnroll", body(map[string]any{"api_key": key, "features": map[string]any{"embedding_vector": synth.Vector(512, 72, 0, 0)}}), nil, 404},
 	}
 	for i, c := range calls {
 		switch {

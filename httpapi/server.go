@@ -24,6 +24,9 @@ import (
 type Config struct {
 	CORSOrigins  []string // allowed origins; "*" allows any
 	MaxBodyBytes int64    // larger bodies get 413
+	// PlainRoutes serves /node/plainEnroll and /node/plainPredict (features
+	// in clear, ids ROT13); off, they answer 404 saying so.
+	PlainRoutes bool
 }
 
 // Check is one readiness probe: nil when the dependency is usable.
@@ -63,12 +66,12 @@ func NewHandler(cfg Config, d Deps) http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.Use(requestID(), recovery(d.Log), logRequests(d.Log, d.Metrics), corsMiddleware(cfg.CORSOrigins), limitBody(cfg.MaxBodyBytes))
-	addRoutes(r, d)
+	addRoutes(r, cfg, d)
 	return r
 }
 
 // addRoutes lists every route.
-func addRoutes(r *gin.Engine, d Deps) {
+func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 	r.GET("/health", handleHealth())
 	r.GET("/ready", handleReady(d.Ready))
 	addDocs(r)
@@ -90,6 +93,14 @@ func addRoutes(r *gin.Engine, d Deps) {
 		node.POST(prefix+"/predict", handlePredict(d.Service, gate))
 		node.POST(prefix+"/deleteUser", handleDeleteUser(d.Service, gate))
 		node.POST(prefix+"/syncUUID", handleSyncUUID(d.Service, gate))
+		plainEnroll, plainPredict := plainDisabled, plainDisabled
+		if cfg.PlainRoutes {
+			plainGate := gate
+			plainGate.plain = true
+			plainEnroll, plainPredict = handleEnroll(d.Service, plainGate, d.Metrics), handlePredict(d.Service, plainGate)
+		}
+		node.POST(prefix+"/plainEnroll", plainEnroll)
+		node.POST(prefix+"/plainPredict", plainPredict)
 	}
 
 	r.NoRoute(func(c *gin.Context) {
@@ -98,6 +109,10 @@ func addRoutes(r *gin.Engine, d Deps) {
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, statusReply{Status: -1, Message: "method not allowed: use POST"})
 	})
+}
+
+func plainDisabled(c *gin.Context) {
+	c.JSON(http.StatusNotFound, statusReply{-1, "the plain routes are disabled on this server (the operator enables them with PLAIN_ROUTES=true)"})
 }
 
 func corsMiddleware(origins []string) gin.HandlerFunc {

@@ -43,8 +43,10 @@ func main() {
 	rate := flag.Float64("rate", 50, "requests per second, all operations")
 	duration := flag.Duration("duration", 30*time.Second, "how long to send")
 	enrollShare := flag.Float64("enroll", 0.2, "share of enrolls; the rest identify")
-	gallery := flag.Int("gallery", 0, "enroll this many persons first (not measured)")
-	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "identity seed (new identities per run)")
+	gallery := flag.Int("gallery", 0, "identify probes come from a gallery of this many persons")
+	gallerySeed := flag.Uint64("gallery-seed", 1, "identity seed of the gallery")
+	enrollGallery := flag.Bool("enroll-gallery", true, "enroll the gallery first (not measured); false: it exists from an earlier run with the same -gallery-seed")
+	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "identity seed of the new persons this run enrolls")
 	check := flag.Bool("check", false, "verify the enroll history against PostgreSQL (DATABASE_URL or ./.data/env)")
 	asJSON := flag.Bool("json", false, "print the summary as JSON")
 	flag.Parse()
@@ -54,16 +56,16 @@ func main() {
 	}
 	c := &client.Client{BaseURL: *url, APIKey: *key, Version: *version, Enc: 2}
 	ctx := context.Background()
-	base := *seed << 20
+	base, galleryBase := *seed<<20, *gallerySeed<<40
 
-	if *gallery > 0 {
+	if *gallery > 0 && *enrollGallery {
 		fmt.Fprintf(os.Stderr, "loadgen: enrolling a gallery of %d…\n", *gallery)
 		var wg sync.WaitGroup
 		next := make(chan int)
 		for range 8 {
 			wg.Go(func() {
 				for i := range next {
-					c.Enroll(ctx, synth.Vector(512, base+uint64(i), 0, 0), "")
+					c.Enroll(ctx, synth.Vector(512, galleryBase+uint64(i), 0, 0), "")
 				}
 			})
 		}
@@ -79,7 +81,7 @@ func main() {
 	samples := make([]sample, n)
 	r := rand.New(rand.NewPCG(*seed, 1))
 	known := max(*gallery, 1)
-	fresh := uint64(*gallery)
+	var fresh uint64
 	start := time.Now()
 	var wg sync.WaitGroup
 	for i := range n {
@@ -91,7 +93,7 @@ func main() {
 			vec = synth.Vector(512, base+fresh, 0, 0)
 			fresh++
 		} else {
-			vec = synth.Vector(512, base+uint64(r.IntN(known)), 0.3, uint64(i))
+			vec = synth.Vector(512, galleryBase+uint64(r.IntN(known)), 0.3, uint64(i))
 		}
 		wg.Go(func() {
 			s := sample{op: "identify"}

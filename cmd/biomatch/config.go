@@ -36,6 +36,7 @@ type config struct {
 	MasterKey        []byte // 32 bytes sealing the keys' v3 secrets; nil: no version 3
 	RatePerSecond    int    // per API key, across replicas; 0: no limit
 	RateBurst        int
+	PlainRoutes      bool // serve /node/plainEnroll and /node/plainPredict
 }
 
 // envDefaults documents every variable with its default; README's table
@@ -66,6 +67,7 @@ var envDefaults = map[string]string{
 	"MASTER_KEY":               "",
 	"RATE_LIMIT_PER_SECOND":    "50",
 	"RATE_LIMIT_BURST":         "100",
+	"PLAIN_ROUTES":             "false",
 }
 
 // loadConfig reads the environment; a bad value is an error naming the variable.
@@ -122,6 +124,11 @@ func loadConfig(getenv func(string) string) (config, error) {
 		} else {
 			c.MasterKey = b
 		}
+	}
+	if plain, err := strconv.ParseBool(env("PLAIN_ROUTES")); err != nil {
+		bad("PLAIN_ROUTES", "want true or false")
+	} else {
+		c.PlainRoutes = plain
 	}
 	c.AdminToken = env("ADMIN_TOKEN")
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {

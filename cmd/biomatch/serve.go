@@ -175,7 +175,7 @@ func (a *app) handler(cfg config) http.Handler {
 			deps.Admin = asynqmon.New(asynqmon.Options{RootPath: httpapi.AdminPath, RedisConnOpt: opt})
 		}
 	}
-	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes}, deps)
+	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes, PlainRoutes: cfg.PlainRoutes}, deps)
 }
 
 // starting answers while the service connects: /health is up, the rest 503.
