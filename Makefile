@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 ENV := source .data/env
 
-.PHONY: run test services services-down e2e-setup build migrate vet fuzz bench
+.PHONY: run test chaos services services-down e2e-setup build migrate vet fuzz bench
 
 ## run: start PostgreSQL+pgvector and Redis (installing them if missing), migrate,
 ## print a dev API key, and serve the API with the worker on 127.0.0.1:8000.
@@ -20,6 +20,12 @@ test: services e2e-setup
 	@$(ENV) && go test -race -count=1 -timeout 20m ./...
 	@$(ENV) && GOEXPERIMENT=simd go test -count=1 ./vectorstore/... ./cmd/...
 	@$(MAKE) --no-print-directory fuzz
+
+## chaos: the whole fault set (make test runs the short one): kill -9 of the
+## API and of the worker (four times on one task), SIGTERM, kill -9 of Redis,
+## PostgreSQL stopped 10 s, all under load, then the invariants. About 10 min.
+chaos: services
+	@$(ENV) && go test ./chaos -run '^TestFaults$$' -count=1 -v -timeout 40m -args -chaos.full
 
 FUZZTIME ?= 30s
 fuzz:

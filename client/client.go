@@ -27,6 +27,9 @@ type Client struct {
 	Version string         // gallery version, e.g. FACE3_1; "" uses routes without a version segment
 	Enc     crypto.Version // 1, 2 or 3; 0 means 2, as every SDK sends
 	HTTP    *http.Client
+	// Tries is how many times check, predict and sync are attempted on a
+	// network error or a 503; 0 means 3, 1 turns retries off.
+	Tries int
 }
 
 // Reply is a /node reply with puid and guid decrypted.
@@ -89,14 +92,18 @@ func (c *Client) AddBillingRecord(ctx context.Context) (Reply, error) {
 	return c.call(ctx, "/node/addbillingrecord", map[string]any{})
 }
 
-// retry calls an idempotent route up to 3 times, backing off 200 ms then
-// 800 ms, while the network fails or the server answers 503.
+// retry calls an idempotent route up to Tries times, backing off 200 ms
+// then 800 ms, while the network fails or the server answers 503.
 func (c *Client) retry(ctx context.Context, path string, body map[string]any) (Reply, error) {
+	tries := c.Tries
+	if tries <= 0 {
+		tries = 3
+	}
 	var r Reply
 	var err error
-	for attempt, wait := 0, 200*time.Millisecond; ; attempt, wait = attempt+1, wait*4 {
+	for attempt, wait := 1, 200*time.Millisecond; ; attempt, wait = attempt+1, wait*4 {
 		r, err = c.call(ctx, path, body)
-		if attempt == 2 || (err == nil && r.HTTPStatus != http.StatusServiceUnavailable) || ctx.Err() != nil {
+		if attempt >= tries || (err == nil && r.HTTPStatus != http.StatusServiceUnavailable) || ctx.Err() != nil {
 			return r, err
 		}
 		select {

@@ -503,7 +503,8 @@ func nodeError(c *gin.Context, err error) {
 	case errors.Is(err, engine.ErrRejected):
 		c.JSON(http.StatusBadRequest, statusReply{152, err.Error()})
 	case errors.Is(err, engine.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
-		c.JSON(http.StatusServiceUnavailable, statusReply{-1, "service temporarily unavailable: retry later"})
+		c.Header("Retry-After", "5")
+		c.JSON(http.StatusServiceUnavailable, statusReply{-1, "service temporarily unavailable (its database or queue cannot be reached): retry in a few seconds"})
 	case errors.Is(err, context.Canceled):
 		c.JSON(499, statusReply{-1, "request canceled"})
 	default:

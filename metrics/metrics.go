@@ -61,6 +61,21 @@ func (m *Metrics) IndexBytes(bytes func() int64) {
 	}, func() float64 { return float64(bytes()) }))
 }
 
+// PoolConns reports the PostgreSQL pool's connections by state
+// (acquired, idle, total) at each scrape.
+func (m *Metrics) PoolConns(pool *pgxpool.Pool) {
+	for state, value := range map[string]func(*pgxpool.Stat) int32{
+		"acquired": (*pgxpool.Stat).AcquiredConns,
+		"idle":     (*pgxpool.Stat).IdleConns,
+		"total":    (*pgxpool.Stat).TotalConns,
+	} {
+		m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+			Name: "biomatch_db_pool_connections", Help: "PostgreSQL pool connections by state.",
+			ConstLabels: prometheus.Labels{"state": state},
+		}, func() float64 { return float64(value(pool.Stat())) }))
+	}
+}
+
 // Galleries reports persons and templates per gallery from PostgreSQL at
 // each scrape.
 func (m *Metrics) Galleries(pool *pgxpool.Pool, log *slog.Logger) {

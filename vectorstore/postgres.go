@@ -328,13 +328,20 @@ func (p *Postgres) PendingEnrollRequests(ctx context.Context, before time.Time, 
 // on the gallery.
 func (p *Postgres) InGallery(ctx context.Context, g engine.Gallery, fn func(context.Context, engine.GalleryTx) error) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(format('%s:%s/%s', length($1::text), $1::text, $2::text), 0))`,
-			g.Tenant, g.Version); err != nil {
+		if err := LockGallery(ctx, tx, g); err != nil {
 			return err
 		}
 		return fn(ctx, &galleryTx{tx: tx, cfg: p.cfg})
 	})
 	return translate(err)
+}
+
+// LockGallery takes g's write lock for the rest of tx: enrolls, deletes and
+// imports of g wait for it.
+func LockGallery(ctx context.Context, tx pgx.Tx, g engine.Gallery) error {
+	_, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtextextended(format('%s:%s/%s', length($1::text), $1::text, $2::text), 0))`,
+		g.Tenant, g.Version)
+	return err
 }
 
 // ---- persons ----

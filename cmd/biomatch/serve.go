@@ -101,6 +101,7 @@ func newApp(ctx context.Context, cfg config, log *slog.Logger, search bool) (*ap
 			a.metrics.IndexBytes(a.mem.Bytes)
 		}
 		a.metrics.Galleries(pool, log)
+		a.metrics.PoolConns(pool)
 		a.metrics.Queue(a.jobs.Inspector(), a.jobs.Queue(), log)
 		index = a.metrics.Index(index, backend)
 		log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)

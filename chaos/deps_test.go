@@ -1,0 +1,157 @@
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"os/user"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
+)
+
+// The fault tests stop and kill PostgreSQL and Redis, so they run private
+// instances (the shared ones serve the other packages' tests meanwhile),
+// from the same binaries scripts/services.sh installs.
+const pgBin = "/usr/lib/postgresql/15/bin"
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func run(t *testing.T, name string, args ...string) {
+	t.Helper()
+	if out, err := exec.Command(name, args...).CombinedOutput(); err != nil {
+		t.Fatalf("%s %v: %v\n%s", name, args, err, out)
+	}
+}
+
+// postgresServer is a private PostgreSQL cluster with pgvector, run as the
+// postgres user (PostgreSQL refuses root) on a loopback port.
+type postgresServer struct {
+	t    *testing.T
+	dir  string
+	port int
+}
+
+func startPostgres(t *testing.T) *postgresServer {
+	t.Helper()
+	u, err := user.Lookup("postgres")
+	if err != nil {
+		t.Fatalf("the fault tests run PostgreSQL as the postgres user: %v (run make services first)", err)
+	}
+	uid, _ := strconv.Atoi(u.Uid)
+	gid, _ := strconv.Atoi(u.Gid)
+	root, err := os.MkdirTemp("", "biomatch-chaos-pg-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &postgresServer{t: t, dir: filepath.Join(root, "data"), port: freePort(t)}
+	if err := os.Chmod(root, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(p.dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(p.dir, uid, gid); err != nil {
+		t.Fatalf("chown %s to postgres (the fault tests need root): %v", p.dir, err)
+	}
+	t.Cleanup(func() {
+		exec.Command("runuser", "-u", "postgres", "--", pgBin+"/pg_ctl", "-D", p.dir, "-m", "immediate", "stop").Run()
+		os.RemoveAll(root)
+	})
+	run(t, "runuser", "-u", "postgres", "--", pgBin+"/initdb", "-D", p.dir, "-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C.UTF-8")
+	p.start()
+
+	ctx := context.Background()
+	admin, err := pgx.Connect(ctx, p.url("postgres"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(ctx, "CREATE DATABASE biomatch"); err != nil {
+		t.Fatal(err)
+	}
+	db, err := pgx.Connect(ctx, p.url("biomatch"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close(ctx)
+	if _, err := db.Exec(ctx, "CREATE EXTENSION vector"); err != nil {
+		t.Fatalf("pgvector: %v (make services installs it)", err)
+	}
+	return p
+}
+
+func (p *postgresServer) url(db string) string {
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", p.port, db)
+}
+
+func (p *postgresServer) start() {
+	p.t.Helper()
+	run(p.t, "runuser", "-u", "postgres", "--", pgBin+"/pg_ctl", "-D", p.dir, "-l", p.dir+"/server.log", "-w", "-t", "60",
+		"-o", fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=100", p.port, p.dir), "start")
+}
+
+// stop is a clean, fast shutdown: connections are cut, the data stays.
+func (p *postgresServer) stop() {
+	p.t.Helper()
+	run(p.t, "runuser", "-u", "postgres", "--", pgBin+"/pg_ctl", "-D", p.dir, "-m", "fast", "-w", "stop")
+}
+
+// redisServer is a private redis-server with the append-only file on, as
+// scripts/services.sh runs it (appendfsync everysec, Redis's default).
+type redisServer struct {
+	t    *testing.T
+	dir  string
+	port int
+	cmd  *exec.Cmd
+}
+
+func startRedis(t *testing.T) *redisServer {
+	t.Helper()
+	r := &redisServer{t: t, dir: t.TempDir(), port: freePort(t)}
+	r.start()
+	t.Cleanup(func() { r.kill9() })
+	return r
+}
+
+func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+
+func (r *redisServer) start() {
+	r.t.Helper()
+	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.port), "--dir", r.dir,
+		"--appendonly", "yes", "--save", "", "--logfile", filepath.Join(r.dir, "redis.log"))
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("redis-server: %v (make services installs it)", err)
+	}
+	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
+	defer c.Close()
+	for deadline := time.Now().Add(30 * time.Second); c.Ping(context.Background()).Err() != nil; time.Sleep(50 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			r.t.Fatal("redis-server did not answer within 30 s")
+		}
+	}
+}
+
+// kill9 kills redis-server without warning: what the append-only file has
+// not written yet is lost.
+func (r *redisServer) kill9() {
+	if r.cmd != nil && r.cmd.Process != nil {
+		r.cmd.Process.Kill()
+		r.cmd.Wait()
+		r.cmd = nil
+	}
+}
