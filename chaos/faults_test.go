@@ -196,17 +196,18 @@ func (s *stack) release(t *testing.T, h *heldTask) {
 // archived; the reconciler then replaces it and the enroll completes, once.
 func (s *stack) killWorkerOnHeldTask(t *testing.T, kills int) {
 	h := s.holdTask(t, "HELD_KILL")
+	start := time.Now()
 	for kill := 1; kill <= kills; kill++ {
-		start := time.Now()
-		s.waitTask(t, h.id, asynq.TaskStateActive, 5*time.Minute)
+		// Held again by a live worker: active, with one retry counted per kill so far.
+		s.waitTask(t, h.id, func(ti *asynq.TaskInfo) bool { return ti.State == asynq.TaskStateActive && ti.Retried == kill-1 }, 5*time.Minute)
 		s.worker.cmd.Process.Kill()
 		<-s.worker.exited
 		s.worker = s.start("worker")
-		t.Logf("kill %d: the worker died holding the task (%.0fs after the previous kill)", kill, time.Since(start).Seconds())
+		t.Logf("kill %d at %.0fs: the worker died holding the task", kill, time.Since(start).Seconds())
 	}
 	if kills >= 4 {
-		s.waitTask(t, h.id, asynq.TaskStateArchived, 5*time.Minute)
-		t.Log("after the fourth kill the task is archived")
+		s.waitTask(t, h.id, func(ti *asynq.TaskInfo) bool { return ti.State == asynq.TaskStateArchived }, 5*time.Minute)
+		t.Logf("at %.0fs the task is archived (its lease lost a fourth time)", time.Since(start).Seconds())
 	}
 	s.release(t, h)
 }
@@ -216,7 +217,7 @@ func (s *stack) killWorkerOnHeldTask(t *testing.T, kills int) {
 // retry, and exits 0; a new worker completes it.
 func (s *stack) termWorkerOnHeldTask(t *testing.T) {
 	h := s.holdTask(t, "HELD_TERM")
-	s.waitTask(t, h.id, asynq.TaskStateActive, time.Minute)
+	s.waitTask(t, h.id, func(ti *asynq.TaskInfo) bool { return ti.State == asynq.TaskStateActive }, time.Minute)
 	took, err := s.worker.signal(syscall.SIGTERM, 30*time.Second)
 	if err != nil {
 		t.Errorf("the worker did not shut down cleanly: %v", err)
@@ -230,15 +231,18 @@ func (s *stack) termWorkerOnHeldTask(t *testing.T) {
 	s.release(t, h)
 }
 
-// waitTask waits for the enroll task id to reach state.
-func (s *stack) waitTask(t *testing.T, id string, state asynq.TaskState, limit time.Duration) {
+// waitTask waits until the enroll task id satisfies ok.
+func (s *stack) waitTask(t *testing.T, id string, ok func(*asynq.TaskInfo) bool, limit time.Duration) {
 	t.Helper()
+	var last *asynq.TaskInfo
 	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
-		if info, err := s.inspect.GetTaskInfo(s.queue, id); err == nil && info.State == state {
+		info, err := s.inspect.GetTaskInfo(s.queue, id)
+		if err == nil && ok(info) {
 			return
 		}
+		last = info
 		if time.Now().After(deadline) {
-			t.Fatalf("task %s did not become %v within %s", id, state, limit)
+			t.Fatalf("task %s: not as expected within %s (last seen %+v)", id, limit, last)
 		}
 	}
 }

@@ -34,6 +34,7 @@ type sample struct {
 	status  string // HTTP status, or "error"
 	puid    string // enroll replies
 	created bool
+	queued  string // a 202's enroll request id
 }
 
 func main() {
@@ -111,6 +112,9 @@ func main() {
 			} else {
 				s.status = fmt.Sprint(rep.HTTPStatus)
 				s.puid, s.created = rep.PUID, enroll && rep.HTTPStatus == 200 && rep.Message == "Ok"
+				if enroll && rep.HTTPStatus == 202 {
+					s.queued = rep.Header["x-enroll-request-id"]
+				}
 			}
 			samples[i] = s
 		})
@@ -184,7 +188,8 @@ func printSummary(s Summary) {
 }
 
 // verify checks every enroll acknowledged as a new person against
-// PostgreSQL: its puid exists, once.
+// PostgreSQL — its puid exists, once — and waits (up to 5 minutes) for
+// every enroll answered 202 to complete with a person.
 func verify(ctx context.Context, samples []sample) error {
 	url := os.Getenv("DATABASE_URL")
 	if url == "" {
@@ -227,5 +232,32 @@ func verify(ctx context.Context, samples []sample) error {
 		}
 	}
 	fmt.Printf("history: %d acknowledged new persons, all present once\n", len(puids))
-	return nil
+
+	var queued []string
+	for _, s := range samples {
+		if s.queued != "" {
+			queued = append(queued, s.queued)
+		}
+	}
+	if len(queued) == 0 {
+		return nil
+	}
+	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Second) {
+		var waiting, withPerson int
+		err := conn.QueryRow(ctx, `SELECT count(*) FILTER (WHERE state = 'pending'), count(*) FILTER (WHERE state = 'done' AND person_id IS NOT NULL)
+			FROM enroll_requests WHERE id = ANY($1)`, queued).Scan(&waiting, &withPerson)
+		if err != nil {
+			return err
+		}
+		if waiting == 0 {
+			if withPerson != len(queued) {
+				return fmt.Errorf("%d enrolls answered 202, %d completed with a person", len(queued), withPerson)
+			}
+			fmt.Printf("history: %d enrolls answered 202 (queued), all completed with a person\n", len(queued))
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%d of %d enrolls answered 202 still pending after 5 minutes", waiting, len(queued))
+		}
+	}
 }

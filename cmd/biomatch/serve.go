@@ -15,6 +15,7 @@ import (
 
 	"github.com/hibiken/asynqmon"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/httpapi"
@@ -40,8 +41,19 @@ type app struct {
 	log     *slog.Logger
 }
 
+// newLogger returns the process's JSON logger. go-redis reports connection
+// trouble through a global logger of its own (plain text on stderr): it is
+// routed here too, so every line stays JSON.
 func newLogger(cfg config, w io.Writer) *slog.Logger {
-	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	log := slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	redis.SetLogger(redisLogger{log.With("component", "redis")})
+	return log
+}
+
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.WarnContext(ctx, fmt.Sprintf(format, v...))
 }
 
 // newApp connects, waiting for PostgreSQL (and its schema) as long as ctx
