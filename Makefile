@@ -23,7 +23,7 @@ test: services e2e-setup
 
 ## chaos: the whole fault set (make test runs the short one): kill -9 of the
 ## API and of the worker (four times on one task), SIGTERM, kill -9 of Redis,
-## PostgreSQL stopped 10 s, all under load, then the invariants. About 10 min.
+## PostgreSQL stopped 10 s, all under load, then the invariants. About 6 min.
 chaos: services
 	@$(ENV) && go test ./chaos -run '^TestFaults$$' -count=1 -v -timeout 40m -args -chaos.full
 

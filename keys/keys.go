@@ -133,6 +133,26 @@ func (s *Store) List(ctx context.Context, customer string) ([]Key, error) {
 	return pgx.CollectRows(rows, scan)
 }
 
+// lookup finds the key whose hash matches secret's: candidates by display
+// prefix, hashes compared in constant time. No match: a zero Key.
+func (s *Store) lookup(ctx context.Context, secret string) (Key, error) {
+	rows, err := s.pool.Query(ctx, `SELECT `+columns+`, key_hash FROM api_keys WHERE key_prefix = $1`, crypto.KeyPrefix(secret))
+	if err != nil {
+		return Key{}, err
+	}
+	var found Key
+	var k Key
+	var hash []byte
+	_, err = pgx.ForEachRow(rows, []any{&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode,
+		&k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt, &hash}, func() error {
+		if crypto.HashMatches(secret, hash) {
+			found = k
+		}
+		return nil
+	})
+	return found, err
+}
+
 // Revoke ends a key, named by id or by display prefix (which must then be
 // unique). An unknown key returns ErrNotFound.
 func (s *Store) Revoke(ctx context.Context, idOrPrefix string) (Key, error) {
@@ -163,17 +183,11 @@ func (s *Store) Authenticate(ctx context.Context, secret string) (Key, error) {
 	if ok && time.Since(c.at) < s.cacheTTL {
 		return c.key, c.err
 	}
-	rows, err := s.pool.Query(ctx, `SELECT `+columns+` FROM api_keys WHERE key_hash = $1`, hash)
-	if err != nil {
-		return Key{}, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
-	}
-	k, err := pgx.CollectExactlyOneRow(rows, scan)
+	k, err := s.lookup(ctx, secret)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		err = engine.ErrNotFound
 	case err != nil:
 		return Key{}, fmt.Errorf("%w: %w", engine.ErrUnavailable, err)
-	case !k.Active():
+	case k.ID == "" || !k.Active():
 		k, err = Key{}, engine.ErrNotFound
 	}
 	s.mu.Lock()

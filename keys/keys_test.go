@@ -58,6 +58,19 @@ func TestKeys(t *testing.T) {
 	if list, err := s.List(ctx, "legacy"); err != nil || len(list) != 1 || list[0].ID != imported.ID {
 		t.Errorf("List(legacy) = %+v, %v", list, err)
 	}
+	// Keys sharing a display prefix are told apart by their hashes.
+	twin, err := s.Import(ctx, "cryptonets-existing-key-0002", NewOptions{CustomerID: "twin"})
+	if err != nil || twin.Prefix != imported.Prefix {
+		t.Fatalf("Import(twin) = %+v, %v", twin, err)
+	}
+	for secret, want := range map[string]string{"cryptonets-existing-key-0001": imported.ID, "cryptonets-existing-key-0002": twin.ID} {
+		if got, err := s.Authenticate(ctx, secret); err != nil || got.ID != want {
+			t.Errorf("Authenticate(%s) = %s, %v; want %s", secret, got.ID, err, want)
+		}
+	}
+	if _, err := s.Authenticate(ctx, "cryptonets-existing-key-0003"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Authenticate(same prefix, unknown) error = %v, want ErrNotFound", err)
+	}
 
 	if _, err := s.Revoke(ctx, k.ID); err != nil {
 		t.Fatal(err)
