@@ -84,7 +84,7 @@ func TestKeys(t *testing.T) {
 	}
 	var audits int
 	pool.QueryRow(ctx, `SELECT count(*) FROM audit_log WHERE action LIKE 'key.%'`).Scan(&audits)
-	if audits != 3 {
-		t.Errorf("key audit rows = %d, want 3 (2 creates, 1 revoke)", audits)
+	if audits != 4 {
+		t.Errorf("key audit rows = %d, want 4 (3 creates, 1 revoke)", audits)
 	}
 }
