@@ -85,7 +85,7 @@ type Config struct {
 	PerVersion            map[string]Thresholds
 	MaxTemplatesPerPerson int           // default 5
 	EnrollWait            time.Duration // how long SubmitEnroll waits for the worker; default 10 s
-	PollInterval          time.Duration // how often it looks; default 25 ms
+	PollInterval          time.Duration // how often it looks at first (then less often); default 25 ms
 }
 
 // Thresholds returns the thresholds of version.

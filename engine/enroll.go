@@ -97,9 +97,9 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest) (EnrollRequest, error) {
 	deadline := time.NewTimer(s.cfg.EnrollWait)
 	defer deadline.Stop()
-	tick := time.NewTicker(s.cfg.PollInterval)
+	tick := time.NewTimer(s.cfg.PollInterval)
 	defer tick.Stop()
-	for {
+	for polls := 1; ; polls++ {
 		select {
 		case <-ctx.Done():
 			return req, nil
@@ -107,6 +107,7 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest) (EnrollReq
 			return req, nil
 		case <-tick.C:
 		}
+		tick.Reset(pollDelay(s.cfg.PollInterval, polls))
 		got, err := s.store.EnrollRequest(ctx, req.ID)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -121,6 +122,17 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest) (EnrollReq
 			return got, nil
 		}
 	}
+}
+
+// pollDelay is the wait before poll n+1: PollInterval for the first ten
+// (an enroll usually takes two or three), then doubling up to ten times
+// PollInterval, so a backlog of waiting enrolls does not multiply the
+// database's load while the worker catches up.
+func pollDelay(interval time.Duration, n int) time.Duration {
+	if n < 10 {
+		return interval
+	}
+	return min(interval<<min(n-9, 4), 10*interval)
 }
 
 // ProcessEnroll is the worker's step: it decides an accepted enroll under the

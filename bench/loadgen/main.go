@@ -3,10 +3,12 @@
 // earlier ones finished, and its latency is measured from that scheduled
 // time, so a slow server cannot hide queueing (no coordinated omission). It
 // prints p50/p90/p99/max and errors by status per operation, and with
-// -check verifies its history against PostgreSQL: every enroll that got a
-// success reply exists exactly once. It stops by itself after -duration.
+// -check verifies its history against PostgreSQL: every enroll answered
+// "Ok" exists exactly once, every enroll answered 202 completed with a
+// person. It stops by itself after -duration.
 //
-//	go run ./bench/loadgen -url http://127.0.0.1:8000 -key KEY -rate 100 -duration 30s -gallery 10000 -check
+//	go run ./bench/loadgen -key KEY -gallery 10000 -gallery-seed 7 -rate 1 -duration 1s    # make the gallery once
+//	go run ./bench/loadgen -key KEY -gallery 10000 -gallery-seed 7 -enroll-gallery=false -enroll 0.1 -rate 200 -duration 60s -check
 package main
 
 import (
