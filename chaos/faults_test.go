@@ -48,7 +48,7 @@ func TestFaults(t *testing.T) {
 	}()
 	time.Sleep(3 * time.Second)
 
-	t.Run("kill -9 API mid-request", func(t *testing.T) {
+	fault(t, "kill -9 API mid-request", func() {
 		for deadline := time.Now().Add(10 * time.Second); l.inFlight.Load() == 0; time.Sleep(time.Millisecond) {
 			if time.Now().After(deadline) {
 				t.Fatal("no request in flight to interrupt")
@@ -71,7 +71,7 @@ func TestFaults(t *testing.T) {
 	l.resume()
 	t.Logf("baseline: %d goroutines, %d/%d pool connections acquired/total", base.goroutines, base.poolAcquired, base.poolTotal)
 
-	t.Run("kill -9 worker holding a task", func(t *testing.T) {
+	fault(t, "kill -9 worker holding a task", func() {
 		kills := 1
 		if *full {
 			kills = 4 // MaxRetry is 3: the fourth lost lease archives the task
@@ -79,9 +79,9 @@ func TestFaults(t *testing.T) {
 		s.killWorkerOnHeldTask(t, kills)
 	})
 
-	t.Run("SIGTERM worker holding a task", func(t *testing.T) { s.termWorkerOnHeldTask(t) })
+	fault(t, "SIGTERM worker holding a task", func() { s.termWorkerOnHeldTask(t) })
 
-	t.Run("kill -9 Redis, restart from its AOF", func(t *testing.T) {
+	fault(t, "kill -9 Redis, restart from its AOF", func() {
 		before := l.summary()
 		s.redis.kill9()
 		time.Sleep(3 * time.Second)
@@ -93,7 +93,7 @@ func TestFaults(t *testing.T) {
 		}
 	})
 
-	t.Run("PostgreSQL stopped for 10 s", func(t *testing.T) {
+	fault(t, "PostgreSQL stopped for 10 s", func() {
 		l.mu.Lock()
 		seen503 := len(l.unavailable)
 		l.mu.Unlock()
@@ -126,6 +126,17 @@ func TestFaults(t *testing.T) {
 	}
 	t.Logf("load: %s", l.summary())
 	s.checkInvariants(t, l, base)
+}
+
+// fault runs one step of the sequence and logs how long it took. The steps
+// are not subtests: each builds on the state the previous one left, so a
+// failure ends the whole test.
+func fault(t *testing.T, name string, step func()) {
+	t.Helper()
+	t.Logf("=== fault: %s", name)
+	start := time.Now()
+	step()
+	t.Logf("=== fault: %s: done in %.1fs", name, time.Since(start).Seconds())
 }
 
 func firstOr(s []string, def string) string {

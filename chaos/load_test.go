@@ -67,7 +67,7 @@ func (l *load) run() {
 			if l.paused.Load() {
 				continue
 			}
-			op := r.Float64()
+			op, noise := r.Float64(), r.Uint64() // drawn here: r is not safe for concurrent use
 			l.inFlight.Add(1)
 			l.done.Go(func() {
 				defer l.inFlight.Add(-1)
@@ -75,7 +75,7 @@ func (l *load) run() {
 				case op < 0.3:
 					l.enrollOne(l.pick("new", "unknown"))
 				case op < 0.85:
-					l.identifyOne(l.pick("enrolled"), r.Uint64())
+					l.identifyOne(l.pick("enrolled"), noise)
 				default:
 					l.deleteOne(l.pick("enrolled"))
 				}

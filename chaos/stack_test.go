@@ -115,7 +115,7 @@ func newStack(t *testing.T) *stack {
 		if t.Failed() {
 			for _, name := range []string{"serve", "worker"} {
 				if b, err := os.ReadFile(filepath.Join(s.logs, name+".log")); err == nil {
-					t.Logf("--- last lines of %s.log:\n%s", name, tail(string(b), 30))
+					t.Logf("--- last lines of %s.log:\n%s", name, tail(string(b), 12))
 				}
 			}
 		}
@@ -125,9 +125,16 @@ func newStack(t *testing.T) *stack {
 	return s
 }
 
+// tail is the last n lines of s, each cut at 240 bytes.
 func tail(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+	lines = lines[max(0, len(lines)-n):]
+	for i, l := range lines {
+		if len(l) > 240 {
+			lines[i] = l[:240] + "…"
+		}
+	}
+	return strings.Join(lines, "\n")
 }
 
 // command runs a one-shot subcommand and returns its output.
