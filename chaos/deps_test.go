@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"os/user"
@@ -14,22 +13,14 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/redis/go-redis/v9"
+
+	"github.com/biomatch/biomatch/internal/testenv"
 )
 
 // The fault tests stop and kill PostgreSQL and Redis, so they run private
 // instances (the shared ones serve the other packages' tests meanwhile),
 // from the same binaries scripts/services.sh installs.
 const pgBin = "/usr/lib/postgresql/15/bin"
-
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
 
 func run(t *testing.T, name string, args ...string) {
 	t.Helper()
@@ -58,7 +49,7 @@ func startPostgres(t *testing.T) *postgresServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &postgresServer{t: t, dir: filepath.Join(root, "data"), port: freePort(t)}
+	p := &postgresServer{t: t, dir: filepath.Join(root, "data"), port: testenv.FreePort(t)}
 	if err := os.Chmod(root, 0o755); err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +113,7 @@ type redisServer struct {
 
 func startRedis(t *testing.T) *redisServer {
 	t.Helper()
-	r := &redisServer{t: t, dir: t.TempDir(), port: freePort(t)}
+	r := &redisServer{t: t, dir: t.TempDir(), port: testenv.FreePort(t)}
 	r.start()
 	t.Cleanup(func() { r.kill9() })
 	return r

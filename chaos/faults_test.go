@@ -16,6 +16,7 @@ import (
 
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/vectorstore"
 )
 
@@ -325,7 +326,7 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 	c := &client.Client{BaseURL: s.apiURL, APIKey: s.key, Version: "FACE3_1", Enc: 2}
 	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.redis.port)})
 	defer rdb.Close()
-	dump := redisDump(t, rdb)
+	dump := testenv.RedisDump(t, rdb)
 	for _, f := range deleted {
 		if r, err := c.Predict(ctx, vector(f.identity, 0, 0), 1, ""); err != nil || r.PUID != "-1" {
 			t.Errorf("deleted %s: identify answers %+v (%v)", f.puid, r, err)
@@ -382,34 +383,4 @@ func (s *stack) personsByFace(t *testing.T, l *load) map[uint64][]string {
 		}
 	}
 	return out
-}
-
-// redisDump is every key and value in Redis as text.
-func redisDump(t *testing.T, rdb *redis.Client) string {
-	ctx := context.Background()
-	var b strings.Builder
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	for iter.Next(ctx) {
-		key := iter.Val()
-		b.WriteString(key + "\n")
-		switch typ, _ := rdb.Type(ctx, key).Result(); typ {
-		case "string":
-			b.WriteString(rdb.Get(ctx, key).Val())
-		case "hash":
-			for k, v := range rdb.HGetAll(ctx, key).Val() {
-				b.WriteString(k + "=" + v + "\n")
-			}
-		case "list":
-			b.WriteString(strings.Join(rdb.LRange(ctx, key, 0, -1).Val(), "\n"))
-		case "set":
-			b.WriteString(strings.Join(rdb.SMembers(ctx, key).Val(), "\n"))
-		case "zset":
-			b.WriteString(strings.Join(rdb.ZRange(ctx, key, 0, -1).Val(), "\n"))
-		}
-		b.WriteString("\n")
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return b.String()
 }

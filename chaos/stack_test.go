@@ -19,6 +19,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/queue"
 )
 
@@ -81,7 +82,7 @@ func newStack(t *testing.T) *stack {
 	s.pg, s.redis = startPostgres(t), startRedis(t)
 	master := make([]byte, 32)
 	rand.Read(master)
-	port := freePort(t)
+	port := testenv.FreePort(t)
 	s.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
 	s.env = append(os.Environ(),
 		"DATABASE_URL="+s.pg.url("biomatch"), "REDIS_URL="+s.redis.url(), "QUEUE_NAME="+s.queue,

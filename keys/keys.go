@@ -118,9 +118,15 @@ func (s *Store) Import(ctx context.Context, secret string, o NewOptions) (Key, e
 
 const columns = `id::text, key_prefix, customer_id, api_id, usage_plan_id, product_code, status, min_encryption, when_created, last_updated`
 
+// dest is where a row of columns, then the extra ones, is scanned into.
+func (k *Key) dest(extra ...any) []any {
+	return append([]any{&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode,
+		&k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt}, extra...)
+}
+
 func scan(row pgx.CollectableRow) (Key, error) {
 	var k Key
-	err := row.Scan(&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode, &k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt)
+	err := row.Scan(k.dest()...)
 	return k, err
 }
 
@@ -143,8 +149,7 @@ func (s *Store) lookup(ctx context.Context, secret string) (Key, error) {
 	var found Key
 	var k Key
 	var hash []byte
-	_, err = pgx.ForEachRow(rows, []any{&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode,
-		&k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt, &hash}, func() error {
+	_, err = pgx.ForEachRow(rows, k.dest(&hash), func() error {
 		if crypto.HashMatches(secret, hash) {
 			found = k
 		}
@@ -215,8 +220,7 @@ func (s *Store) V3Secret(ctx context.Context, id string) (Key, []byte, error) {
 	}
 	var k Key
 	var sealed []byte
-	err := s.pool.QueryRow(ctx, `SELECT `+columns+`, secret_sealed FROM api_keys WHERE id::text = $1`, id).Scan(
-		&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode, &k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt, &sealed)
+	err := s.pool.QueryRow(ctx, `SELECT `+columns+`, secret_sealed FROM api_keys WHERE id::text = $1`, id).Scan(k.dest(&sealed)...)
 	var secret []byte
 	switch {
 	case errors.Is(err, pgx.ErrNoRows):

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/binary"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net"
@@ -23,16 +24,6 @@ import (
 	"github.com/biomatch/biomatch/internal/testenv"
 )
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 // TestRun drives the binary's run as a user would: migrate, create a key,
 // serve with the worker, wait for /ready, enroll and predict with the client
 // subcommand, then stop gracefully. It runs on PostgreSQL with pgvector and
@@ -49,7 +40,7 @@ func TestRun(t *testing.T) {
 }
 
 func testRun(t *testing.T, databaseURL string) (logs string) {
-	addr := freeAddr(t)
+	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	env := map[string]string{
 		"DATABASE_URL": databaseURL,
 		"REDIS_URL":    testenv.Env(t, "REDIS_URL"),
@@ -342,36 +333,11 @@ func redisDump(t *testing.T, url string) []byte {
 	}
 	rdb := redis.NewClient(opt)
 	defer rdb.Close()
-	ctx := context.Background()
-	var out bytes.Buffer
-	iter := rdb.Scan(ctx, 0, "*", 1000).Iterator()
-	n := 0
-	for iter.Next(ctx) {
-		k := iter.Val()
-		n++
-		out.WriteString(k + "\n")
-		switch rdb.Type(ctx, k).Val() {
-		case "string":
-			out.WriteString(rdb.Get(ctx, k).Val())
-		case "hash":
-			for f, v := range rdb.HGetAll(ctx, k).Val() {
-				out.WriteString(f + "=" + v + "\n")
-			}
-		case "list":
-			out.WriteString(strings.Join(rdb.LRange(ctx, k, 0, -1).Val(), "\n"))
-		case "set":
-			out.WriteString(strings.Join(rdb.SMembers(ctx, k).Val(), "\n"))
-		case "zset":
-			out.WriteString(strings.Join(rdb.ZRange(ctx, k, 0, -1).Val(), "\n"))
-		}
-	}
-	if err := iter.Err(); err != nil {
-		t.Fatal(err)
-	}
-	if n == 0 {
+	dump := testenv.RedisDump(t, rdb)
+	if dump == "" {
 		t.Fatal("Redis holds no key at all: the no-leak check would prove nothing")
 	}
-	return out.Bytes()
+	return []byte(dump)
 }
 
 // TestREADMEListsEveryVariable: the configuration table cannot drift from
