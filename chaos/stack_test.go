@@ -33,6 +33,7 @@ type stack struct {
 	redis   *redisServer
 	env     []string
 	apiURL  string
+	metrics string // the API's metrics listener (METRICS_ADDR)
 	api     *process
 	worker  *process
 	pool    *pgxpool.Pool    // the test's own view of PostgreSQL
@@ -84,9 +85,12 @@ func newStack(t *testing.T) *stack {
 	rand.Read(master)
 	port := testenv.FreePort(t)
 	s.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
+	metricsPort := testenv.FreePort(t)
+	s.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 	s.env = append(os.Environ(),
 		"DATABASE_URL="+s.pg.url("biomatch"), "REDIS_URL="+s.redis.url(), "QUEUE_NAME="+s.queue,
 		"MASTER_KEY="+hex.EncodeToString(master), "LISTEN_ADDR="+fmt.Sprintf("127.0.0.1:%d", port),
+		"METRICS_ADDR="+fmt.Sprintf("127.0.0.1:%d", metricsPort),
 		"RATE_LIMIT_PER_SECOND=0", "LOG_LEVEL=warn",
 		// The reconciler looks every second for enrolls pending 5 s or more.
 		"RECONCILE_EVERY=1s", "RECONCILE_STALE_AFTER=5s", "WORKER_CONCURRENCY=4")
@@ -199,7 +203,7 @@ type processStats struct {
 
 func (s *stack) apiStats() processStats {
 	s.t.Helper()
-	resp, err := http.Get(s.apiURL + "/metrics")
+	resp, err := http.Get(s.metrics)
 	if err != nil {
 		s.t.Fatal(err)
 	}

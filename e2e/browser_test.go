@@ -305,7 +305,12 @@ func reportScores(t *testing.T, xs []exchange, key string) {
 		if strings.HasSuffix(x.Path, "/enroll") {
 			enrolled = append(enrolled, es...)
 		} else {
-			probes = append(probes, probe{i, engine.Mean(es)})
+			m, err := engine.Mean(es)
+			if err != nil {
+				t.Errorf("exchange %d: %v", i, err)
+				continue
+			}
+			probes = append(probes, probe{i, m})
 		}
 	}
 	if len(enrolled) == 0 {

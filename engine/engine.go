@@ -81,7 +81,9 @@ type Thresholds struct {
 
 // Config tunes the Service.
 type Config struct {
-	Default               Thresholds
+	// Default applies to versions without an entry in PerVersion; nil means
+	// DefaultThresholds. Zero thresholds are honoured as set.
+	Default               *Thresholds
 	PerVersion            map[string]Thresholds
 	MaxTemplatesPerPerson int           // default 5
 	EnrollWait            time.Duration // how long SubmitEnroll waits for the worker; default 10 s
@@ -93,12 +95,16 @@ func (c Config) Thresholds(version string) Thresholds {
 	if t, ok := c.PerVersion[version]; ok {
 		return t
 	}
-	return c.Default
+	return *c.Default
 }
 
+// DefaultThresholds are the match and dedup thresholds when none is configured.
+var DefaultThresholds = Thresholds{Match: 0.5, Dedup: 0.5}
+
 func (c Config) withDefaults() Config {
-	if c.Default == (Thresholds{}) {
-		c.Default = Thresholds{Match: 0.5, Dedup: 0.5}
+	if c.Default == nil {
+		d := DefaultThresholds
+		c.Default = &d
 	}
 	if c.MaxTemplatesPerPerson <= 0 {
 		c.MaxTemplatesPerPerson = 5

@@ -237,9 +237,13 @@ func (s *Service) decideEnroll(ctx context.Context, tx GalleryTx, req EnrollRequ
 
 func rejected(reason string) EnrollResult { return EnrollResult{Outcome: Rejected, Reason: reason} }
 
-// consistency is the mean similarity of ts to their mean.
+// consistency is the mean similarity of ts to their mean (0 when they
+// cancel out, which DropOutliers has already excluded).
 func consistency(ts []Embedding) float64 {
-	m := Mean(ts)
+	m, err := Mean(ts)
+	if err != nil {
+		return 0
+	}
 	var s float64
 	for _, t := range ts {
 		s += Cosine(t, m)

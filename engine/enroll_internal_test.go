@@ -13,3 +13,20 @@ func TestPollDelay(t *testing.T) {
 		}
 	}
 }
+
+// TestZeroThresholdsAreHonoured: an operator's 0 is a threshold, not "unset".
+func TestZeroThresholdsAreHonoured(t *testing.T) {
+	for _, tc := range []struct {
+		cfg  Config
+		want Thresholds
+	}{
+		{Config{}, DefaultThresholds},
+		{Config{Default: &Thresholds{}}, Thresholds{}},
+		{Config{Default: &Thresholds{Match: 0, Dedup: 0.7}}, Thresholds{Match: 0, Dedup: 0.7}},
+		{Config{Default: &Thresholds{Match: -0.2, Dedup: 0}}, Thresholds{Match: -0.2, Dedup: 0}},
+	} {
+		if got := tc.cfg.withDefaults().Thresholds("FACE3_1"); got != tc.want {
+			t.Errorf("%+v: thresholds %+v, want %+v", tc.cfg, got, tc.want)
+		}
+	}
+}

@@ -21,9 +21,6 @@ func NewService(store Store, index Index, jobs Jobs, cfg Config, log *slog.Logge
 	return &Service{store: store, index: index, jobs: jobs, cfg: cfg.withDefaults(), log: log}
 }
 
-// Config returns the effective configuration.
-func (s *Service) Config() Config { return s.cfg }
-
 // Identify returns up to k persons (at least 1) of g whose best template
 // scores at or above the version's match threshold, best first, one entry
 // per person. No match is an empty result, not an error.
@@ -114,11 +111,12 @@ func (s *Service) EnrollLevels(ctx context.Context, tenant string, puids []strin
 func (s *Service) Audit(ctx context.Context, a AuditEntry) error { return s.store.Audit(ctx, a) }
 
 // Probe validates raw predict vectors and returns one probe: the
-// normalised mean when several frames are sent.
+// normalised mean when several frames are sent. Invalid vectors return
+// ErrInvalid; frames that cancel out, ErrRejected.
 func Probe(raw [][]float64) (Embedding, error) {
 	es, err := NewEmbeddings(raw)
 	if err != nil {
 		return nil, err
 	}
-	return Mean(es), nil
+	return Mean(es)
 }

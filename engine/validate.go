@@ -104,9 +104,11 @@ func DropOutliers(es []Embedding) ([]Embedding, error) {
 }
 
 // Mean returns the L2-normalised mean of embeddings of one dimension.
-func Mean(es []Embedding) Embedding {
+// Embeddings that cancel out (their mean is shorter than MinMeanNorm) show
+// no one face: that returns ErrRejected.
+func Mean(es []Embedding) (Embedding, error) {
 	if len(es) == 1 {
-		return es[0]
+		return es[0], nil
 	}
 	sum := make([]float64, len(es[0]))
 	for _, e := range es {
@@ -119,12 +121,20 @@ func Mean(es []Embedding) Embedding {
 		n += x * x
 	}
 	n = math.Sqrt(n)
+	if n < MinMeanNorm*float64(len(es)) {
+		return nil, fmt.Errorf("%w: the %d frames do not show one face (they cancel out: their mean has length %.3f)",
+			ErrRejected, len(es), n/float64(len(es)))
+	}
 	out := make(Embedding, len(sum))
 	for j, x := range sum {
 		out[j] = float32(x / n)
 	}
-	return out
+	return out, nil
 }
+
+// MinMeanNorm is the shortest mean of unit frames that still has a direction:
+// frames of one face have a mean close to 1, frames that cancel out close to 0.
+const MinMeanNorm = 0.05
 
 // Cosine returns the cosine similarity of two L2-normalised embeddings of one
 // dimension: their dot product.

@@ -145,3 +145,27 @@ func FuzzNewEmbeddings(f *testing.F) {
 		}
 	})
 }
+
+// TestMeanOfFramesThatCancelOut: frames with no common direction have no
+// mean: ErrRejected, never a NaN probe.
+func TestMeanOfFramesThatCancelOut(t *testing.T) {
+	a := Embedding{0.6, 0.8}
+	neg := Embedding{-0.6, -0.8}
+	if m, err := Mean([]Embedding{a, neg}); !errors.Is(err, ErrRejected) {
+		t.Errorf("Mean(a, -a) = %v, %v; want ErrRejected", m, err)
+	}
+	m, err := Mean([]Embedding{a, a})
+	if err != nil || math.Abs(float64(m[0])-0.6) > 1e-6 || math.Abs(float64(m[1])-0.8) > 1e-6 {
+		t.Errorf("Mean(a, a) = %v, %v; want a", m, err)
+	}
+	raw := make([][]float64, 2)
+	for i, sign := range []float64{1, -1} {
+		raw[i] = make([]float64, 128)
+		for j := range raw[i] {
+			raw[i][j] = sign * float64(j+1)
+		}
+	}
+	if p, err := Probe(raw); !errors.Is(err, ErrRejected) {
+		t.Errorf("Probe(v, -v) = %v, %v; want ErrRejected", p, err)
+	}
+}

@@ -42,6 +42,7 @@ type options struct {
 	noWorker   bool          // start no worker (h.startWorker starts one later)
 	rate       int           // per-key requests per second (and burst); 0: no limit
 	plain      bool          // serve the plain routes
+	logs       io.Writer     // the service's JSON log; nil: discarded
 }
 
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, options{}) }
@@ -54,7 +55,11 @@ func newHarnessWith(t *testing.T, o options) *harness {
 		t.Fatal(err)
 	}
 	qname := testenv.Queue(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	var logTo io.Writer = io.Discard
+	if o.logs != nil {
+		logTo = o.logs
+	}
+	log := slog.New(slog.NewJSONHandler(logTo, nil))
 	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
 	if err != nil {
 		t.Fatal(err)

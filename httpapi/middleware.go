@@ -77,7 +77,7 @@ func logRequests(log *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 		if m != nil {
 			m.HTTPDuration.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Observe(time.Since(start).Seconds())
 		}
-		log.LogAttrs(c.Request.Context(), slog.LevelInfo, "request",
+		attrs := []slog.Attr{
 			slog.String("request_id", c.GetString(ctxRequestID)),
 			slog.String("method", c.Request.Method),
 			slog.String("route", route),
@@ -85,7 +85,15 @@ func logRequests(log *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 			slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("key_prefix", c.GetString(ctxKeyPrefix)),
 			slog.String("tenant", c.GetString(ctxTenant)),
-		)
+		}
+		level := slog.LevelInfo
+		// Internal errors were recorded with c.Error by the error table: this
+		// is the one place they are logged, with the request id.
+		if err := c.Errors.Last(); err != nil {
+			attrs = append(attrs, slog.String("err", err.Error()))
+			level = slog.LevelError
+		}
+		log.LogAttrs(c.Request.Context(), level, "request", attrs...)
 	}
 }
 
@@ -112,6 +120,9 @@ func sealReplies(log *slog.Logger) gin.HandlerFunc {
 		}
 		buf := &bufferedWriter{ResponseWriter: c.Writer, status: http.StatusOK}
 		c.Writer = buf
+		// Restored on every path: after a panic, recovery's 500 must reach
+		// the client, not this buffer.
+		defer func() { c.Writer = buf.ResponseWriter }()
 		c.Next()
 		c.Writer = buf.ResponseWriter
 		body := buf.body.Bytes()

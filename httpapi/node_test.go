@@ -311,7 +311,8 @@ func TestCORSPreflight(t *testing.T) {
 	req, _ := http.NewRequest(http.MethodOptions, h.srv.URL+"/node/FACE3_1/enroll", nil)
 	req.Header.Set("Origin", "http://app.example")
 	req.Header.Set("Access-Control-Request-Method", "POST")
-	req.Header.Set("Access-Control-Request-Headers", "content-type,x-api-key,x-encryption-version")
+	// The version-3 headers too: a browser client of version 3 sends them.
+	req.Header.Set("Access-Control-Request-Headers", "content-type,x-api-key,x-encryption-version,x-key-id,x-timestamp")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -321,7 +322,7 @@ func TestCORSPreflight(t *testing.T) {
 		t.Fatalf("preflight = %d, allow-origin %q", resp.StatusCode, resp.Header.Get("Access-Control-Allow-Origin"))
 	}
 	allowed := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
-	for _, want := range []string{"content-type", "x-api-key", "x-encryption-version"} {
+	for _, want := range []string{"content-type", "x-api-key", "x-encryption-version", "x-key-id", "x-timestamp"} {
 		if !strings.Contains(allowed, want) {
 			t.Errorf("Access-Control-Allow-Headers = %q, missing %s", allowed, want)
 		}

@@ -13,7 +13,6 @@ import (
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/keys"
@@ -38,7 +37,7 @@ type Deps struct {
 	Keys    *keys.Store
 	Log     *slog.Logger
 	Ready   map[string]Check // name → probe, for /ready
-	Metrics *metrics.Metrics // nil: no /metrics
+	Metrics *metrics.Metrics // nil: nothing observed (served by the caller, not here)
 	// Limiter limits requests per API key; nil: no limit.
 	Limiter RateLimiter
 	// Replay refuses repeated v3 nonces; nil: not checked (tests only).
@@ -75,9 +74,6 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 	r.GET("/health", handleHealth())
 	r.GET("/ready", handleReady(d.Ready))
 	addDocs(r)
-	if d.Metrics != nil {
-		r.GET("/metrics", gin.WrapH(promhttp.HandlerFor(d.Metrics.Registry, promhttp.HandlerOpts{})))
-	}
 	if d.Admin != nil && d.AdminToken != "" {
 		admin := r.Group(AdminPath, requireAdmin(d.AdminToken))
 		admin.Any("", gin.WrapH(d.Admin))
@@ -117,8 +113,9 @@ func plainDisabled(c *gin.Context) {
 
 func corsMiddleware(origins []string) gin.HandlerFunc {
 	cfg := cors.Config{
-		AllowMethods:  []string{"POST", "OPTIONS", "GET"},
-		AllowHeaders:  []string{"content-type", "x-api-key", "x-encryption-version", "x-correlation-id", "requestID"},
+		AllowMethods: []string{"POST", "OPTIONS", "GET"},
+		AllowHeaders: []string{"content-type", "x-api-key", "x-encryption-version", "x-correlation-id", "requestID",
+			"x-key-id", "x-timestamp"},
 		ExposeHeaders: []string{headerRequestID, headerCorrelationID, headerEnrollRequest},
 		MaxAge:        10 * time.Minute,
 	}

@@ -1,18 +1,20 @@
 // Package metrics owns biomatch's Prometheus collectors: request and
 // search latency, enroll outcomes, rate-limit rejections, gallery sizes,
 // in-memory index bytes and queue depth. It registers them on a registry of
-// its own; httpapi serves it at /metrics.
+// its own; the serve command exposes it on a listener of its own (METRICS_ADDR).
 package metrics
 
 import (
 	"context"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/biomatch/biomatch/engine"
 )
@@ -24,6 +26,13 @@ type Metrics struct {
 	SearchDuration *prometheus.HistogramVec // backend
 	EnrollOutcomes *prometheus.CounterVec   // outcome: created, existing, rejected, queued, invalid
 	RateLimited    prometheus.Counter
+}
+
+// Handler serves the metrics in Prometheus' text format. It names tenants
+// and their gallery sizes: serve it only where operators reach it
+// (METRICS_ADDR, loopback by default), never on the public API port.
+func (m *Metrics) Handler() http.Handler {
+	return promhttp.HandlerFor(m.Registry, promhttp.HandlerOpts{})
 }
 
 // New registers the collectors, with Go and process metrics.

@@ -18,6 +18,7 @@ type config struct {
 	DatabaseURL      string
 	RedisURL         string
 	ListenAddr       string
+	MetricsAddr      string // "" (METRICS_ADDR=off): no metrics listener
 	CORSOrigins      []string
 	MaxBodyBytes     int64
 	ReadHeaderTO     time.Duration // a client slower than this sending its headers is cut off
@@ -45,6 +46,7 @@ var envDefaults = map[string]string{
 	"DATABASE_URL":             "postgres://biomatch:biomatch@127.0.0.1:54329/biomatch?sslmode=disable",
 	"REDIS_URL":                "redis://127.0.0.1:63799/0",
 	"LISTEN_ADDR":              "127.0.0.1:8000",
+	"METRICS_ADDR":             "127.0.0.1:9464",
 	"CORS_ORIGINS":             "*",
 	"MAX_BODY_BYTES":           "16777216",
 	"READ_HEADER_TIMEOUT":      "10s",
@@ -106,6 +108,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		DatabaseURL:      env("DATABASE_URL"),
 		RedisURL:         env("REDIS_URL"),
 		ListenAddr:       env("LISTEN_ADDR"),
+		MetricsAddr:      env("METRICS_ADDR"),
 		CORSOrigins:      httpapi.ParseOrigins(env("CORS_ORIGINS")),
 		MaxBodyBytes:     intVar("MAX_BODY_BYTES", 1024, 1<<30),
 		ReadHeaderTO:     durVar("READ_HEADER_TIMEOUT"),
@@ -130,6 +133,9 @@ func loadConfig(getenv func(string) string) (config, error) {
 	} else {
 		c.PlainRoutes = plain
 	}
+	if c.MetricsAddr == "off" {
+		c.MetricsAddr = ""
+	}
 	c.AdminToken = env("ADMIN_TOKEN")
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("ADMIN_TOKEN", "want at least 16 characters")
@@ -149,7 +155,7 @@ func loadConfig(getenv func(string) string) (config, error) {
 		bad("LOG_LEVEL", "want debug, info, warn or error")
 	}
 	c.Engine = engine.Config{
-		Default:               engine.Thresholds{Match: floatVar("MATCH_THRESHOLD"), Dedup: floatVar("DEDUP_THRESHOLD")},
+		Default:               &engine.Thresholds{Match: floatVar("MATCH_THRESHOLD"), Dedup: floatVar("DEDUP_THRESHOLD")},
 		PerVersion:            map[string]engine.Thresholds{},
 		MaxTemplatesPerPerson: int(intVar("MAX_TEMPLATES_PER_PERSON", 1, 100)),
 		EnrollWait:            durVar("ENROLL_WAIT"),
@@ -165,6 +171,10 @@ func loadConfig(getenv func(string) string) (config, error) {
 		dedup, err2 := strconv.ParseFloat(d, 64)
 		if !ok1 || !ok2 || err1 != nil || err2 != nil || name == "" {
 			bad("VERSION_THRESHOLDS", "want VERSION=MATCH/DEDUP[,…], e.g. FACE3_1=0.55/0.6")
+			break
+		}
+		if match < -1 || match > 1 || dedup < -1 || dedup > 1 {
+			bad("VERSION_THRESHOLDS", fmt.Sprintf("%s: want cosine similarities from -1 to 1", name))
 			break
 		}
 		c.Engine.PerVersion[name] = engine.Thresholds{Match: match, Dedup: dedup}

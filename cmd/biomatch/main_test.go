@@ -21,6 +21,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/testenv"
 )
 
@@ -41,7 +42,9 @@ func TestRun(t *testing.T) {
 
 func testRun(t *testing.T, databaseURL string) (logs string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
+	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	env := map[string]string{
+		"METRICS_ADDR": metricsAddr,
 		"DATABASE_URL": databaseURL,
 		"REDIS_URL":    testenv.Env(t, "REDIS_URL"),
 		"LISTEN_ADDR":  addr,
@@ -78,6 +81,20 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 	wg.Go(func() {
 		serveErr = run(serveCtx, []string{"biomatch", "serve", "--with-worker"}, getenv, nil, &serveLogs, &serveLogs)
 	})
+	// Probes arrive while the service starts (as a load balancer's would):
+	// the swap from the start-up handler to the real one must not race
+	// with them (go test -race).
+	probing, stopProbing := context.WithCancel(ctx)
+	var probes sync.WaitGroup
+	for range 2 {
+		probes.Go(func() {
+			for probing.Err() == nil {
+				if resp, err := http.Get("http://" + addr + "/health"); err == nil {
+					resp.Body.Close()
+				}
+			}
+		})
+	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		resp, err := http.Get("http://" + addr + "/ready")
@@ -93,7 +110,15 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	before := scrape(t, addr)
+	stopProbing()
+	probes.Wait()
+	// /metrics names tenants: it is on its own listener, not on the API's.
+	if resp, err := http.Get("http://" + addr + "/metrics"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Errorf("GET /metrics on the API port = %v, %v; want 404", resp, err)
+	} else {
+		resp.Body.Close()
+	}
+	before := scrape(t, metricsAddr)
 	vf := filepath.Join(t.TempDir(), "v.json")
 	raw, _ := json.Marshal(synth.Vector(512, 5, 0, 0))
 	os.WriteFile(vf, raw, 0o600)
@@ -151,7 +176,7 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 			t.Errorf("dashboard API does not list the queue: %.300s", body)
 		}
 	}
-	after := scrape(t, addr)
+	after := scrape(t, metricsAddr)
 	for series, delta := range map[string]float64{
 		`biomatch_enroll_outcomes_total{outcome="created"}`:                                                       1,
 		`biomatch_http_request_duration_seconds_count{method="POST",route="/node/:version/predict",status="200"}`: 1,
@@ -208,6 +233,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"LOG_LEVEL":          "loud",
 		"VERSION_THRESHOLDS": "FACE3_1=0.5",
 		"HNSW_EF_SEARCH":     "many",
+		"DEDUP_THRESHOLD":    "-1.5",
 	} {
 		_, err := loadConfig(func(k string) string {
 			if k == name {
@@ -218,6 +244,30 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s=%q: error %v, want one naming %s", name, value, err, name)
 		}
+	}
+	for _, value := range []string{"FACE3_1=1.5/0.5", "FACE3_1=0.5/-2", "FACE3_1=0.5/0.5,FACE3_2=7/0"} {
+		_, err := loadConfig(func(k string) string {
+			if k == "VERSION_THRESHOLDS" {
+				return value
+			}
+			return ""
+		})
+		if err == nil || !strings.Contains(err.Error(), "VERSION_THRESHOLDS") {
+			t.Errorf("VERSION_THRESHOLDS=%q out of [-1, 1]: error %v, want one naming the variable", value, err)
+		}
+	}
+	// 0 is a threshold an operator may choose, not "unset".
+	zero, err := loadConfig(func(k string) string {
+		if k == "MATCH_THRESHOLD" || k == "DEDUP_THRESHOLD" {
+			return "0"
+		}
+		return ""
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if th := zero.Engine.Thresholds("FACE3_1"); th != (engine.Thresholds{}) {
+		t.Errorf("MATCH_THRESHOLD=0 DEDUP_THRESHOLD=0: thresholds %+v, want 0/0", th)
 	}
 	cfg, err := loadConfig(func(k string) string {
 		if k == "VERSION_THRESHOLDS" {

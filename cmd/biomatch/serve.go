@@ -237,10 +237,14 @@ func runServe(ctx context.Context, cfg config, args []string, stderr io.Writer) 
 			errc <- err
 		}
 	})
+	var msrv *http.Server // the metrics listener, once started
 	shutdown := func() {
 		sctx, stop := context.WithTimeout(context.Background(), 15*time.Second)
 		defer stop()
 		srv.Shutdown(sctx)
+		if msrv != nil {
+			msrv.Shutdown(sctx)
+		}
 		cancel()
 		wg.Wait()
 	}
@@ -265,8 +269,23 @@ func runServe(ctx context.Context, cfg config, args []string, stderr io.Writer) 
 		}
 		wg.Go(func() { errc <- w.Run(ctx) })
 	}
-	h = a.handler(cfg)
-	current.Store(&h)
+	// A new variable, never h: requests in flight may still be reading h.
+	serving := a.handler(cfg)
+	current.Store(&serving)
+	if cfg.MetricsAddr != "" {
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			shutdown()
+			return fmt.Errorf("METRICS_ADDR: %w", err)
+		}
+		msrv = &http.Server{Handler: a.metrics.Handler(), ReadHeaderTimeout: cfg.ReadHeaderTO}
+		wg.Go(func() {
+			log.Info("serving metrics", "addr", mln.Addr().String())
+			if err := msrv.Serve(mln); !errors.Is(err, http.ErrServerClosed) {
+				errc <- err
+			}
+		})
+	}
 
 	select {
 	case <-ctx.Done():
