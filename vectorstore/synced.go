@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -42,6 +43,18 @@ type Synced struct {
 	loaded   chan struct{}
 	loadOnce atomic.Bool
 	over     atomic.Bool
+
+	// people serialises the read-then-apply of one person's refreshes
+	// (striped by person id): a read made before a delete can never be
+	// applied after the delete's own (empty) read.
+	people [64]sync.Mutex
+	// reload is held shared by every refresh and exclusively by a full load
+	// while it swaps in its snapshot; changed lists the persons refreshed
+	// since that snapshot began (nil when no load runs), to refresh again
+	// once it is in place.
+	reload    sync.RWMutex
+	changedMu sync.Mutex
+	changed   map[int64]struct{}
 }
 
 // NewSynced returns an empty Synced over the store's pool; Follow loads
@@ -75,11 +88,18 @@ func (s *Synced) Nearest(ctx context.Context, g engine.Gallery, probe engine.Emb
 }
 
 // PersonChanged implements engine.Follower: it reloads one person's rows
-// (none left: the person is removed).
+// (none left: the person is removed). Refreshes of one person are applied
+// in the order their reads were made, so the last one applied reflects the
+// latest committed state: a deleted person never comes back.
 func (s *Synced) PersonChanged(ctx context.Context, personID int64) error {
 	if s.over.Load() {
 		return nil
 	}
+	s.reload.RLock()
+	defer s.reload.RUnlock()
+	mu := &s.people[uint64(personID)%uint64(len(s.people))]
+	mu.Lock()
+	defer mu.Unlock()
 	rows, err := s.pool.Query(ctx, `SELECT id, tenant, version, embedding::real[] FROM templates WHERE person_id = $1`, personID)
 	if err != nil {
 		return translate(err)
@@ -95,6 +115,11 @@ func (s *Synced) PersonChanged(ctx context.Context, personID int64) error {
 		return translate(err)
 	}
 	s.SetPerson(personID, out)
+	if s.changed != nil {
+		s.changedMu.Lock()
+		s.changed[personID] = struct{}{}
+		s.changedMu.Unlock()
+	}
 	s.checkBudget()
 	return nil
 }
@@ -186,6 +211,14 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 		return 0, time.Since(start), nil
 	}
 	s.over.Store(false)
+	s.reload.Lock()
+	s.changed = map[int64]struct{}{}
+	s.reload.Unlock()
+	defer func() {
+		s.reload.Lock()
+		s.changed = nil
+		s.reload.Unlock()
+	}()
 
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
@@ -213,7 +246,18 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	if err != nil {
 		return n, 0, err
 	}
+	// Refreshes applied while the snapshot was read may be older than it or
+	// newer: swap it in, then refresh those persons again from PostgreSQL.
+	s.reload.Lock()
 	s.Exact.replaceWith(fresh)
+	again := s.changed
+	s.changed = nil
+	s.reload.Unlock()
+	for id := range again {
+		if err := s.PersonChanged(ctx, id); err != nil {
+			return n, 0, err
+		}
+	}
 	s.checkBudget()
 	s.markLoaded()
 	return n, time.Since(start), nil
