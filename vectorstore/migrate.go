@@ -49,9 +49,11 @@ func MigrationsPending(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 }
 
 // InvalidIndexes names the indexes PostgreSQL marks invalid (an interrupted
-// CREATE INDEX CONCURRENTLY leaves one, and queries silently skip it).
+// CREATE INDEX CONCURRENTLY leaves one, and queries silently skip it). An
+// index still being built concurrently is not counted.
 func InvalidIndexes(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
-	rows, err := pool.Query(ctx, `SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid ORDER BY 1`)
+	rows, err := pool.Query(ctx, `SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid
+		AND indexrelid NOT IN (SELECT index_relid FROM pg_stat_progress_create_index) ORDER BY 1`)
 	if err != nil {
 		return nil, translate(err)
 	}

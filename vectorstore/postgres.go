@@ -7,6 +7,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"slices"
 	"strconv"
@@ -67,7 +68,7 @@ type PostgresConfig struct {
 type Postgres struct {
 	pool    *pgxpool.Pool
 	cfg     PostgresConfig
-	indexed sync.Map // dim → struct{}: partial HNSW index known to exist
+	indexed sync.Map // dim → struct{}: partial HNSW index known to be valid
 }
 
 // NewPostgres returns a Postgres over a pool made by OpenPool and migrated.
@@ -227,20 +228,87 @@ func collect(rows pgx.Rows, err error) ([]engine.Match, error) {
 	})
 }
 
-// ensureIndex creates the partial HNSW index of dim once. Concurrent
-// creators race harmlessly: the loser's duplicate error is ignored.
-func (p *Postgres) ensureIndex(ctx context.Context, dim int) error {
-	if _, ok := p.indexed.Load(dim); ok || p.cfg.noVector {
-		return nil
+// dimsInUse lists each template dimension present, through the gallery
+// index (a loose index scan per gallery: no pass over the templates).
+const dimsInUse = `
+	SELECT DISTINCT d.dim FROM galleries g CROSS JOIN LATERAL (
+		WITH RECURSIVE r(dim) AS (
+			SELECT min(t.dim) FROM templates t WHERE t.tenant = g.tenant AND t.version = g.version
+			UNION ALL
+			SELECT (SELECT min(t.dim) FROM templates t WHERE t.tenant = g.tenant AND t.version = g.version AND t.dim > r.dim)
+			FROM r WHERE r.dim IS NOT NULL)
+		SELECT dim FROM r WHERE dim IS NOT NULL) d ORDER BY 1`
+
+// EnsureIndexes builds the partial HNSW index of every template dimension
+// in use that lacks one, with CREATE INDEX CONCURRENTLY (template writes go
+// on meanwhile; search scans exactly until it is valid). One left invalid
+// by an interrupted build is dropped and built again; one another session
+// is building is left to it. It returns the dimensions it built. Without
+// pgvector it does nothing.
+func (p *Postgres) EnsureIndexes(ctx context.Context) ([]int, error) {
+	if p.cfg.noVector {
+		return nil, nil
 	}
-	_, err := p.pool.Exec(ctx, fmt.Sprintf(`CREATE INDEX IF NOT EXISTS templates_hnsw_%[1]d ON templates
-		USING hnsw ((embedding::vector(%[1]d)) vector_cosine_ops) WHERE dim = %[1]d`, dim))
-	var pgErr *pgconn.PgError
-	if err != nil && !(errors.As(err, &pgErr) && (pgErr.Code == "23505" || pgErr.Code == "42P07")) {
-		return translate(err)
+	rows, err := p.pool.Query(ctx, dimsInUse)
+	if err != nil {
+		return nil, translate(err)
 	}
-	p.indexed.Store(dim, struct{}{})
-	return nil
+	dims, err := pgx.CollectRows(rows, pgx.RowTo[int])
+	if err != nil {
+		return nil, translate(err)
+	}
+	var built []int
+	for _, dim := range dims {
+		if _, ok := p.indexed.Load(dim); ok {
+			continue
+		}
+		name := fmt.Sprintf("templates_hnsw_%d", dim) // dim is an int from the database: safe in SQL
+		var exists, valid, building bool
+		err := p.pool.QueryRow(ctx, `SELECT true, i.indisvalid,
+				EXISTS (SELECT 1 FROM pg_stat_progress_create_index b WHERE b.index_relid = i.indexrelid)
+			FROM pg_index i WHERE i.indexrelid = to_regclass($1)`, name).Scan(&exists, &valid, &building)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return built, translate(err)
+		}
+		switch {
+		case valid:
+			p.indexed.Store(dim, struct{}{})
+			continue
+		case building:
+			continue
+		case exists: // invalid, and nobody builds it: an interrupted build
+			if _, err := p.pool.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
+				return built, translate(err)
+			}
+		}
+		if _, err := p.pool.Exec(ctx, fmt.Sprintf(`CREATE INDEX CONCURRENTLY IF NOT EXISTS %[2]s ON templates
+			USING hnsw ((embedding::vector(%[1]d)) vector_cosine_ops) WHERE dim = %[1]d`, dim, name)); err != nil {
+			return built, fmt.Errorf("build %s: %w", name, translate(err))
+		}
+		p.indexed.Store(dim, struct{}{})
+		built = append(built, dim)
+	}
+	return built, nil
+}
+
+// KeepIndexes runs EnsureIndexes every interval until ctx ends, so the
+// index of a new dimension is built in the background, never inside a
+// request. Failures are logged and tried again.
+func (p *Postgres) KeepIndexes(ctx context.Context, every time.Duration, log *slog.Logger) {
+	for {
+		built, err := p.EnsureIndexes(ctx)
+		if err != nil && ctx.Err() == nil {
+			log.Warn("HNSW index maintenance", "err", err)
+		}
+		if len(built) > 0 {
+			log.Info("HNSW indexes built", "dims", built)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(every):
+		}
+	}
 }
 
 // ---- enroll requests ----
@@ -271,13 +339,9 @@ func scanEnrollRequest(row pgx.Row) (engine.EnrollRequest, error) {
 	return r, nil
 }
 
-// CreateEnrollRequest implements engine.Store. It also makes sure the HNSW
-// index of the request's dimension exists before any template of it lands.
+// CreateEnrollRequest implements engine.Store.
 func (p *Postgres) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest) error {
 	dim := len(r.Templates[0])
-	if err := p.ensureIndex(ctx, dim); err != nil {
-		return err
-	}
 	flat := make([]float32, 0, dim*len(r.Templates))
 	for _, t := range r.Templates {
 		flat = append(flat, t...)

@@ -46,15 +46,16 @@ func enroll(t *testing.T, p *vectorstore.Postgres, n, dim int) map[int64]engine.
 func TestPostgresSearch(t *testing.T) {
 	pool := testenv.NewPool(t)
 	ctx := context.Background()
-	// Make the dimension's index exist the way an enroll does.
 	p, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.CreateEnrollRequest(ctx, engine.EnrollRequest{ID: "x", Gallery: gallery, Templates: []engine.Embedding{make(engine.Embedding, 256)}}); err != nil {
-		t.Fatal(err)
-	}
 	templates := enroll(t, p, 300, 256)
+	// The dimension's index is built afterwards, in the background, the way
+	// the worker's index maintenance does it.
+	if built, err := p.EnsureIndexes(ctx); err != nil || len(built) != 1 || built[0] != 256 {
+		t.Fatalf("EnsureIndexes = %v, %v; want [256]", built, err)
+	}
 
 	for i := range 20 {
 		probe := engine.Embedding(synth.Vector(256, uint64(i*7), 0.4, 1))
@@ -177,5 +178,56 @@ func TestInvalidIndexDetected(t *testing.T) {
 	}
 	if _, err := vectorstore.Migrate(ctx, pool); err == nil {
 		t.Error("Migrate succeeded with an invalid index")
+	}
+}
+
+// TestIndexesBuiltOutsideRequests: accepting an enroll never builds an
+// index (that blocked template writes inside an HTTP request); EnsureIndexes
+// builds one per dimension in use, concurrently, and mends one left invalid.
+func TestIndexesBuiltOutsideRequests(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx := context.Background()
+	p := newStore(t, pool, vectorstore.PostgresConfig{})
+	hnsw := func() []string {
+		t.Helper()
+		rows, err := pool.Query(ctx, `SELECT c.relname || ':' || i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+			WHERE c.relname LIKE 'templates_hnsw_%' ORDER BY 1`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return names
+	}
+	if err := p.CreateEnrollRequest(ctx, engine.EnrollRequest{ID: "r1", Gallery: gallery, Templates: []engine.Embedding{make(engine.Embedding, 384)}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := hnsw(); len(got) != 0 {
+		t.Fatalf("accepting an enroll built %v", got)
+	}
+	enroll(t, p, 3, 128)
+	enroll(t, p, 3, 512)
+	// An interrupted build of dim 128 left an invalid index behind.
+	// (A unique index over duplicate values fails CONCURRENTLY and stays invalid.)
+	if _, err := pool.Exec(ctx, `CREATE UNIQUE INDEX CONCURRENTLY templates_hnsw_128 ON templates (tenant) WHERE dim = 128`); err == nil {
+		t.Fatal("the unique index over duplicates was built")
+	}
+	if err := vectorstore.CheckIndexes(ctx, pool); err == nil {
+		t.Fatal("CheckIndexes passed an invalid index")
+	}
+	built, err := p.EnsureIndexes(ctx)
+	if err != nil || fmt.Sprint(built) != "[128 512]" {
+		t.Fatalf("EnsureIndexes = %v, %v; want [128 512]", built, err)
+	}
+	if got, want := fmt.Sprint(hnsw()), "[templates_hnsw_128:true templates_hnsw_512:true]"; got != want {
+		t.Errorf("indexes = %s, want %s", got, want)
+	}
+	if err := vectorstore.CheckIndexes(ctx, pool); err != nil {
+		t.Error(err)
+	}
+	if built, err := p.EnsureIndexes(ctx); err != nil || len(built) != 0 {
+		t.Errorf("EnsureIndexes again = %v, %v; want nothing to build", built, err)
 	}
 }

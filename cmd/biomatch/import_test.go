@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
 )
@@ -55,6 +57,11 @@ func TestImportExport(t *testing.T) {
 	if !strings.Contains(log, "import: 23/23 (100%)") {
 		t.Errorf("no plain progress line off a terminal:\n%s", log)
 	}
+	// The search index of the imported dimension is built once, at the end.
+	if !strings.Contains(log, "HNSW index of dimension [256] built") {
+		t.Errorf("import did not build the HNSW index:\n%s", log)
+	}
+	assertValidIndex(t, env["DATABASE_URL"], "templates_hnsw_256")
 	if _, log = runIt("import", "--tenant", "acme", jsonl); !strings.Contains(log, "resuming after 23 of 23") || !strings.Contains(log, "0 items") {
 		t.Errorf("a second run did not resume from the checkpoint:\n%s", log)
 	}
@@ -132,5 +139,20 @@ func writeNPY(t *testing.T, path string, rows, dim int, row func(int) []float32)
 	}
 	if err := os.WriteFile(path, b.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// assertValidIndex fails unless the database has that index, valid.
+func assertValidIndex(t *testing.T, databaseURL, name string) {
+	t.Helper()
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, databaseURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var valid bool
+	if err := conn.QueryRow(ctx, `SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)`, name).Scan(&valid); err != nil || !valid {
+		t.Errorf("index %s: valid=%v, err=%v; want a valid index", name, valid, err)
 	}
 }

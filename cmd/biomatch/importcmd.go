@@ -123,6 +123,15 @@ func runImport(ctx context.Context, cfg config, args []string, stderr io.Writer)
 	for _, p := range problems {
 		fmt.Fprintln(stderr, "  rejected", p)
 	}
+	// The approximate index is built once, after the data, not row by row.
+	indexStart := time.Now()
+	built, err := a.store.EnsureIndexes(ctx)
+	if err != nil {
+		return fmt.Errorf("the templates are in; building their HNSW index failed (the worker builds it later): %w", err)
+	}
+	if len(built) > 0 {
+		fmt.Fprintf(stderr, "import: HNSW index of dimension %v built in %s\n", built, time.Since(indexStart).Round(time.Millisecond))
+	}
 	return nil
 }
 

@@ -268,6 +268,7 @@ func runServe(ctx context.Context, cfg config, args []string, stderr io.Writer) 
 			return err
 		}
 		wg.Go(func() { errc <- w.Run(ctx) })
+		wg.Go(func() { a.store.KeepIndexes(ctx, cfg.ReconcileEvery, log) })
 	}
 	// A new variable, never h: requests in flight may still be reading h.
 	serving := a.handler(cfg)
@@ -312,6 +313,11 @@ func runWorker(ctx context.Context, cfg config, args []string, stderr io.Writer)
 		return err
 	}
 	log.Info("worker started", "queue", cfg.Queue, "concurrency", cfg.WorkerConc)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Go(func() { a.store.KeepIndexes(ctx, cfg.ReconcileEvery, log) })
 	return w.Run(ctx)
 }
 
