@@ -6,8 +6,8 @@ import (
 	"math/rand/v2"
 	"testing"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/vectorstore"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )

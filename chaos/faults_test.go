@@ -17,7 +17,7 @@ import (
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/testenv"
-	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 // full runs the whole fault set (make chaos); without it the worker is
@@ -164,7 +164,7 @@ func (s *stack) holdTask(t *testing.T, version string) *heldTask {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.tx.Rollback(ctx) })
-	if err := vectorstore.LockGallery(ctx, h.tx, h.g); err != nil {
+	if err := postgres.LockGallery(ctx, h.tx, h.g); err != nil {
 		t.Fatal(err)
 	}
 	c := &client.Client{BaseURL: s.apiURL, APIKey: s.key, Version: version, Enc: 2}

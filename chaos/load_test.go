@@ -11,8 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
 // face is one synthetic person the load enrolls, identifies and deletes.

@@ -20,7 +20,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/biomatch/biomatch/internal/testenv"
-	"github.com/biomatch/biomatch/queue"
 )
 
 // stack is biomatch as an operator runs it: a `serve` process (API) and a
@@ -103,7 +102,7 @@ func newStack(t *testing.T) *stack {
 	if s.pool, err = pgxpool.New(ctx, s.pg.url("biomatch")); err != nil {
 		t.Fatal(err)
 	}
-	opt, err := queue.ParseRedisURL(s.redis.url())
+	opt, err := asynq.ParseRedisURI(s.redis.url())
 	if err != nil {
 		t.Fatal(err)
 	}

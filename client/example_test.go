@@ -6,11 +6,11 @@ import (
 	"os"
 	"testing"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/internal/teststack"
-	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 // serverURL and apiKey belong to a real biomatch started by TestMain.
@@ -22,9 +22,9 @@ func TestMain(m *testing.M) {
 		var redisURL string
 		if redisURL, err = testenv.Lookup("REDIS_URL"); err == nil {
 			var stack *teststack.Stack
-			if stack, err = teststack.StartStack(db, redisURL, nil); err == nil {
+			if stack, err = teststack.Start(db, redisURL, teststack.Options{}); err == nil {
 				serverURL = stack.URL
-				apiKey, _, err = stack.Keys.Create(context.Background(), keys.NewOptions{CustomerID: "example"})
+				apiKey, _, err = stack.Keys.Create(context.Background(), postgres.KeyOptions{CustomerID: "example"})
 				code := m.Run()
 				stack.Stop()
 				os.Exit(code)

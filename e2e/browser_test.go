@@ -25,7 +25,7 @@ import (
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/internal/teststack"
-	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 // exchange is one HTTP request/response pair the API served.
@@ -115,12 +115,13 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	// every exchange recorded.
 	ctx := context.Background()
 	rec := &recorder{}
-	stack, err := teststack.StartStack(testenv.Env(t, "DATABASE_URL"), testenv.Env(t, "REDIS_URL"), rec.wrap)
+	stack, err := teststack.Start(testenv.Env(t, "DATABASE_URL"), testenv.Env(t, "REDIS_URL"),
+		teststack.Options{Wrap: rec.wrap, Env: map[string]string{"MAX_BODY_BYTES": "67108864"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer stack.Stop()
-	key, _, err := stack.Keys.Create(ctx, keys.NewOptions{CustomerID: "e2e"})
+	key, _, err := stack.Keys.Create(ctx, postgres.KeyOptions{CustomerID: "e2e"})
 	if err != nil {
 		t.Fatal(err)
 	}

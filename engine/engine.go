@@ -129,3 +129,23 @@ func CompareMatches(a, b Match) int {
 	}
 	return cmp.Compare(a.TemplateID, b.TemplateID)
 }
+
+// Key is an API key's record, never the key itself: who is calling, for
+// which tenant, under which policy.
+type Key struct {
+	ID          string
+	Prefix      string // the display prefix of the clear key (not secret)
+	CustomerID  string // the tenant
+	APIID       string
+	UsagePlanID string
+	ProductCode string
+	Status      string // active, inactive, revoked
+	// MinEncryption is the lowest x-encryption-version the key may use
+	// (3: only biomatch's authenticated version).
+	MinEncryption int
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
+}
+
+// Active reports whether the key may be used.
+func (k Key) Active() bool { return k.Status == "active" }

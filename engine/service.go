@@ -8,17 +8,29 @@ import (
 
 // Service enrolls, identifies, verifies and deletes persons.
 type Service struct {
-	store Store
-	index Index
-	jobs  Jobs
-	cfg   Config
-	log   *slog.Logger
+	store    Store
+	index    Index
+	follower Follower
+	jobs     Jobs
+	cfg      Config
+	log      *slog.Logger
+}
+
+// Deps are what a Service calls.
+type Deps struct {
+	Store Store
+	Index Index
+	// Follower, when not nil, is told of every write this Service makes
+	// (an in-memory index, so a caller reads its own write at once).
+	Follower Follower
+	Jobs     Jobs
+	Log      *slog.Logger
 }
 
 // NewService returns a Service over its dependencies. Zero fields of cfg take
 // their documented defaults.
-func NewService(store Store, index Index, jobs Jobs, cfg Config, log *slog.Logger) *Service {
-	return &Service{store: store, index: index, jobs: jobs, cfg: cfg.withDefaults(), log: log}
+func NewService(d Deps, cfg Config) *Service {
+	return &Service{store: d.Store, index: d.Index, follower: d.Follower, jobs: d.Jobs, cfg: cfg.withDefaults(), log: d.Log}
 }
 
 // Identify returns up to k persons (at least 1) of g whose best template
@@ -91,14 +103,15 @@ func (s *Service) Delete(ctx context.Context, tenant, puid string, a AuditEntry)
 	return p, err
 }
 
-// followWrite tells a Follower index about a write this Service made. A
+// followWrite tells the Follower about a write this Service made. A
 // failure is logged, not returned: the write is committed, and the index
 // catches up from the change notification.
 func (s *Service) followWrite(ctx context.Context, personID int64) {
-	if f, ok := s.index.(Follower); ok {
-		if err := f.PersonChanged(ctx, personID); err != nil {
-			s.log.WarnContext(ctx, "refresh in-memory index", "person_id", personID, "err", err)
-		}
+	if s.follower == nil {
+		return
+	}
+	if err := s.follower.PersonChanged(ctx, personID); err != nil {
+		s.log.WarnContext(ctx, "refresh in-memory index", "person_id", personID, "err", err)
 	}
 }
 

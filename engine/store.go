@@ -6,7 +6,7 @@ import (
 )
 
 // Store persists persons, templates, enroll requests and the audit log.
-// PostgreSQL is the source of truth; vectorstore.Postgres implements it.
+// PostgreSQL is the source of truth; postgres.Store implements it.
 // Methods return errors wrapping ErrNotFound or ErrUnavailable where they say so.
 type Store interface {
 	// CreateEnrollRequest durably records a pending enroll; once it returns
@@ -93,7 +93,7 @@ type AuditEntry struct {
 	Detail    string
 }
 
-// Follower is an Index that keeps its own copy of the templates. The
+// Follower is an index that keeps its own copy of the templates. The
 // Service tells it about its own writes (an enroll it answers, a delete) so
 // that the caller reads them back at once; writes of other processes reach
 // it by its own means.

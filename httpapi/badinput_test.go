@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
 // TestBadInput: each malformed request gets a 4xx with a message, never a

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
 // syncWriter is a log sink the test reads while the server writes.

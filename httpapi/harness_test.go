@@ -3,106 +3,71 @@ package httpapi_test
 import (
 	"bytes"
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
-	"sync"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/biomatch/biomatch/client"
-	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/httpapi"
 	"github.com/biomatch/biomatch/internal/testenv"
-	"github.com/biomatch/biomatch/keys"
-	"github.com/biomatch/biomatch/queue"
-	"github.com/biomatch/biomatch/ratelimit"
-	"github.com/biomatch/biomatch/replay"
-	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/internal/teststack"
+	"github.com/biomatch/biomatch/postgres"
 )
 
-// harness is the real stack: router, service, Postgres store, asynq queue
-// and an in-process worker, on a fresh database and queue.
+// harness is the real stack, wired as the binary wires it (internal/app
+// through teststack): router, service, PostgreSQL store, asynq queue and an
+// in-process worker, on a fresh database and queue.
 type harness struct {
-	t    *testing.T
-	srv  *httptest.Server
-	pool *pgxpool.Pool
-	keys *keys.Store
+	t     *testing.T
+	url   string // of the server
+	stack *teststack.Stack
+	pool  *pgxpool.Pool
+	keys  *postgres.Keys
 	// startWorker starts a worker (for harnesses made without one).
 	startWorker func()
 }
 
 // options vary the harness.
 type options struct {
-	enrollWait time.Duration // 0: the engine's default
-	noWorker   bool          // start no worker (h.startWorker starts one later)
-	rate       int           // per-key requests per second (and burst); 0: no limit
-	plain      bool          // serve the plain routes
-	logs       io.Writer     // the service's JSON log; nil: discarded
+	enrollWait time.Duration     // 0: the default
+	noWorker   bool              // start no worker (h.startWorker starts one later)
+	rate       int               // per-key requests per second (and burst); 0: no limit
+	plain      bool              // serve the plain routes
+	logs       io.Writer         // the service's JSON log; nil: discarded
+	env        map[string]string // more configuration
 }
 
 func newHarness(t *testing.T) *harness { return newHarnessWith(t, options{}) }
 
 func newHarnessWith(t *testing.T, o options) *harness {
 	t.Helper()
-	pool := testenv.NewPool(t)
-	redisOpt, err := queue.ParseRedisURL(testenv.Env(t, "REDIS_URL"))
-	if err != nil {
-		t.Fatal(err)
+	env := map[string]string{"CORS_ORIGINS": "http://app.example", "MAX_BODY_BYTES": "1048576",
+		"MASTER_KEY": hex.EncodeToString(testMasterKey)}
+	if o.enrollWait > 0 {
+		env["ENROLL_WAIT"] = o.enrollWait.String()
 	}
-	qname := testenv.Queue(t)
-	var logTo io.Writer = io.Discard
-	if o.logs != nil {
-		logTo = o.logs
-	}
-	log := slog.New(slog.NewJSONHandler(logTo, nil))
-	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	jobs := queue.NewClient(redisOpt, qname)
-	svc := engine.NewService(store, store, jobs, engine.Config{EnrollWait: o.enrollWait}, log)
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	startWorker := func() {
-		worker := queue.NewWorker(redisOpt, svc, queue.WorkerConfig{Queue: qname}, log)
-		wg.Go(func() {
-			if err := worker.Run(ctx); err != nil {
-				t.Errorf("worker: %v", err)
-			}
-		})
-	}
-	if !o.noWorker {
-		startWorker()
-	}
-	ks := keys.NewStore(pool, testMasterKey)
-	replays, err := replay.New(testenv.Env(t, "REDIS_URL"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { replays.Close() })
-	deps := httpapi.Deps{Service: svc, Keys: ks, Log: log, Replay: replays, Ready: map[string]httpapi.Check{"postgres": store.Ping}}
 	if o.rate > 0 {
-		limiter, err := ratelimit.New(testenv.Env(t, "REDIS_URL"), o.rate, o.rate)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { limiter.Close() })
-		deps.Limiter = limiter
+		env["RATE_LIMIT_PER_SECOND"], env["RATE_LIMIT_BURST"] = strconv.Itoa(o.rate), strconv.Itoa(o.rate)
 	}
-	h := httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"http://app.example"}, MaxBodyBytes: 1 << 20, PlainRoutes: o.plain}, deps)
-	srv := httptest.NewServer(h)
-	t.Cleanup(func() {
-		srv.Close()
-		cancel()
-		wg.Wait()
-		jobs.Close()
-	})
-	return &harness{t: t, srv: srv, pool: pool, keys: ks, startWorker: startWorker}
+	if o.plain {
+		env["PLAIN_ROUTES"] = "true"
+	}
+	for k, v := range o.env {
+		env[k] = v
+	}
+	stack, err := teststack.Start(testenv.Env(t, "DATABASE_URL"), testenv.Env(t, "REDIS_URL"),
+		teststack.Options{Env: env, NoWorker: o.noWorker, Log: o.logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stack.Stop)
+	return &harness{t: t, url: stack.URL, stack: stack, pool: stack.App.Pool, keys: stack.Keys,
+		startWorker: stack.StartWorker}
 }
 
 // testMasterKey seals the keys' v3 secrets in tests.
@@ -111,7 +76,7 @@ var testMasterKey = bytes.Repeat([]byte{42}, 32)
 // newKey creates an API key for customer and returns it in clear.
 func (h *harness) newKey(customer string) string {
 	h.t.Helper()
-	secret, _, err := h.keys.Create(context.Background(), keys.NewOptions{CustomerID: customer})
+	secret, _, err := h.keys.Create(context.Background(), postgres.KeyOptions{CustomerID: customer})
 	if err != nil {
 		h.t.Fatal(err)
 	}
@@ -120,13 +85,13 @@ func (h *harness) newKey(customer string) string {
 
 // client returns a Go client for key, gallery version and encryption version.
 func (h *harness) client(key, version string, enc int) *client.Client {
-	return &client.Client{BaseURL: h.srv.URL, APIKey: key, Version: version, Enc: cryptoVersion(enc)}
+	return &client.Client{BaseURL: h.url, APIKey: key, Version: version, Enc: cryptoVersion(enc)}
 }
 
 // post sends a raw body and returns the status and the decoded JSON object.
 func (h *harness) post(path string, body []byte, headers map[string]string) (int, map[string]any) {
 	h.t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, h.srv.URL+path, bytes.NewReader(body))
+	req, _ := http.NewRequest(http.MethodPost, h.url+path, bytes.NewReader(body))
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range headers {
 		req.Header.Set(k, v)
@@ -179,7 +144,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 // get sends a GET and returns the status and the decoded JSON object.
 func (h *harness) get(path string) (int, map[string]any) {
 	h.t.Helper()
-	resp, err := http.Get(h.srv.URL + path)
+	resp, err := http.Get(h.url + path)
 	if err != nil {
 		h.t.Fatal(err)
 	}

@@ -17,10 +17,10 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/httpapi"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
 func cryptoVersion(enc int) crypto.Version { return crypto.Version(enc) }
@@ -308,7 +308,7 @@ func TestTenantIsolation(t *testing.T) {
 
 func TestCORSPreflight(t *testing.T) {
 	h := newHarness(t)
-	req, _ := http.NewRequest(http.MethodOptions, h.srv.URL+"/node/FACE3_1/enroll", nil)
+	req, _ := http.NewRequest(http.MethodOptions, h.url+"/node/FACE3_1/enroll", nil)
 	req.Header.Set("Origin", "http://app.example")
 	req.Header.Set("Access-Control-Request-Method", "POST")
 	// The version-3 headers too: a browser client of version 3 sends them.
@@ -392,7 +392,7 @@ func TestRateLimit(t *testing.T) {
 	h := newHarnessWith(t, options{rate: 2})
 	busy, calm := h.newKey("acme"), h.newKey("acme")
 	check := func(key string) (int, string) {
-		req, _ := http.NewRequest(http.MethodPost, h.srv.URL+"/node/api-key/checkApiKeyValid", strings.NewReader(`{"api_key":"`+key+`"}`))
+		req, _ := http.NewRequest(http.MethodPost, h.url+"/node/api-key/checkApiKeyValid", strings.NewReader(`{"api_key":"`+key+`"}`))
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {
 			t.Fatal(err)
@@ -422,10 +422,13 @@ func TestRateLimit(t *testing.T) {
 // 503 naming the failing dependency; a caller's x-correlation-id is echoed.
 func TestHealthReadyAndCorrelation(t *testing.T) {
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	h := httpapi.NewHandler(httpapi.Config{}, httpapi.Deps{Log: log, Ready: map[string]httpapi.Check{
+	h, err := httpapi.NewHandler(httpapi.Config{}, httpapi.Deps{Log: log, Ready: map[string]httpapi.Check{
 		"postgres": func(context.Context) error { return nil },
 		"redis":    func(context.Context) error { return errors.New("dial tcp 127.0.0.1:1: connection refused") },
 	}})
+	if err != nil {
+		t.Fatal(err)
+	}
 	srv := httptest.NewServer(h)
 	defer srv.Close()
 	get := func(path string, header map[string]string) (*http.Response, map[string]any) {

@@ -13,9 +13,9 @@ import (
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/httpapi"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
 func openAPIValidator(t *testing.T) validator.Validator {
@@ -97,7 +97,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		case strings.HasSuffix(c.path, "FACE3_1/deleteUser") && c.want == 200:
 			c.body = body(map[string]any{"api_key": key, "puid": enrolledPUID})
 		}
-		req, _ := http.NewRequest(c.method, h.srv.URL+c.path, strings.NewReader(c.body))
+		req, _ := http.NewRequest(c.method, h.url+c.path, strings.NewReader(c.body))
 		for k, val := range c.headers {
 			req.Header.Set(k, val)
 		}
@@ -151,7 +151,7 @@ func TestOpenAPIRejectsExtraField(t *testing.T) {
 func TestDocsPage(t *testing.T) {
 	h := newHarness(t)
 	for path, want := range map[string]string{"/docs/": "/openapi.yaml", "/docs/swagger-ui-bundle.js": "SwaggerUIBundle"} {
-		resp, err := http.Get(h.srv.URL + path)
+		resp, err := http.Get(h.url + path)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -6,9 +6,9 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 // rot13 is the plain routes' id obfuscation, written independently of the server's.
@@ -96,7 +96,7 @@ func TestPlainRoutes(t *testing.T) {
 		}
 	}
 
-	strict, _ := h.newKeyWith(keys.NewOptions{CustomerID: "acme", MinEncryption: 2})
+	strict, _ := h.newKeyWith(postgres.KeyOptions{CustomerID: "acme", MinEncryption: 2})
 	status, m = h.post("/node/plainEnroll", fmt.Appendf(nil, `{"api_key":%q,"features":%s}`, strict, plainFeatures(3, 0, 0)), nil)
 	if status != 400 || !strings.Contains(fmt.Sprint(m["message"]), "plain routes are refused") {
 		t.Errorf("plainEnroll with a min-encryption 2 key = %d %v, want 400", status, m)

@@ -1,21 +1,21 @@
 // Package httpapi is biomatch's HTTP surface: the CryptoNets-compatible
-// /node API, health and readiness, on gin. It maps requests to
-// engine.Service calls and engine errors to statuses; it owns no business
-// rule and no storage.
+// /node API, health and readiness, on gin. The gate middleware settles who
+// is calling (gate.go), the wire types and decoders are in wire.go, one
+// table maps engine errors to replies (errors.go), and the handlers
+// (node.go) map requests to engine.Service calls. It owns no business rule
+// and no storage.
 package httpapi
 
 import (
 	"context"
 	"log/slog"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
 
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/keys"
 	"github.com/biomatch/biomatch/metrics"
 )
 
@@ -26,6 +26,12 @@ type Config struct {
 	// PlainRoutes serves /node/plainEnroll and /node/plainPredict (features
 	// in clear, ids ROT13); off, they answer 404 saying so.
 	PlainRoutes bool
+	// TrustedProxies are the addresses (or CIDR ranges) of reverse proxies
+	// whose X-Forwarded-For names the client; none: the peer address is the
+	// client (the failed-authentication limit counts by it).
+	TrustedProxies []string
+	// KeyCacheTTL is how long a valid key is remembered; 0: KeyCacheTTL.
+	KeyCacheTTL time.Duration
 }
 
 // Check is one readiness probe: nil when the dependency is usable.
@@ -34,12 +40,14 @@ type Check func(ctx context.Context) error
 // Deps are the dependencies of the handlers.
 type Deps struct {
 	Service *engine.Service
-	Keys    *keys.Store
+	Keys    KeyLookup
 	Log     *slog.Logger
 	Ready   map[string]Check // name → probe, for /ready
-	Metrics *metrics.Metrics // nil: nothing observed (served by the caller, not here)
+	Metrics *metrics.Metrics // nil: nothing observed (the metrics are served elsewhere: METRICS_ADDR)
 	// Limiter limits requests per API key; nil: no limit.
 	Limiter RateLimiter
+	// AuthFailures limits failed authentications per client address; nil: no limit.
+	AuthFailures RateLimiter
 	// Replay refuses repeated v3 nonces; nil: not checked (tests only).
 	Replay ReplayCache
 	// Admin serves the queue dashboard under AdminPath; nil or an empty
@@ -48,25 +56,18 @@ type Deps struct {
 	AdminToken string
 }
 
-// ReplayCache remembers v3 nonces across replicas (replay.Cache): Claim
-// reports whether key is new.
-type ReplayCache interface {
-	Claim(ctx context.Context, key string, ttl time.Duration) (bool, error)
-}
-
-// RateLimiter takes one request from a key's allowance (ratelimit.Limiter).
-type RateLimiter interface {
-	Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error)
-}
-
-// NewHandler returns the whole HTTP API.
-func NewHandler(cfg Config, d Deps) http.Handler {
+// NewHandler returns the whole HTTP API. It fails only on a malformed
+// TrustedProxies entry.
+func NewHandler(cfg Config, d Deps) (http.Handler, error) {
 	gin.SetMode(gin.ReleaseMode)
 	r := gin.New()
+	if err := r.SetTrustedProxies(cfg.TrustedProxies); err != nil {
+		return nil, err
+	}
 	r.HandleMethodNotAllowed = true
 	r.Use(requestID(), recovery(d.Log), logRequests(d.Log, d.Metrics), corsMiddleware(cfg.CORSOrigins), limitBody(cfg.MaxBodyBytes))
 	addRoutes(r, cfg, d)
-	return r
+	return r, nil
 }
 
 // addRoutes lists every route.
@@ -80,23 +81,31 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 		admin.Any("/*rest", gin.WrapH(d.Admin))
 	}
 
-	node := r.Group("/node", sealReplies(d.Log))
-	gate := nodeGate{keys: d.Keys, limiter: d.Limiter, replay: d.Replay, metrics: d.Metrics, log: d.Log}
-	node.POST("/api-key/checkApiKeyValid", handleCheckKey(gate))
-	node.POST("/addbillingrecord", handleBilling())
+	ttl := cfg.KeyCacheTTL
+	if ttl <= 0 {
+		ttl = KeyCacheTTL
+	}
+	g := gate{keys: newKeyCache(d.Keys, ttl), limiter: d.Limiter, failures: d.AuthFailures, replay: d.Replay,
+		metrics: d.Metrics, log: d.Log}
+	plainGate := g
+	plainGate.plain = true
+	svc := d.Service
+
+	r.POST("/node/addbillingrecord", handleBilling())
+	node := r.Group("/node", sealReplies(d.Log), g.handler())
+	node.POST("/api-key/checkApiKeyValid", handleCheckKey())
 	for _, prefix := range []string{"", "/:version"} {
-		node.POST(prefix+"/enroll", handleEnroll(d.Service, gate, d.Metrics))
-		node.POST(prefix+"/predict", handlePredict(d.Service, gate))
-		node.POST(prefix+"/deleteUser", handleDeleteUser(d.Service, gate))
-		node.POST(prefix+"/syncUUID", handleSyncUUID(d.Service, gate))
-		plainEnroll, plainPredict := plainDisabled, plainDisabled
+		node.POST(prefix+"/enroll", handleEnroll(svc, d.Metrics))
+		node.POST(prefix+"/predict", handlePredict(svc))
+		node.POST(prefix+"/deleteUser", handleDeleteUser(svc))
+		node.POST(prefix+"/syncUUID", handleSyncUUID(svc))
 		if cfg.PlainRoutes {
-			plainGate := gate
-			plainGate.plain = true
-			plainEnroll, plainPredict = handleEnroll(d.Service, plainGate, d.Metrics), handlePredict(d.Service, plainGate)
+			r.POST("/node"+prefix+"/plainEnroll", plainGate.handler(), handleEnroll(svc, d.Metrics))
+			r.POST("/node"+prefix+"/plainPredict", plainGate.handler(), handlePredict(svc))
+		} else {
+			r.POST("/node"+prefix+"/plainEnroll", plainDisabled)
+			r.POST("/node"+prefix+"/plainPredict", plainDisabled)
 		}
-		node.POST(prefix+"/plainEnroll", plainEnroll)
-		node.POST(prefix+"/plainPredict", plainPredict)
 	}
 
 	r.NoRoute(func(c *gin.Context) {
@@ -105,10 +114,6 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 	r.NoMethod(func(c *gin.Context) {
 		c.JSON(http.StatusMethodNotAllowed, statusReply{Status: -1, Message: "method not allowed: use POST"})
 	})
-}
-
-func plainDisabled(c *gin.Context) {
-	c.JSON(http.StatusNotFound, statusReply{-1, "the plain routes are disabled on this server (the operator enables them with PLAIN_ROUTES=true)"})
 }
 
 func corsMiddleware(origins []string) gin.HandlerFunc {
@@ -125,17 +130,6 @@ func corsMiddleware(origins []string) gin.HandlerFunc {
 		cfg.AllowOrigins = origins
 	}
 	return cors.New(cfg)
-}
-
-// ParseOrigins splits CORS_ORIGINS ("*" or comma-separated origins).
-func ParseOrigins(s string) []string {
-	var out []string
-	for _, o := range strings.Split(s, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			out = append(out, o)
-		}
-	}
-	return out
 }
 
 func handleHealth() gin.HandlerFunc {

@@ -11,13 +11,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/crypto"
-	"github.com/biomatch/biomatch/keys"
+	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/postgres"
 )
 
-func (h *harness) newKeyWith(o keys.NewOptions) (secret, id string) {
+func (h *harness) newKeyWith(o postgres.KeyOptions) (secret, id string) {
 	h.t.Helper()
 	secret, k, err := h.keys.Create(context.Background(), o)
 	if err != nil {
@@ -57,8 +57,8 @@ func rawV3(t *testing.T, url, keyID string, ts int64, body string) (int, string)
 func TestEncryptionV3(t *testing.T) {
 	h := newHarness(t)
 	must := mustOK(t)
-	key, id := h.newKeyWith(keys.NewOptions{CustomerID: "acme"})
-	c := &client.Client{BaseURL: h.srv.URL, APIKey: key, KeyID: id, Version: "FACE3_1", Enc: crypto.V3}
+	key, id := h.newKeyWith(postgres.KeyOptions{CustomerID: "acme"})
+	c := &client.Client{BaseURL: h.url, APIKey: key, KeyID: id, Version: "FACE3_1", Enc: crypto.V3}
 	ctx := context.Background()
 
 	if r := must(c.CheckKey(ctx)); r.Status != 0 || r.Message != "API Key is valid" {
@@ -76,7 +76,7 @@ func TestEncryptionV3(t *testing.T) {
 		t.Fatalf("v3 sync = %+v", r)
 	}
 	// A v2 client of the same key sees the same person (same tenant).
-	v2 := &client.Client{BaseURL: h.srv.URL, APIKey: key, Version: "FACE3_1", Enc: crypto.V2}
+	v2 := &client.Client{BaseURL: h.url, APIKey: key, Version: "FACE3_1", Enc: crypto.V2}
 	if r := must(v2.Predict(ctx, synth.Vector(512, 80, 0.3, 2), 0, "")); r.PUID != puid {
 		t.Fatalf("v2 predict of the v3 enroll = %+v", r)
 	}
@@ -88,7 +88,7 @@ func TestEncryptionV3(t *testing.T) {
 	now := time.Now().Unix()
 	vec := synth.Vector(512, 81, 0, 0)
 	fields := map[string]any{"features": map[string]any{"type": "face", "embedding_vector": vec}}
-	status, body := sealedPost(t, h.srv.URL, "/node/FACE3_1/enroll", "/node/FACE3_1/enroll", id, key, now, fields)
+	status, body := sealedPost(t, h.url, "/node/FACE3_1/enroll", "/node/FACE3_1/enroll", id, key, now, fields)
 	var reply map[string]any
 	json.Unmarshal([]byte(body), &reply)
 	if status != 200 || len(reply) != 1 || reply["sealed"] == nil {
@@ -119,20 +119,20 @@ func TestEncryptionV3(t *testing.T) {
 			if tc.name == "replayed" {
 				plain, _ := json.Marshal(fields)
 				env, _, _ := crypto.SealV3Request(crypto.V3Secret(key), "POST", "/node/FACE3_1/predict", now, plain)
-				rawV3(t, h.srv.URL+"/node/FACE3_1/predict", id, now, `{"sealed":"`+env+`"}`)
-				status, body = rawV3(t, h.srv.URL+"/node/FACE3_1/predict", id, now, `{"sealed":"`+env+`"}`)
+				rawV3(t, h.url+"/node/FACE3_1/predict", id, now, `{"sealed":"`+env+`"}`)
+				status, body = rawV3(t, h.url+"/node/FACE3_1/predict", id, now, `{"sealed":"`+env+`"}`)
 			} else {
-				status, body = sealedPost(t, h.srv.URL, tc.sealedFor, tc.sendTo, tc.keyID, key, tc.ts, fields)
+				status, body = sealedPost(t, h.url, tc.sealedFor, tc.sendTo, tc.keyID, key, tc.ts, fields)
 			}
 			if status != tc.want || !strings.Contains(body, "message") {
 				t.Errorf("status %d %s, want %d with a message", status, body, tc.want)
 			}
 		})
 	}
-	if status, body := rawV3(t, h.srv.URL+"/node/FACE3_1/predict", "", 0, `{"sealed":"x"}`); status != 400 {
+	if status, body := rawV3(t, h.url+"/node/FACE3_1/predict", "", 0, `{"sealed":"x"}`); status != 400 {
 		t.Errorf("v3 without x-key-id = %d %s, want 400", status, body)
 	}
-	if status, body := rawV3(t, h.srv.URL+"/node/FACE3_1/predict", id, now, `{"api_key":"`+key+`"}`); status != 400 {
+	if status, body := rawV3(t, h.url+"/node/FACE3_1/predict", id, now, `{"api_key":"`+key+`"}`); status != 400 {
 		t.Errorf("v3 with a plain body = %d %s, want 400", status, body)
 	}
 }
@@ -141,15 +141,15 @@ func TestEncryptionV3(t *testing.T) {
 func TestMinEncryptionPolicy(t *testing.T) {
 	h := newHarness(t)
 	must := mustOK(t)
-	key, id := h.newKeyWith(keys.NewOptions{CustomerID: "acme", MinEncryption: 3})
+	key, id := h.newKeyWith(postgres.KeyOptions{CustomerID: "acme", MinEncryption: 3})
 	ctx := context.Background()
 	for _, enc := range []crypto.Version{crypto.V1, crypto.V2} {
-		c := &client.Client{BaseURL: h.srv.URL, APIKey: key, Version: "FACE3_1", Enc: enc}
+		c := &client.Client{BaseURL: h.url, APIKey: key, Version: "FACE3_1", Enc: enc}
 		if r := must(c.Enroll(ctx, synth.Vector(512, 90, 0, 0), "")); r.HTTPStatus != 400 || !strings.Contains(r.Message, "version 3") {
 			t.Errorf("v%d with a v3-only key = %+v, want 400", enc, r)
 		}
 	}
-	c := &client.Client{BaseURL: h.srv.URL, APIKey: key, KeyID: id, Version: "FACE3_1", Enc: crypto.V3}
+	c := &client.Client{BaseURL: h.url, APIKey: key, KeyID: id, Version: "FACE3_1", Enc: crypto.V3}
 	if r := must(c.Enroll(ctx, synth.Vector(512, 90, 0, 0), "")); r.Status != 0 {
 		t.Errorf("v3 with a v3-only key = %+v", r)
 	}

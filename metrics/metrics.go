@@ -156,11 +156,7 @@ func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
 // Index times an engine.Index's searches under a backend label; backend is
 // asked at each search, so Auto reports where the search really went.
 func (m *Metrics) Index(inner engine.Index, backend func() string) engine.Index {
-	t := timedIndex{inner: inner, backend: backend, hist: m.SearchDuration}
-	if f, ok := inner.(engine.Follower); ok {
-		return timedFollower{t, f}
-	}
-	return t
+	return timedIndex{inner: inner, backend: backend, hist: m.SearchDuration}
 }
 
 type timedIndex struct {
@@ -174,9 +170,4 @@ func (t timedIndex) Nearest(ctx context.Context, g engine.Gallery, probe engine.
 	ms, err := t.inner.Nearest(ctx, g, probe, k)
 	t.hist.WithLabelValues(t.backend()).Observe(time.Since(start).Seconds())
 	return ms, err
-}
-
-type timedFollower struct {
-	timedIndex
-	engine.Follower
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/biomatch/biomatch/engine"
 )
@@ -42,16 +43,25 @@ func NewEnrollTask(id, queueName string) *asynq.Task {
 		asynq.Timeout(Timeout), asynq.Retention(Retention), asynq.Queue(queueName))
 }
 
-// ParseRedisURL turns REDIS_URL into asynq's connection options.
-func ParseRedisURL(url string) (asynq.RedisConnOpt, error) {
-	opt, err := asynq.ParseRedisURI(url)
+// OpenRedis returns the process's one Redis client for REDIS_URL: asynq,
+// the rate limits and the replay cache all share it. It does not wait for
+// Redis.
+func OpenRedis(url string) (redis.UniversalClient, error) {
+	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
-	return opt, nil
+	return redis.NewClient(opt), nil
 }
 
-// Client enqueues enrolls. It implements engine.Jobs.
+// ConnOpt hands an open client to libraries that want asynq's connection
+// options (the queue dashboard): they use it, never close it.
+type ConnOpt struct{ Client redis.UniversalClient }
+
+// MakeRedisClient implements asynq.RedisConnOpt.
+func (o ConnOpt) MakeRedisClient() any { return o.Client }
+
+// Client enqueues enrolls on the process's Redis client. It implements engine.Jobs.
 type Client struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
@@ -60,17 +70,13 @@ type Client struct {
 
 var _ engine.Jobs = (*Client)(nil)
 
-// NewClient returns a Client of queue queueName ("" for DefaultQueue).
-func NewClient(opt asynq.RedisConnOpt, queueName string) *Client {
+// NewClient returns a Client of queue queueName ("" for DefaultQueue) on
+// rdb, which the caller closes.
+func NewClient(rdb redis.UniversalClient, queueName string) *Client {
 	if queueName == "" {
 		queueName = DefaultQueue
 	}
-	return &Client{client: asynq.NewClient(opt), inspector: asynq.NewInspector(opt), queue: queueName}
-}
-
-// Close releases the Redis connections.
-func (c *Client) Close() error {
-	return errors.Join(c.client.Close(), c.inspector.Close())
+	return &Client{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), queue: queueName}
 }
 
 // EnqueueEnroll implements engine.Jobs. A task of that id already queued,
@@ -119,16 +125,15 @@ type WorkerConfig struct {
 
 // Worker processes enroll tasks and reconciles stale requests.
 type Worker struct {
-	srv    *asynq.Server
-	mux    *asynq.ServeMux
-	svc    *engine.Service
-	client *Client
-	cfg    WorkerConfig
-	log    *slog.Logger
+	srv *asynq.Server
+	mux *asynq.ServeMux
+	svc *engine.Service
+	cfg WorkerConfig
+	log *slog.Logger
 }
 
-// NewWorker returns a Worker; Run starts it.
-func NewWorker(opt asynq.RedisConnOpt, svc *engine.Service, cfg WorkerConfig, log *slog.Logger) *Worker {
+// NewWorker returns a Worker on rdb (which the caller closes); Run starts it.
+func NewWorker(rdb redis.UniversalClient, svc *engine.Service, cfg WorkerConfig, log *slog.Logger) *Worker {
 	if cfg.Queue == "" {
 		cfg.Queue = DefaultQueue
 	}
@@ -141,8 +146,8 @@ func NewWorker(opt asynq.RedisConnOpt, svc *engine.Service, cfg WorkerConfig, lo
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = time.Minute
 	}
-	w := &Worker{svc: svc, client: NewClient(opt, cfg.Queue), cfg: cfg, log: log}
-	w.srv = asynq.NewServer(opt, asynq.Config{
+	w := &Worker{svc: svc, cfg: cfg, log: log}
+	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
 		Queues:      map[string]int{cfg.Queue: 1},
 		// A database or Redis outage is not the task's fault: it must not
@@ -164,7 +169,6 @@ func NewWorker(opt asynq.RedisConnOpt, svc *engine.Service, cfg WorkerConfig, lo
 // Run processes tasks until ctx ends, then shuts down gracefully, letting
 // running tasks finish (up to 10 s; an unfinished one is redelivered).
 func (w *Worker) Run(ctx context.Context) error {
-	defer w.client.Close()
 	if err := w.srv.Start(w.mux); err != nil {
 		return fmt.Errorf("start worker: %w", err)
 	}

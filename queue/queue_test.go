@@ -8,12 +8,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/queue"
 	"github.com/biomatch/biomatch/vectorstore"
 )
@@ -50,9 +51,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 }
 
 // startWorker runs a worker until the returned stop is called.
-func startWorker(t *testing.T, opt asynq.RedisConnOpt, svc *engine.Service, cfg queue.WorkerConfig) (stop func()) {
+func startWorker(t *testing.T, rdb redis.UniversalClient, svc *engine.Service, cfg queue.WorkerConfig) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := queue.NewWorker(opt, svc, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	w := queue.NewWorker(rdb, svc, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := w.Run(ctx); err != nil {
@@ -66,28 +67,32 @@ func startWorker(t *testing.T, opt asynq.RedisConnOpt, svc *engine.Service, cfg 
 }
 
 // setup gives a test a fresh database with its store, and a queue of its own.
-func setup(t *testing.T) (*pgxpool.Pool, *vectorstore.Postgres, asynq.RedisConnOpt, string) {
+// The search is PostgreSQL's (the worker's own, as in production).
+func setup(t *testing.T) (*pgxpool.Pool, *postgres.Store, *vectorstore.PGVector, redis.UniversalClient, string) {
 	t.Helper()
 	pool := testenv.NewPool(t)
-	opt, err := queue.ParseRedisURL(testenv.Env(t, "REDIS_URL"))
+	rdb, err := queue.OpenRedis(testenv.Env(t, "REDIS_URL"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := vectorstore.NewPostgres(context.Background(), pool, vectorstore.PostgresConfig{})
+	t.Cleanup(func() { rdb.Close() })
+	search, err := vectorstore.NewPGVector(context.Background(), pool, vectorstore.PGVectorConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return pool, store, opt, testenv.Queue(t)
+	return pool, postgres.NewStore(pool, search), search, rdb, testenv.Queue(t)
+}
+
+func newService(store *postgres.Store, search *vectorstore.PGVector, jobs engine.Jobs, cfg engine.Config) *engine.Service {
+	return engine.NewService(engine.Deps{Store: store, Index: search, Jobs: jobs,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
 }
 
 // TestWorkerRestart: a worker stopped mid-queue and started again completes
 // every accepted enroll, none twice.
 func TestWorkerRestart(t *testing.T) {
-	pool, store, opt, qname := setup(t)
-	jobs := queue.NewClient(opt, qname)
-	defer jobs.Close()
-	svc := engine.NewService(store, store, jobs, engine.Config{EnrollWait: time.Millisecond},
-		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	pool, store, search, rdb, qname := setup(t)
+	svc := newService(store, search, queue.NewClient(rdb, qname), engine.Config{EnrollWait: time.Millisecond})
 	ctx := context.Background()
 
 	const n = 60
@@ -102,7 +107,7 @@ func TestWorkerRestart(t *testing.T) {
 	}
 	done := func() int { return count(t, pool, `SELECT count(*) FROM enroll_requests WHERE state = 'done'`) }
 
-	stop := startWorker(t, opt, svc, queue.WorkerConfig{Queue: qname, Concurrency: 1})
+	stop := startWorker(t, rdb, svc, queue.WorkerConfig{Queue: qname, Concurrency: 1})
 	eventually(t, "the first enrolls", func() bool { return done() >= 5 })
 	stop()
 	atStop := done()
@@ -111,7 +116,7 @@ func TestWorkerRestart(t *testing.T) {
 		t.Fatalf("the worker finished all %d before it was stopped: the test proves nothing", n)
 	}
 
-	startWorker(t, opt, svc, queue.WorkerConfig{Queue: qname, Concurrency: 4})
+	startWorker(t, rdb, svc, queue.WorkerConfig{Queue: qname, Concurrency: 4})
 	eventually(t, "every enroll", func() bool { return done() == n })
 
 	if got := count(t, pool, `SELECT count(*) FROM persons`); got != n {
@@ -131,22 +136,19 @@ func TestWorkerRestart(t *testing.T) {
 // TestReconcilerRecoversLostEnqueue: an enroll accepted while Redis was
 // unreachable completes once the reconciler sees it.
 func TestReconcilerRecoversLostEnqueue(t *testing.T) {
-	_, store, opt, qname := setup(t)
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	_, store, search, rdb, qname := setup(t)
 
 	// Redis down at enqueue time: nothing listens on port 1.
-	down := queue.NewClient(asynq.RedisClientOpt{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond}, qname)
-	defer down.Close()
-	svcDown := engine.NewService(store, store, down, engine.Config{EnrollWait: time.Millisecond}, log)
+	downRedis := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
+	defer downRedis.Close()
+	svcDown := newService(store, search, queue.NewClient(downRedis, qname), engine.Config{EnrollWait: time.Millisecond})
 	req, err := svcDown.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: gallery, Vectors: face(7)})
 	if err != nil {
 		t.Fatalf("SubmitEnroll with Redis down: %v (the request is durable and must be accepted)", err)
 	}
 
-	up := queue.NewClient(opt, qname)
-	defer up.Close()
-	svc := engine.NewService(store, store, up, engine.Config{}, log)
-	startWorker(t, opt, svc, queue.WorkerConfig{Queue: qname, ReconcileEvery: 50 * time.Millisecond, StaleAfter: time.Millisecond})
+	svc := newService(store, search, queue.NewClient(rdb, qname), engine.Config{})
+	startWorker(t, rdb, svc, queue.WorkerConfig{Queue: qname, ReconcileEvery: 50 * time.Millisecond, StaleAfter: time.Millisecond})
 	eventually(t, "the reconciled enroll", func() bool {
 		got, err := store.EnrollRequest(context.Background(), req.ID)
 		return err == nil && got.State == engine.Done && got.Result.Outcome == engine.Created

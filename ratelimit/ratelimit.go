@@ -1,5 +1,6 @@
-// Package ratelimit is the per-API-key request limit, held in Redis (GCRA,
-// go-redis/redis_rate) so that every API replica shares it.
+// Package ratelimit holds allowances in Redis (GCRA, go-redis/redis_rate),
+// so that every API replica shares them: requests per API key, and failed
+// authentications per client address.
 package ratelimit
 
 import (
@@ -11,39 +12,44 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Limiter allows each key Rate requests per second, with bursts of Burst.
+// Limiter allows each key Rate events per Per, with bursts of Burst.
 type Limiter struct {
-	rdb     *redis.Client
 	limiter *redis_rate.Limiter
 	limit   redis_rate.Limit
+	prefix  string
 }
 
-// New connects to redisURL. rate ≤ 0 is refused: callers disable limiting
-// by not making a Limiter.
-func New(redisURL string, rate, burst int) (*Limiter, error) {
-	if rate <= 0 {
-		return nil, fmt.Errorf("rate limit must be positive")
+// New returns a Limiter of name (a Redis key prefix of its own) on the
+// process's Redis client: rate events per period, bursts of burst. rate ≤ 0
+// is refused: callers disable limiting by not making a Limiter.
+func New(rdb redis.UniversalClient, name string, rate int, per time.Duration, burst int) (*Limiter, error) {
+	if rate <= 0 || per <= 0 {
+		return nil, fmt.Errorf("rate limit %s must be positive", name)
 	}
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	rdb := redis.NewClient(opt)
-	limit := redis_rate.PerSecond(rate)
-	limit.Burst = max(burst, 1)
-	return &Limiter{rdb: rdb, limiter: redis_rate.NewLimiter(rdb), limit: limit}, nil
+	return &Limiter{limiter: redis_rate.NewLimiter(rdb), prefix: "biomatch:" + name + ":",
+		limit: redis_rate.Limit{Rate: rate, Period: per, Burst: max(burst, 1)}}, nil
 }
 
-// Allow takes one request from key's allowance. When none is left it
-// returns false and how long to wait. A Redis error is returned with ok
-// true: the caller decides whether to fail open.
+// Allow takes one event from key's allowance. When none is left it returns
+// false and how long to wait. A Redis error is returned with ok true: the
+// caller decides whether to fail open.
 func (l *Limiter) Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error) {
-	res, err := l.limiter.Allow(ctx, "biomatch:ratelimit:"+key, l.limit)
+	res, err := l.limiter.Allow(ctx, l.prefix+key, l.limit)
 	if err != nil {
 		return true, 0, err
 	}
 	return res.Allowed > 0, res.RetryAfter, nil
 }
 
-// Close releases the Redis connections.
-func (l *Limiter) Close() error { return l.rdb.Close() }
+// Peek reports whether key has at least one event left, without taking it;
+// when not, about how long until it has.
+func (l *Limiter) Peek(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error) {
+	res, err := l.limiter.AllowN(ctx, l.prefix+key, l.limit, 0)
+	if err != nil {
+		return true, 0, err
+	}
+	if res.Remaining >= 1 {
+		return true, 0, nil
+	}
+	return false, l.limit.Period / time.Duration(l.limit.Rate), nil
+}

@@ -4,28 +4,18 @@ package replay
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // Cache claims nonces in Redis.
-type Cache struct{ rdb *redis.Client }
+type Cache struct{ rdb redis.UniversalClient }
 
-// New connects to redisURL.
-func New(redisURL string) (*Cache, error) {
-	opt, err := redis.ParseURL(redisURL)
-	if err != nil {
-		return nil, fmt.Errorf("REDIS_URL: %w", err)
-	}
-	return &Cache{rdb: redis.NewClient(opt)}, nil
-}
+// New returns a Cache on the process's Redis client.
+func New(rdb redis.UniversalClient) *Cache { return &Cache{rdb: rdb} }
 
 // Claim records key for ttl and reports whether it was new (SET NX).
 func (c *Cache) Claim(ctx context.Context, key string, ttl time.Duration) (bool, error) {
 	return c.rdb.SetNX(ctx, "biomatch:nonce:"+key, 1, ttl).Result()
 }
-
-// Close releases the connections.
-func (c *Cache) Close() error { return c.rdb.Close() }

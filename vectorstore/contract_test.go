@@ -12,9 +12,10 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/vectorstore"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
@@ -23,7 +24,7 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 
 // fill enrolls persons of two identities' worth of samples each, in two
 // galleries and two dimensions, and returns every stored row.
-func fill(t *testing.T, p *vectorstore.Postgres, pool *pgxpool.Pool, persons int) []vectorstore.Row {
+func fill(t *testing.T, p db, pool *pgxpool.Pool, persons int) []vectorstore.Row {
 	t.Helper()
 	var rows []vectorstore.Row
 	for _, g := range []engine.Gallery{gallery, {Tenant: "other", Version: "FACE3_1"}} {
@@ -117,18 +118,24 @@ func contract(t *testing.T, name string, idx engine.Index, rows []vectorstore.Ro
 	}
 }
 
-func newStore(t *testing.T, pool *pgxpool.Pool, cfg vectorstore.PostgresConfig) *vectorstore.Postgres {
+// db is a test database's search and the store that writes it.
+type db struct {
+	*vectorstore.PGVector
+	*postgres.Store
+}
+
+func newStore(t *testing.T, pool *pgxpool.Pool, cfg vectorstore.PGVectorConfig) db {
 	t.Helper()
-	p, err := vectorstore.NewPostgres(context.Background(), pool, cfg)
+	p, err := vectorstore.NewPGVector(context.Background(), pool, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return p
+	return db{p, postgres.NewStore(pool, p)}
 }
 
-func loadedSynced(t *testing.T, p *vectorstore.Postgres, int8 string) *vectorstore.Synced {
+func loadedSynced(t *testing.T, p db, int8 string) *vectorstore.Synced {
 	t.Helper()
-	s := vectorstore.NewSynced(p, vectorstore.ExactConfig{Int8: int8}, 0, quiet)
+	s := vectorstore.NewSynced(p.PGVector, vectorstore.ExactConfig{Int8: int8}, 0, quiet)
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
 	wg.Go(func() { s.Follow(ctx) })
@@ -145,7 +152,7 @@ func loadedSynced(t *testing.T, p *vectorstore.Postgres, int8 string) *vectorsto
 
 func TestIndexContract(t *testing.T) {
 	pool := testenv.NewPool(t)
-	pg := newStore(t, pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30}) // exact mode
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1 << 30}) // exact mode
 	rows := fill(t, pg, pool, 150)
 
 	contract(t, "Postgres (pgvector exact)", pg, rows)
@@ -157,7 +164,7 @@ func TestIndexContract(t *testing.T) {
 	contract(t, "Exact", mem, rows)
 
 	nvPool := testenv.NewPoolWithoutVector(t)
-	noVector := newStore(t, nvPool, vectorstore.PostgresConfig{})
+	noVector := newStore(t, nvPool, vectorstore.PGVectorConfig{})
 	if noVector.HasVector() {
 		t.Fatal("a database without pgvector got vector columns")
 	}
@@ -170,7 +177,7 @@ func TestIndexContract(t *testing.T) {
 // Synced by LISTEN/NOTIFY alone.
 func TestSyncedFollowsOtherProcesses(t *testing.T) {
 	pool := testenv.NewPool(t)
-	pg := newStore(t, pool, vectorstore.PostgresConfig{})
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{})
 	follower := loadedSynced(t, pg, "auto")
 	rows := fill(t, pg, pool, 20)
 	eventually := func(what string, cond func() bool) {
@@ -206,23 +213,23 @@ func TestSyncedFollowsOtherProcesses(t *testing.T) {
 // holds nothing, and Auto answers from pgvector, still exactly.
 func TestAutoOverBudget(t *testing.T) {
 	pool := testenv.NewPool(t)
-	pg := newStore(t, pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1 << 30})
 	rows := fill(t, pg, pool, 30)
-	mem := vectorstore.NewSynced(pg, vectorstore.ExactConfig{}, 1024, quiet) // 1 KiB: far too small
+	mem := vectorstore.NewSynced(pg.PGVector, vectorstore.ExactConfig{}, 1024, quiet) // 1 KiB: far too small
 	if _, _, err := mem.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if mem.Active() || mem.Len() != 0 {
 		t.Fatalf("over budget: Active %v, Len %d; want inactive and empty", mem.Active(), mem.Len())
 	}
-	contract(t, "Auto over budget", &vectorstore.Auto{Mem: mem, PG: pg}, rows)
+	contract(t, "Auto over budget", &vectorstore.Auto{Mem: mem, PG: pg.PGVector}, rows)
 
-	roomy := vectorstore.NewSynced(pg, vectorstore.ExactConfig{}, 1<<30, quiet)
+	roomy := vectorstore.NewSynced(pg.PGVector, vectorstore.ExactConfig{}, 1<<30, quiet)
 	if _, _, err := roomy.Load(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if !roomy.Active() || roomy.Len() != len(rows) {
 		t.Fatalf("within budget: Active %v, Len %d; want active with %d", roomy.Active(), roomy.Len(), len(rows))
 	}
-	contract(t, "Auto within budget", &vectorstore.Auto{Mem: roomy, PG: pg}, rows)
+	contract(t, "Auto within budget", &vectorstore.Auto{Mem: roomy, PG: pg.PGVector}, rows)
 }

@@ -9,8 +9,8 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
 

@@ -25,7 +25,6 @@ var (
 	_ engine.Index    = (*Synced)(nil)
 	_ engine.Follower = (*Synced)(nil)
 	_ engine.Index    = (*Auto)(nil)
-	_ engine.Follower = (*Auto)(nil)
 )
 
 // Synced is an Exact kept current from PostgreSQL: loaded with binary COPY,
@@ -59,7 +58,7 @@ type Synced struct {
 
 // NewSynced returns an empty Synced over the store's pool; Follow loads
 // and keeps it current.
-func NewSynced(store *Postgres, cfg ExactConfig, budget int64, log *slog.Logger) *Synced {
+func NewSynced(store *PGVector, cfg ExactConfig, budget int64, log *slog.Logger) *Synced {
 	return &Synced{Exact: NewExact(cfg), pool: store.pool, cfg: cfg, vector: store.HasVector(),
 		budget: budget, log: log, loaded: make(chan struct{})}
 }
@@ -380,7 +379,7 @@ func decodeEmbedding(f []byte, vector bool, out engine.Embedding) (engine.Embedd
 // else with pgvector.
 type Auto struct {
 	Mem *Synced
-	PG  *Postgres
+	PG  *PGVector
 }
 
 // Nearest implements engine.Index.
@@ -389,9 +388,4 @@ func (a *Auto) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embed
 		return a.Mem.Nearest(ctx, g, probe, k)
 	}
 	return a.PG.Nearest(ctx, g, probe, k)
-}
-
-// PersonChanged implements engine.Follower.
-func (a *Auto) PersonChanged(ctx context.Context, personID int64) error {
-	return a.Mem.PersonChanged(ctx, personID)
 }

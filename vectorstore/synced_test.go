@@ -5,8 +5,8 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/vectorstore"
 )
@@ -17,7 +17,7 @@ import (
 // absent from the in-memory index. Erasure must be real.
 func TestDeletedPersonNeverComesBack(t *testing.T) {
 	pool := testenv.NewPool(t)
-	pg := newStore(t, pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1 << 30})
 	s := loadedSynced(t, pg, "off")
 	ctx := context.Background()
 	const iterations = 200

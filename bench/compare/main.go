@@ -32,8 +32,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgvector/pgvector-go"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/vectorstore"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
@@ -109,7 +110,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		return err
 	}
 	logf("inserted into PostgreSQL in %.1fs", loadS)
-	store, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{})
+	store, err := vectorstore.NewPGVector(ctx, pool, vectorstore.PGVectorConfig{})
 	if err != nil {
 		return err
 	}
@@ -270,11 +271,11 @@ func benchDatabase(ctx context.Context, o options) (*pgxpool.Pool, func(), error
 	}
 	u, _ := url.Parse(base)
 	u.Path = "/" + name
-	pool, err := vectorstore.OpenPool(ctx, u.String())
+	pool, err := postgres.OpenPool(ctx, u.String())
 	if err != nil {
 		return nil, nil, err
 	}
-	if _, err := vectorstore.Migrate(ctx, pool); err != nil {
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		return nil, nil, err
 	}
 	pool.Reset()

@@ -1,6 +1,6 @@
 // Command gen writes a synthetic gallery for `biomatch import`: JSONL
 // ({"external_id", "embedding"} per line), identities × noisy samples from
-// bench/synth, so imports can be measured without real biometric data.
+// internal/synth, so imports can be measured without real biometric data.
 //
 //	go run ./bench/gen -n 100000 -dim 512 > gallery.jsonl
 package main
@@ -12,7 +12,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/biomatch/biomatch/bench/synth"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
 func main() {

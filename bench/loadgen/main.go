@@ -26,8 +26,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
 type sample struct {

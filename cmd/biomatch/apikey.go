@@ -3,28 +3,30 @@ package main
 import (
 	"bufio"
 	"context"
-	"flag"
 	"fmt"
-	"io"
 	"strings"
 	"text/tabwriter"
 
-	"github.com/biomatch/biomatch/keys"
-	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/httpapi"
+	"github.com/biomatch/biomatch/internal/app"
+	"github.com/biomatch/biomatch/postgres"
 )
 
-const apikeyUsage = `usage:
-  biomatch apikey create --customer NAME [--min-encryption 1|3] [--api-id ID] [--usage-plan-id ID] [--product-code CODE]
-  biomatch apikey list [--customer NAME]
-  biomatch apikey revoke ID|PREFIX
-  biomatch apikey import --customer NAME [KEY ...]   (keys from arguments, else one per line on stdin)`
-
-func runAPIKey(ctx context.Context, cfg config, args []string, stdin io.Reader, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%s", apikeyUsage)
+func runAPIKey(ctx context.Context, config func() (app.Config, error), args []string, std stdio) error {
+	if len(args) == 0 || isHelp(args[0]) {
+		if len(args) == 0 {
+			return fmt.Errorf("%s", usageOf("apikey"))
+		}
+		fmt.Fprint(std.out, usageOf("apikey"))
+		return nil
 	}
-	fs := flag.NewFlagSet("apikey "+args[0], flag.ContinueOnError)
-	var o keys.NewOptions
+	if _, ok := helps["apikey "+args[0]]; !ok {
+		return fmt.Errorf("unknown subcommand %q\n%s", args[0], usageOf("apikey"))
+	}
+	stdin, stdout := std.in, std.out
+	fs := newFlagSet("apikey "+args[0], std.out, std.err)
+	var o postgres.KeyOptions
 	fs.StringVar(&o.CustomerID, "customer", "", "customer (tenant) the key belongs to")
 	fs.StringVar(&o.APIID, "api-id", "", "CryptoNets api_id")
 	fs.StringVar(&o.UsagePlanID, "usage-plan-id", "", "CryptoNets usage_plan_id")
@@ -33,12 +35,16 @@ func runAPIKey(ctx context.Context, cfg config, args []string, stdin io.Reader, 
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
-	pool, err := vectorstore.OpenPool(ctx, cfg.DatabaseURL)
+	cfg, err := config()
+	if err != nil {
+		return err
+	}
+	pool, err := postgres.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	ks := keys.NewStore(pool, cfg.MasterKey)
+	ks := postgres.NewKeys(pool, cfg.MasterKey)
 
 	switch args[0] {
 	case "create":
@@ -62,13 +68,13 @@ func runAPIKey(ctx context.Context, cfg config, args []string, stdin io.Reader, 
 		return tw.Flush()
 	case "revoke":
 		if fs.NArg() != 1 {
-			return fmt.Errorf("%s", apikeyUsage)
+			return fmt.Errorf("%s", usageOf("apikey"))
 		}
 		k, err := ks.Revoke(ctx, fs.Arg(0))
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "revoked key %s (prefix %s); replicas stop accepting it within %s\n", k.ID, k.Prefix, keys.CacheTTL)
+		fmt.Fprintf(stdout, "revoked key %s (prefix %s); replicas stop accepting it within %s\n", k.ID, k.Prefix, httpapi.KeyCacheTTL)
 		return nil
 	case "import":
 		secrets := fs.Args()
@@ -86,11 +92,11 @@ func runAPIKey(ctx context.Context, cfg config, args []string, stdin io.Reader, 
 		for _, s := range secrets {
 			k, err := ks.Import(ctx, s, o)
 			if err != nil {
-				return fmt.Errorf("import key %s…: %w", keys.DisplayPrefix(s), err)
+				return fmt.Errorf("import key %s…: %w", crypto.KeyPrefix(s), err)
 			}
 			fmt.Fprintf(stdout, "imported key %s (prefix %s) for customer %s\n", k.ID, k.Prefix, k.CustomerID)
 		}
 		return nil
 	}
-	return fmt.Errorf("%s", apikeyUsage)
+	return fmt.Errorf("%s", usageOf("apikey"))
 }

@@ -3,34 +3,29 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"os"
 	"strings"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/client"
 	"github.com/biomatch/biomatch/crypto"
+	"github.com/biomatch/biomatch/internal/synth"
 )
 
-const clientUsage = `usage:
-  biomatch client check   --url URL --key KEY
-  biomatch client enroll  --url URL --key KEY [--key-id ID] [--version V] [--enc 1|2|3] --vector-file FILE [--user-identifier ID]
-  biomatch client predict --url URL --key KEY [--version V] [--enc 1|2] --vector-file FILE [--k N] [--user-identifier ID]
-  biomatch client delete  --url URL --key KEY [--version V] [--enc 1|2] --puid PUID
-  biomatch client sync    --url URL --key KEY [--version V] [--enc 1|2] --puid PUID[,PUID…]
-  biomatch client vector  [--dim 512] [--seed N] [--noise 0.0]   (a synthetic, normalised test vector)
-
-A vector file holds a JSON array of floats, or {"embedding_vector": [...]}.
-Replies are printed as JSON with puid and guid decrypted.`
-
-func runClient(ctx context.Context, args []string, stdout io.Writer) error {
-	if len(args) == 0 {
-		return fmt.Errorf("%s", clientUsage)
+func runClient(ctx context.Context, args []string, std stdio) error {
+	if len(args) == 0 || isHelp(args[0]) {
+		if len(args) == 0 {
+			return fmt.Errorf("%s", usageOf("client"))
+		}
+		fmt.Fprint(std.out, usageOf("client"))
+		return nil
 	}
-	fs := flag.NewFlagSet("client "+args[0], flag.ContinueOnError)
+	if _, ok := helps["client "+args[0]]; !ok {
+		return fmt.Errorf("unknown subcommand %q\n%s", args[0], usageOf("client"))
+	}
+	stdout := std.out
+	fs := newFlagSet("client "+args[0], std.out, std.err)
 	url := fs.String("url", "http://127.0.0.1:8000", "server base URL")
 	key := fs.String("key", "", "API key")
 	keyID := fs.String("key-id", "", "the key's id, for --enc 3 (apikey create prints it)")
@@ -50,7 +45,7 @@ func runClient(ctx context.Context, args []string, stdout io.Writer) error {
 		return json.NewEncoder(stdout).Encode(synth.Vector(*dim, *seed, *noise, rand.Uint64()))
 	}
 	if *key == "" {
-		return fmt.Errorf("--key is required\n%s", clientUsage)
+		return fmt.Errorf("--key is required (biomatch client %s -h explains)", args[0])
 	}
 	if *enc < 1 || *enc > 3 {
 		return fmt.Errorf("--enc must be 1, 2 or 3")
@@ -78,8 +73,6 @@ func runClient(ctx context.Context, args []string, stdout io.Writer) error {
 		reply, err = c.Delete(ctx, *puid)
 	case "sync":
 		reply, err = c.SyncUUID(ctx, strings.Split(*puid, ","))
-	default:
-		return fmt.Errorf("%s", clientUsage)
 	}
 	if err != nil {
 		return err

@@ -2,23 +2,27 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net/http"
 	"time"
 
+	"github.com/biomatch/biomatch/internal/app"
+	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/queue"
-	"github.com/biomatch/biomatch/vectorstore"
 )
 
 // runHealthcheck exits non-zero unless the service is healthy: by default
 // it asks an API's /ready; with --deps it pings PostgreSQL and Redis itself
 // (for the worker, which serves no HTTP). Container health checks use it.
-func runHealthcheck(ctx context.Context, cfg config, args []string) error {
-	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+func runHealthcheck(ctx context.Context, config func() (app.Config, error), args []string, std stdio) error {
+	fs := newFlagSet("healthcheck", std.out, std.err)
 	url := fs.String("url", "http://127.0.0.1:8000/ready", "readiness URL to ask")
 	deps := fs.Bool("deps", false, "ping PostgreSQL and Redis instead of an URL")
 	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := config()
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
@@ -35,7 +39,7 @@ func runHealthcheck(ctx context.Context, cfg config, args []string) error {
 		}
 		return nil
 	}
-	pool, err := vectorstore.OpenPool(ctx, cfg.DatabaseURL)
+	pool, err := postgres.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return err
 	}
@@ -43,11 +47,13 @@ func runHealthcheck(ctx context.Context, cfg config, args []string) error {
 	if err := pool.Ping(ctx); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	opt, err := queue.ParseRedisURL(cfg.RedisURL)
+	rdb, err := queue.OpenRedis(cfg.RedisURL)
 	if err != nil {
 		return err
 	}
-	jobs := queue.NewClient(opt, cfg.Queue)
-	defer jobs.Close()
-	return jobs.Ping()
+	defer rdb.Close()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis: %w", err)
+	}
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -23,26 +22,18 @@ import (
 	"golang.org/x/term"
 
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/internal/app"
+	"github.com/biomatch/biomatch/postgres"
 )
-
-const importUsage = `usage:
-  biomatch import --tenant T [--version FACE3_1] [--batch 500] [--ids IDS.txt] [--restart] FILE
-  biomatch export --tenant T [--version FACE3_1] [--with-embeddings] [FILE]
-
-FILE is JSONL ({"external_id": "...", "embedding": [...]} per line) or a .npy matrix
-(float32 or float64, one template per row; external ids from --ids, one per line, else none).
-Import validates and deduplicates each template as an enroll does, in batches, and resumes
-after an interruption (--restart ignores the checkpoint). Export writes JSONL; embeddings only
-with --with-embeddings.`
 
 // itemReader yields import items; io.EOF ends.
 type itemReader interface {
 	next() (engine.ImportItem, error)
 }
 
-func runImport(ctx context.Context, cfg config, args []string, stderr io.Writer) error {
-	fs := flag.NewFlagSet("import", flag.ContinueOnError)
+func runImport(ctx context.Context, config func() (app.Config, error), args []string, std stdio) error {
+	stderr := std.err
+	fs := newFlagSet("import", std.out, std.err)
 	tenant := fs.String("tenant", "", "tenant (customer) to import into")
 	version := fs.String("version", "FACE3_1", "gallery version")
 	batch := fs.Int("batch", 500, "templates per transaction")
@@ -52,7 +43,11 @@ func runImport(ctx context.Context, cfg config, args []string, stderr io.Writer)
 		return err
 	}
 	if *tenant == "" || fs.NArg() != 1 || *batch < 1 {
-		return fmt.Errorf("%s", importUsage)
+		return fmt.Errorf("usage: biomatch %s (biomatch import -h explains)", helps["import"].usage)
+	}
+	cfg, err := config()
+	if err != nil {
+		return err
 	}
 	path := fs.Arg(0)
 	r, total, err := openItems(path, *ids)
@@ -63,14 +58,14 @@ func runImport(ctx context.Context, cfg config, args []string, stderr io.Writer)
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer a.Close()
 	g := engine.Gallery{Tenant: *tenant, Version: *version}
 	abs, _ := filepath.Abs(path)
 	info, _ := os.Stat(path)
 	source := fmt.Sprintf("%s/%s:%s:%d", g.Tenant, g.Version, abs, info.Size())
 	var done int64
 	if !*restart {
-		if done, err = a.service.ImportProgress(ctx, source); err != nil {
+		if done, err = a.Service.ImportProgress(ctx, source); err != nil {
 			return err
 		}
 	}
@@ -101,7 +96,7 @@ func runImport(ctx context.Context, cfg config, args []string, stderr io.Writer)
 		if len(items) == 0 {
 			break
 		}
-		results, err := a.service.Import(ctx, g, items, source, done+int64(len(items)))
+		results, err := a.Service.Import(ctx, g, items, source, done+int64(len(items)))
 		if err != nil {
 			return fmt.Errorf("batch after item %d (resume by running the same command): %w", done, err)
 		}
@@ -125,7 +120,7 @@ func runImport(ctx context.Context, cfg config, args []string, stderr io.Writer)
 	}
 	// The approximate index is built once, after the data, not row by row.
 	indexStart := time.Now()
-	built, err := a.store.EnsureIndexes(ctx)
+	built, err := a.Search.EnsureIndexes(ctx)
 	if err != nil {
 		return fmt.Errorf("the templates are in; building their HNSW index failed (the worker builds it later): %w", err)
 	}
@@ -310,8 +305,9 @@ func (r *npyReader) next() (engine.ImportItem, error) {
 	return it, nil
 }
 
-func runExport(ctx context.Context, cfg config, args []string, stdout io.Writer) error {
-	fs := flag.NewFlagSet("export", flag.ContinueOnError)
+func runExport(ctx context.Context, config func() (app.Config, error), args []string, std stdio) error {
+	stdout := std.out
+	fs := newFlagSet("export", std.out, std.err)
 	tenant := fs.String("tenant", "", "tenant (customer) to export")
 	version := fs.String("version", "FACE3_1", "gallery version")
 	withEmb := fs.Bool("with-embeddings", false, "include the templates (biometric data: handle as such)")
@@ -319,7 +315,11 @@ func runExport(ctx context.Context, cfg config, args []string, stdout io.Writer)
 		return err
 	}
 	if *tenant == "" || fs.NArg() > 1 {
-		return fmt.Errorf("%s", importUsage)
+		return fmt.Errorf("usage: biomatch %s (biomatch export -h explains)", helps["export"].usage)
+	}
+	cfg, err := config()
+	if err != nil {
+		return err
 	}
 	out := stdout
 	if fs.NArg() == 1 {
@@ -334,10 +334,10 @@ func runExport(ctx context.Context, cfg config, args []string, stdout io.Writer)
 	if err != nil {
 		return err
 	}
-	defer a.close()
+	defer a.Close()
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
-	err = a.store.Export(ctx, engine.Gallery{Tenant: *tenant, Version: *version}, *withEmb, func(p engine.Person, ts []engine.Embedding) error {
+	err = a.Store.Export(ctx, engine.Gallery{Tenant: *tenant, Version: *version}, *withEmb, func(p engine.Person, ts []engine.Embedding) error {
 		rec := map[string]any{"puid": p.PUID, "guid": p.GUID, "external_id": p.ExternalID,
 			"enroll_level": p.EnrollLevel, "created_at": p.CreatedAt.UTC().Format(time.RFC3339)}
 		if *withEmb {
@@ -357,13 +357,13 @@ func runExport(ctx context.Context, cfg config, args []string, stdout io.Writer)
 
 // newMigratedApp is newApp for the command-line tools, refusing a database
 // whose schema is behind the binary.
-func newMigratedApp(ctx context.Context, cfg config) (*app, error) {
-	a, err := newApp(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+func newMigratedApp(ctx context.Context, cfg app.Config) (*app.App, error) {
+	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
 	if err != nil {
 		return nil, err
 	}
-	if pending, err := vectorstore.MigrationsPending(ctx, a.pool); err != nil || pending {
-		a.close()
+	if pending, err := postgres.MigrationsPending(ctx, a.Pool); err != nil || pending {
+		a.Close()
 		if err == nil {
 			err = errors.New("the database schema is behind this binary: run biomatch migrate first")
 		}

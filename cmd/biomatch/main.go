@@ -8,16 +8,21 @@
 //	biomatch import|export --tenant T [--version V] FILE
 //	biomatch healthcheck [--url URL | --deps]
 //
-// Configuration comes from environment variables (see README.md).
+// `biomatch <command> -h` explains a command. Configuration comes from
+// environment variables (see README.md); the wiring is internal/app.
 package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/biomatch/biomatch/internal/app"
 )
 
 func main() {
@@ -41,7 +46,15 @@ commands:
   import --tenant T [--version V] FILE     bulk-load a gallery (JSONL or .npy), resumable
   export --tenant T [--version V] [FILE]  write a gallery as JSONL
   healthcheck [--url URL | --deps]
+
+` + "`biomatch <command> -h`" + ` explains a command; README.md lists the environment variables.
 `
+
+// stdio is a command's standard streams.
+type stdio struct {
+	in       io.Reader
+	out, err io.Writer
+}
 
 // run is the whole program: everything it needs comes in as arguments.
 func run(ctx context.Context, args []string, getenv func(string) string, stdin io.Reader, stdout, stderr io.Writer) error {
@@ -50,33 +63,36 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdin i
 		return fmt.Errorf("missing command")
 	}
 	cmd, rest := args[1], args[2:]
-	if cmd == "client" {
-		return runClient(ctx, rest, stdout)
-	}
-	if cmd == "help" || cmd == "-h" || cmd == "--help" {
+	if isHelp(cmd) {
 		fmt.Fprint(stdout, usage)
 		return nil
 	}
-	cfg, err := loadConfig(getenv)
-	if err != nil {
-		return err
-	}
+	io := stdio{stdin, stdout, stderr}
+	config := func() (app.Config, error) { return app.LoadConfig(getenv) }
+	var err error
 	switch cmd {
 	case "serve":
-		return runServe(ctx, cfg, rest, stderr)
+		err = runServe(ctx, config, rest, io)
 	case "worker":
-		return runWorker(ctx, cfg, rest, stderr)
+		err = runWorker(ctx, config, rest, io)
 	case "migrate":
-		return runMigrate(ctx, cfg, stdout)
+		err = runMigrate(ctx, config, rest, io)
 	case "apikey":
-		return runAPIKey(ctx, cfg, rest, stdin, stdout)
+		err = runAPIKey(ctx, config, rest, io)
+	case "client":
+		err = runClient(ctx, rest, io)
 	case "healthcheck":
-		return runHealthcheck(ctx, cfg, rest)
+		err = runHealthcheck(ctx, config, rest, io)
 	case "import":
-		return runImport(ctx, cfg, rest, stderr)
+		err = runImport(ctx, config, rest, io)
 	case "export":
-		return runExport(ctx, cfg, rest, stdout)
+		err = runExport(ctx, config, rest, io)
+	default:
+		fmt.Fprint(stderr, usage)
+		return fmt.Errorf("unknown command %q", cmd)
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q", cmd)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil // the help was asked for, and printed
+	}
+	return err
 }

@@ -20,8 +20,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/biomatch/biomatch/bench/synth"
-	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
 )
 
@@ -225,67 +224,6 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func TestConfigErrorsNameTheVariable(t *testing.T) {
-	for name, value := range map[string]string{
-		"ENROLL_WAIT":        "soon",
-		"MATCH_THRESHOLD":    "2",
-		"MAX_BODY_BYTES":     "-5",
-		"LOG_LEVEL":          "loud",
-		"VERSION_THRESHOLDS": "FACE3_1=0.5",
-		"HNSW_EF_SEARCH":     "many",
-		"DEDUP_THRESHOLD":    "-1.5",
-	} {
-		_, err := loadConfig(func(k string) string {
-			if k == name {
-				return value
-			}
-			return ""
-		})
-		if err == nil || !strings.Contains(err.Error(), name) {
-			t.Errorf("%s=%q: error %v, want one naming %s", name, value, err, name)
-		}
-	}
-	for _, value := range []string{"FACE3_1=1.5/0.5", "FACE3_1=0.5/-2", "FACE3_1=0.5/0.5,FACE3_2=7/0"} {
-		_, err := loadConfig(func(k string) string {
-			if k == "VERSION_THRESHOLDS" {
-				return value
-			}
-			return ""
-		})
-		if err == nil || !strings.Contains(err.Error(), "VERSION_THRESHOLDS") {
-			t.Errorf("VERSION_THRESHOLDS=%q out of [-1, 1]: error %v, want one naming the variable", value, err)
-		}
-	}
-	// 0 is a threshold an operator may choose, not "unset".
-	zero, err := loadConfig(func(k string) string {
-		if k == "MATCH_THRESHOLD" || k == "DEDUP_THRESHOLD" {
-			return "0"
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if th := zero.Engine.Thresholds("FACE3_1"); th != (engine.Thresholds{}) {
-		t.Errorf("MATCH_THRESHOLD=0 DEDUP_THRESHOLD=0: thresholds %+v, want 0/0", th)
-	}
-	cfg, err := loadConfig(func(k string) string {
-		if k == "VERSION_THRESHOLDS" {
-			return "FACE3_2=0.6/0.7"
-		}
-		return ""
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if th := cfg.Engine.Thresholds("FACE3_2"); th.Match != 0.6 || th.Dedup != 0.7 {
-		t.Errorf("FACE3_2 thresholds = %+v", th)
-	}
-	if th := cfg.Engine.Thresholds("FACE3_1"); th.Match != 0.5 || th.Dedup != 0.5 {
-		t.Errorf("default thresholds = %+v", th)
-	}
-}
-
 func TestUnknownCommand(t *testing.T) {
 	var out, errOut bytes.Buffer
 	if err := run(context.Background(), []string{"biomatch", "frobnicate"}, func(string) string { return "" }, nil, &out, &errOut); err == nil {
@@ -388,26 +326,4 @@ func redisDump(t *testing.T, url string) []byte {
 		t.Fatal("Redis holds no key at all: the no-leak check would prove nothing")
 	}
 	return []byte(dump)
-}
-
-// TestREADMEListsEveryVariable: the configuration table cannot drift from
-// the code.
-func TestREADMEListsEveryVariable(t *testing.T) {
-	raw, err := os.ReadFile("../../README.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for name, def := range envDefaults {
-		row := "| `" + name + "` |"
-		i := strings.Index(string(raw), row)
-		if i < 0 {
-			t.Errorf("README's configuration table lacks %s", name)
-			continue
-		}
-		line := string(raw[i:])
-		line = line[:strings.IndexByte(line, '\n')]
-		if def != "" && !strings.Contains(line, "`"+def+"`") {
-			t.Errorf("README gives %s another default than %q: %s", name, def, line)
-		}
-	}
 }

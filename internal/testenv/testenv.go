@@ -21,7 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 // Env returns the value of name from the environment or ./.data/env.
@@ -111,12 +111,12 @@ func NewPoolWithoutVector(t testing.TB) *pgxpool.Pool {
 func migratedPool(t testing.TB, url string) *pgxpool.Pool {
 	t.Helper()
 	ctx := context.Background()
-	pool, err := vectorstore.OpenPool(ctx, url)
+	pool, err := postgres.OpenPool(ctx, url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if _, err := vectorstore.Migrate(ctx, pool); err != nil {
+	if _, err := postgres.Migrate(ctx, pool); err != nil {
 		t.Fatal(err)
 	}
 	pool.Reset() // reconnect, so pgvector's types are registered now the extension exists

@@ -1,10 +1,13 @@
-// Package teststack starts the whole biomatch service on real PostgreSQL and
-// Redis for examples and TestMain, where no *testing.T exists.
+// Package teststack starts the whole biomatch service, wired by
+// internal/app exactly as `biomatch serve --with-worker` wires it, on real
+// PostgreSQL and Redis: a fresh database (dropped by Stop) and a queue of
+// its own. Tests, examples and TestMain use it.
 package teststack
 
 import (
 	"context"
 	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,37 +15,45 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/httpapi"
-	"github.com/biomatch/biomatch/keys"
-	"github.com/biomatch/biomatch/queue"
-	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/internal/app"
+	"github.com/biomatch/biomatch/postgres"
 )
 
-// Stack is the whole service on real PostgreSQL and Redis, for examples
-// and TestMain, where no *testing.T exists.
+// Options vary a Stack.
+type Options struct {
+	// Env overrides the configuration (the variables app.LoadConfig reads).
+	// DATABASE_URL, REDIS_URL and QUEUE_NAME are the stack's own. Unless
+	// set here: SEARCH_BACKEND=pgvector, no rate limits, a random MASTER_KEY.
+	Env map[string]string
+	// NoWorker starts no worker (StartWorker starts one later).
+	NoWorker bool
+	// Log receives the service's JSON log; nil: discarded.
+	Log io.Writer
+	// Wrap, when not nil, wraps the handler (to record the exchange, say).
+	Wrap func(http.Handler) http.Handler
+}
+
+// Stack is the running service.
 type Stack struct {
-	URL  string
-	Keys *keys.Store
+	URL  string   // of the HTTP server
+	App  *app.App // its wiring: pool, keys, service, …
+	Keys *postgres.Keys
 	stop []func()
 }
 
-// StartStack starts the router, the service and a worker on a fresh
-// database of databaseURL's server and a queue of its own on redisURL.
-// wrap, when not nil, wraps the router (to record the exchange, say).
-// Stop releases everything, the database included.
-func StartStack(databaseURL, redisURL string, wrap func(http.Handler) http.Handler) (*Stack, error) {
+// Start starts the stack on a fresh database of databaseURL's server and a
+// queue of its own on redisURL. Stop releases everything.
+func Start(databaseURL, redisURL string, o Options) (*Stack, error) {
 	ctx := context.Background()
 	s := &Stack{}
 	admin, err := pgx.Connect(ctx, databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("connect (is make services running?): %w", err)
 	}
-	name := "biomatch_example_" + strings.ToLower(rand.Text()[:12])
+	name := "biomatch_stack_" + strings.ToLower(rand.Text()[:12])
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		admin.Close(ctx)
 		return nil, err
@@ -53,46 +64,63 @@ func StartStack(databaseURL, redisURL string, wrap func(http.Handler) http.Handl
 	})
 	u, _ := url.Parse(databaseURL)
 	u.Path = "/" + name
-	pool, err := vectorstore.OpenPool(ctx, u.String())
+	pool, err := postgres.OpenPool(ctx, u.String())
 	if err != nil {
 		s.Stop()
 		return nil, err
 	}
-	s.stop = append(s.stop, pool.Close)
-	if _, err := vectorstore.Migrate(ctx, pool); err != nil {
-		s.Stop()
-		return nil, err
-	}
-	pool.Reset()
-	store, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{})
+	_, err = postgres.Migrate(ctx, pool)
+	pool.Close()
 	if err != nil {
 		s.Stop()
 		return nil, err
 	}
-	opt, err := queue.ParseRedisURL(redisURL)
+
+	master := make([]byte, 32)
+	rand.Read(master)
+	env := map[string]string{"SEARCH_BACKEND": "pgvector", "RATE_LIMIT_PER_SECOND": "0", "AUTH_FAILURES_PER_MINUTE": "0",
+		"MASTER_KEY": hex.EncodeToString(master)}
+	for k, v := range o.Env {
+		env[k] = v
+	}
+	env["DATABASE_URL"], env["REDIS_URL"] = u.String(), redisURL
+	env["QUEUE_NAME"] = "stack-" + strings.ToLower(rand.Text()[:10])
+	cfg, err := app.LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
 		s.Stop()
 		return nil, err
 	}
-	qname := "example-" + strings.ToLower(rand.Text()[:10])
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	jobs := queue.NewClient(opt, qname)
-	svc := engine.NewService(store, store, jobs, engine.Config{}, log)
-	wctx, cancel := context.WithCancel(ctx)
-	var wg sync.WaitGroup
-	wg.Go(func() { queue.NewWorker(opt, svc, queue.WorkerConfig{Queue: qname}, log).Run(wctx) })
-	s.stop = append(s.stop, func() { cancel(); wg.Wait(); jobs.Close() })
-	s.Keys = keys.NewStore(pool, nil)
-	var h http.Handler = httpapi.NewHandler(httpapi.Config{CORSOrigins: []string{"*"}, MaxBodyBytes: 64 << 20},
-		httpapi.Deps{Service: svc, Keys: s.Keys, Log: log})
-	if wrap != nil {
-		h = wrap(h)
+	var logTo io.Writer = io.Discard
+	if o.Log != nil {
+		logTo = o.Log
+	}
+	a, err := app.New(ctx, cfg, slog.New(slog.NewJSONHandler(logTo, &slog.HandlerOptions{Level: cfg.LogLevel})), true)
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	s.App, s.Keys = a, a.Keys
+	s.stop = append(s.stop, a.Close)
+	a.Start()
+	if !o.NoWorker {
+		a.StartWorker()
+	}
+	h, err := a.Handler()
+	if err != nil {
+		s.Stop()
+		return nil, err
+	}
+	if o.Wrap != nil {
+		h = o.Wrap(h)
 	}
 	srv := httptest.NewServer(h)
 	s.stop = append(s.stop, srv.Close)
 	s.URL = srv.URL
 	return s, nil
 }
+
+// StartWorker starts the enroll worker of a stack started with NoWorker.
+func (s *Stack) StartWorker() { s.App.StartWorker() }
 
 // Stop releases the stack, newest first.
 func (s *Stack) Stop() {

@@ -10,9 +10,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/pgvector/pgvector-go"
 
-	"github.com/biomatch/biomatch/bench/synth"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/vectorstore"
 )
 
@@ -20,7 +21,7 @@ var gallery = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
 
 // enroll stores n persons with one template each through the enroll path's
 // transaction and returns their templates by person id.
-func enroll(t *testing.T, p *vectorstore.Postgres, n, dim int) map[int64]engine.Embedding {
+func enroll(t *testing.T, p db, n, dim int) map[int64]engine.Embedding {
 	t.Helper()
 	out := map[int64]engine.Embedding{}
 	err := p.InGallery(context.Background(), gallery, func(ctx context.Context, tx engine.GalleryTx) error {
@@ -43,13 +44,10 @@ func enroll(t *testing.T, p *vectorstore.Postgres, n, dim int) map[int64]engine.
 	return out
 }
 
-func TestPostgresSearch(t *testing.T) {
+func TestPGVectorSearch(t *testing.T) {
 	pool := testenv.NewPool(t)
 	ctx := context.Background()
-	p, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{HNSWMinTemplates: 1 << 30})
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1 << 30})
 	templates := enroll(t, p, 300, 256)
 	// The dimension's index is built afterwards, in the background, the way
 	// the worker's index maintenance does it.
@@ -107,87 +105,13 @@ func TestPostgresSearch(t *testing.T) {
 	}
 }
 
-func TestPostgresGalleryCountsAndDelete(t *testing.T) {
-	pool := testenv.NewPool(t)
-	ctx := context.Background()
-	p, err := vectorstore.NewPostgres(ctx, pool, vectorstore.PostgresConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	templates := enroll(t, p, 5, 128)
-	var persons, tmpl int
-	count := func() {
-		t.Helper()
-		if err := pool.QueryRow(ctx, `SELECT persons, templates FROM galleries WHERE tenant = $1 AND version = $2`,
-			gallery.Tenant, gallery.Version).Scan(&persons, &tmpl); err != nil {
-			t.Fatal(err)
-		}
-	}
-	count()
-	if persons != 5 || tmpl != 5 {
-		t.Fatalf("gallery counts = %d persons, %d templates; want 5, 5", persons, tmpl)
-	}
-	var victim int64
-	for id := range templates {
-		victim = id
-		break
-	}
-	ps, err := p.Persons(ctx, []int64{victim})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := p.DeletePerson(ctx, gallery.Tenant, ps[victim].PUID, engine.AuditEntry{Tenant: gallery.Tenant, Action: "delete"}); err != nil {
-		t.Fatal(err)
-	}
-	count()
-	if persons != 4 || tmpl != 4 {
-		t.Errorf("after delete = %d persons, %d templates; want 4, 4", persons, tmpl)
-	}
-	ms, err := p.Nearest(ctx, gallery, templates[victim], 5)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, m := range ms {
-		if m.PersonID == victim {
-			t.Errorf("deleted person %d still found", victim)
-		}
-	}
-	if _, err := p.DeletePerson(ctx, gallery.Tenant, ps[victim].PUID, engine.AuditEntry{}); err == nil || !strings.Contains(fmt.Sprint(err), "not found") {
-		t.Errorf("second delete error = %v, want ErrNotFound", err)
-	}
-}
-
-// TestInvalidIndexDetected: an index left invalid (as an interrupted
-// CREATE INDEX CONCURRENTLY leaves it) fails CheckIndexes and Migrate.
-func TestInvalidIndexDetected(t *testing.T) {
-	pool := testenv.NewPool(t)
-	ctx := context.Background()
-	if err := vectorstore.CheckIndexes(ctx, pool); err != nil {
-		t.Fatalf("fresh schema: %v", err)
-	}
-	// A unique index over duplicate values fails CONCURRENTLY and stays invalid.
-	if _, err := pool.Exec(ctx, `INSERT INTO audit_log (tenant, action) VALUES ('t', 'x'), ('t', 'x')`); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := pool.Exec(ctx, `CREATE UNIQUE INDEX CONCURRENTLY audit_dup ON audit_log (tenant, action)`); err == nil {
-		t.Fatal("the unique index over duplicates was built")
-	}
-	err := vectorstore.CheckIndexes(ctx, pool)
-	if err == nil || !strings.Contains(err.Error(), "audit_dup") {
-		t.Errorf("CheckIndexes = %v, want it to name audit_dup", err)
-	}
-	if _, err := vectorstore.Migrate(ctx, pool); err == nil {
-		t.Error("Migrate succeeded with an invalid index")
-	}
-}
-
 // TestIndexesBuiltOutsideRequests: accepting an enroll never builds an
 // index (that blocked template writes inside an HTTP request); EnsureIndexes
 // builds one per dimension in use, concurrently, and mends one left invalid.
 func TestIndexesBuiltOutsideRequests(t *testing.T) {
 	pool := testenv.NewPool(t)
 	ctx := context.Background()
-	p := newStore(t, pool, vectorstore.PostgresConfig{})
+	p := newStore(t, pool, vectorstore.PGVectorConfig{})
 	hnsw := func() []string {
 		t.Helper()
 		rows, err := pool.Query(ctx, `SELECT c.relname || ':' || i.indisvalid FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
@@ -214,7 +138,7 @@ func TestIndexesBuiltOutsideRequests(t *testing.T) {
 	if _, err := pool.Exec(ctx, `CREATE UNIQUE INDEX CONCURRENTLY templates_hnsw_128 ON templates (tenant) WHERE dim = 128`); err == nil {
 		t.Fatal("the unique index over duplicates was built")
 	}
-	if err := vectorstore.CheckIndexes(ctx, pool); err == nil {
+	if err := postgres.CheckIndexes(ctx, pool); err == nil {
 		t.Fatal("CheckIndexes passed an invalid index")
 	}
 	built, err := p.EnsureIndexes(ctx)
@@ -224,7 +148,7 @@ func TestIndexesBuiltOutsideRequests(t *testing.T) {
 	if got, want := fmt.Sprint(hnsw()), "[templates_hnsw_128:true templates_hnsw_512:true]"; got != want {
 		t.Errorf("indexes = %s, want %s", got, want)
 	}
-	if err := vectorstore.CheckIndexes(ctx, pool); err != nil {
+	if err := postgres.CheckIndexes(ctx, pool); err != nil {
 		t.Error(err)
 	}
 	if built, err := p.EnsureIndexes(ctx); err != nil || len(built) != 0 {

@@ -1,31 +1,29 @@
-// Package vectorstore implements engine.Store and engine.Index on
-// PostgreSQL with pgvector (Postgres). PostgreSQL is the source of truth for
-// persons, templates, enroll requests and the audit log.
-package vectorstore
+// Package postgres is biomatch's storage: every SQL statement but search
+// (vectorstore owns that). It implements engine.Store — persons, template
+// writes, enroll requests, the audit log, import progress — and keeps the
+// API keys, and opens and migrates the database. PostgreSQL is the source of
+// truth.
+package postgres
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
-	"slices"
 	"strconv"
-	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/pgvector/pgvector-go"
 	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/vectorstore"
 )
 
 var (
-	_ engine.Store     = (*Postgres)(nil)
-	_ engine.Index     = (*Postgres)(nil)
+	_ engine.Store     = (*Store)(nil)
 	_ engine.GalleryTx = (*galleryTx)(nil)
 )
 
@@ -49,55 +47,17 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	return pgxpool.NewWithConfig(ctx, cfg)
 }
 
-// PostgresConfig tunes search on pgvector.
-type PostgresConfig struct {
-	// HNSWMinTemplates: galleries with at least this many templates are
-	// searched through the HNSW index; smaller ones by exact scan.
-	HNSWMinTemplates int
-	// EfSearch is hnsw.ef_search (raised to k when k is larger).
-	EfSearch int
-
-	noVector bool // set by NewPostgres from the schema
+// Store is engine.Store on PostgreSQL. Templates are written in the
+// search's format (vector or real[]) and announced on
+// vectorstore.TemplatesChannel at commit.
+type Store struct {
+	pool   *pgxpool.Pool
+	search *vectorstore.PGVector // the enroll decision's search, inside its transaction
 }
 
-// Postgres is the PostgreSQL store and index. With pgvector, templates are
-// vectors searched by pgvector; without it (the extension could not be
-// installed when the schema was made), they are real[] and Nearest is an
-// exact dot-product scan in SQL: correct but slow, for the enroll dedup and
-// as the last resort behind Exact.
-type Postgres struct {
-	pool    *pgxpool.Pool
-	cfg     PostgresConfig
-	indexed sync.Map // dim → struct{}: partial HNSW index known to be valid
-}
-
-// NewPostgres returns a Postgres over a pool made by OpenPool and migrated.
-func NewPostgres(ctx context.Context, pool *pgxpool.Pool, cfg PostgresConfig) (*Postgres, error) {
-	if cfg.HNSWMinTemplates <= 0 {
-		cfg.HNSWMinTemplates = 10000
-	}
-	if cfg.EfSearch <= 0 {
-		cfg.EfSearch = 100
-	}
-	var typ string
-	err := pool.QueryRow(ctx, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
-		WHERE attrelid = 'templates'::regclass AND attname = 'embedding'`).Scan(&typ)
-	if err != nil {
-		return nil, fmt.Errorf("inspect schema (run biomatch migrate?): %w", translate(err))
-	}
-	cfg.noVector = typ != "vector"
-	return &Postgres{pool: pool, cfg: cfg}, nil
-}
-
-// HasVector reports whether templates are pgvector vectors.
-func (p *Postgres) HasVector() bool { return !p.cfg.noVector }
-
-// embeddingArg encodes a template for the embedding column.
-func (c PostgresConfig) embeddingArg(e engine.Embedding) any {
-	if c.noVector {
-		return []float32(e)
-	}
-	return pgvector.NewVector(e)
+// NewStore returns a Store over a migrated pool made by OpenPool.
+func NewStore(pool *pgxpool.Pool, search *vectorstore.PGVector) *Store {
+	return &Store{pool: pool, search: search}
 }
 
 // querier is what pgxpool.Pool and pgx.Tx share.
@@ -136,180 +96,7 @@ func translate(err error) error {
 }
 
 // Ping reports whether the database answers.
-func (p *Postgres) Ping(ctx context.Context) error { return translate(p.pool.Ping(ctx)) }
-
-// ---- search ----
-
-// Nearest implements engine.Index: an exact scan for galleries smaller than
-// HNSWMinTemplates, the dimension's HNSW index beyond.
-func (p *Postgres) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	ms, err := nearest(ctx, p.pool, p.cfg, g, probe, k)
-	return ms, translate(err)
-}
-
-func nearest(ctx context.Context, q querier, cfg PostgresConfig, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	var size int
-	err := q.QueryRow(ctx, `SELECT templates FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&size)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	if cfg.noVector {
-		return dotScan(ctx, q, g, probe, k)
-	}
-	if size < cfg.HNSWMinTemplates {
-		return ExactScan(ctx, q, g, probe, k)
-	}
-	return HNSWScan(ctx, q, g, probe, k, max(cfg.EfSearch, k))
-}
-
-// ExactScan ranks every template of g with the probe's dimension: recall 1.
-func ExactScan(ctx context.Context, q querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	return collect(q.Query(ctx, `
-		SELECT id, person_id, 1 - (embedding <=> $1) FROM templates
-		WHERE tenant = $2 AND version = $3 AND dim = $4
-		ORDER BY embedding <=> $1, id LIMIT $5`,
-		pgvector.NewVector(probe), g.Tenant, g.Version, len(probe), k))
-}
-
-// dotScan ranks real[] templates by their dot product with the probe, in SQL.
-func dotScan(ctx context.Context, q querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	return collect(q.Query(ctx, `
-		SELECT id, person_id, (SELECT sum(a::float8 * b::float8) FROM unnest(embedding, $1::real[]) AS u(a, b)) AS score
-		FROM templates WHERE tenant = $2 AND version = $3 AND dim = $4
-		ORDER BY score DESC, id LIMIT $5`,
-		[]float32(probe), g.Tenant, g.Version, len(probe), k))
-}
-
-// HNSWScan searches the partial HNSW index of the probe's dimension with
-// hnsw.ef_search = ef and iterative scan, so the gallery filter cannot
-// starve the result. It is approximate. q must be a transaction or a pool:
-// the settings are made local to a transaction of their own.
-func HNSWScan(ctx context.Context, q querier, g engine.Gallery, probe engine.Embedding, k, ef int) ([]engine.Match, error) {
-	dim := len(probe) // validated to [128, 512]: safe to format into SQL
-	run := func(q querier) ([]engine.Match, error) {
-		if _, err := q.Exec(ctx, fmt.Sprintf(`SET LOCAL hnsw.ef_search = %d`, ef)); err != nil {
-			return nil, err
-		}
-		if _, err := q.Exec(ctx, `SET LOCAL hnsw.iterative_scan = relaxed_order`); err != nil {
-			return nil, err
-		}
-		ms, err := collect(q.Query(ctx, fmt.Sprintf(`
-			SELECT id, person_id, 1 - ((embedding::vector(%[1]d)) <=> $1::vector(%[1]d)) FROM templates
-			WHERE dim = %[1]d AND tenant = $2 AND version = $3
-			ORDER BY (embedding::vector(%[1]d)) <=> $1::vector(%[1]d) LIMIT $4`, dim),
-			pgvector.NewVector(probe), g.Tenant, g.Version, k))
-		// relaxed_order may return neighbours slightly out of order.
-		slices.SortFunc(ms, engine.CompareMatches)
-		return ms, err
-	}
-	if tx, ok := q.(pgx.Tx); ok {
-		return run(tx)
-	}
-	var out []engine.Match
-	err := pgx.BeginFunc(ctx, q.(*pgxpool.Pool), func(tx pgx.Tx) error {
-		var err error
-		out, err = run(tx)
-		return err
-	})
-	return out, err
-}
-
-func collect(rows pgx.Rows, err error) ([]engine.Match, error) {
-	if err != nil {
-		return nil, err
-	}
-	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (engine.Match, error) {
-		var m engine.Match
-		err := r.Scan(&m.TemplateID, &m.PersonID, &m.Score)
-		return m, err
-	})
-}
-
-// dimsInUse lists each template dimension present, through the gallery
-// index (a loose index scan per gallery: no pass over the templates).
-const dimsInUse = `
-	SELECT DISTINCT d.dim FROM galleries g CROSS JOIN LATERAL (
-		WITH RECURSIVE r(dim) AS (
-			SELECT min(t.dim) FROM templates t WHERE t.tenant = g.tenant AND t.version = g.version
-			UNION ALL
-			SELECT (SELECT min(t.dim) FROM templates t WHERE t.tenant = g.tenant AND t.version = g.version AND t.dim > r.dim)
-			FROM r WHERE r.dim IS NOT NULL)
-		SELECT dim FROM r WHERE dim IS NOT NULL) d ORDER BY 1`
-
-// EnsureIndexes builds the partial HNSW index of every template dimension
-// in use that lacks one, with CREATE INDEX CONCURRENTLY (template writes go
-// on meanwhile; search scans exactly until it is valid). One left invalid
-// by an interrupted build is dropped and built again; one another session
-// is building is left to it. It returns the dimensions it built. Without
-// pgvector it does nothing.
-func (p *Postgres) EnsureIndexes(ctx context.Context) ([]int, error) {
-	if p.cfg.noVector {
-		return nil, nil
-	}
-	rows, err := p.pool.Query(ctx, dimsInUse)
-	if err != nil {
-		return nil, translate(err)
-	}
-	dims, err := pgx.CollectRows(rows, pgx.RowTo[int])
-	if err != nil {
-		return nil, translate(err)
-	}
-	var built []int
-	for _, dim := range dims {
-		if _, ok := p.indexed.Load(dim); ok {
-			continue
-		}
-		name := fmt.Sprintf("templates_hnsw_%d", dim) // dim is an int from the database: safe in SQL
-		var exists, valid, building bool
-		err := p.pool.QueryRow(ctx, `SELECT true, i.indisvalid,
-				EXISTS (SELECT 1 FROM pg_stat_progress_create_index b WHERE b.index_relid = i.indexrelid)
-			FROM pg_index i WHERE i.indexrelid = to_regclass($1)`, name).Scan(&exists, &valid, &building)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return built, translate(err)
-		}
-		switch {
-		case valid:
-			p.indexed.Store(dim, struct{}{})
-			continue
-		case building:
-			continue
-		case exists: // invalid, and nobody builds it: an interrupted build
-			if _, err := p.pool.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
-				return built, translate(err)
-			}
-		}
-		if _, err := p.pool.Exec(ctx, fmt.Sprintf(`CREATE INDEX CONCURRENTLY IF NOT EXISTS %[2]s ON templates
-			USING hnsw ((embedding::vector(%[1]d)) vector_cosine_ops) WHERE dim = %[1]d`, dim, name)); err != nil {
-			return built, fmt.Errorf("build %s: %w", name, translate(err))
-		}
-		p.indexed.Store(dim, struct{}{})
-		built = append(built, dim)
-	}
-	return built, nil
-}
-
-// KeepIndexes runs EnsureIndexes every interval until ctx ends, so the
-// index of a new dimension is built in the background, never inside a
-// request. Failures are logged and tried again.
-func (p *Postgres) KeepIndexes(ctx context.Context, every time.Duration, log *slog.Logger) {
-	for {
-		built, err := p.EnsureIndexes(ctx)
-		if err != nil && ctx.Err() == nil {
-			log.Warn("HNSW index maintenance", "err", err)
-		}
-		if len(built) > 0 {
-			log.Info("HNSW indexes built", "dims", built)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(every):
-		}
-	}
-}
+func (p *Store) Ping(ctx context.Context) error { return translate(p.pool.Ping(ctx)) }
 
 // ---- enroll requests ----
 
@@ -340,7 +127,7 @@ func scanEnrollRequest(row pgx.Row) (engine.EnrollRequest, error) {
 }
 
 // CreateEnrollRequest implements engine.Store.
-func (p *Postgres) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest) error {
+func (p *Store) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest) error {
 	dim := len(r.Templates[0])
 	flat := make([]float32, 0, dim*len(r.Templates))
 	for _, t := range r.Templates {
@@ -358,19 +145,19 @@ func (p *Postgres) CreateEnrollRequest(ctx context.Context, r engine.EnrollReque
 }
 
 // EnrollRequest implements engine.Store.
-func (p *Postgres) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
+func (p *Store) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
 	return scanEnrollRequest(p.pool.QueryRow(ctx, `SELECT `+enrollRequestColumns+`
 		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id WHERE r.id = $1`, id))
 }
 
 // CountEnrollAttempt implements engine.Store.
-func (p *Postgres) CountEnrollAttempt(ctx context.Context, id string) error {
+func (p *Store) CountEnrollAttempt(ctx context.Context, id string) error {
 	_, err := p.pool.Exec(ctx, `UPDATE enroll_requests SET attempts = attempts + 1 WHERE id = $1`, id)
 	return translate(err)
 }
 
 // FailEnrollRequest implements engine.Store.
-func (p *Postgres) FailEnrollRequest(ctx context.Context, id, reason string) error {
+func (p *Store) FailEnrollRequest(ctx context.Context, id, reason string) error {
 	_, err := p.pool.Exec(ctx, `
 		UPDATE enroll_requests SET state = 'failed', outcome = 'rejected', reason = $2, templates = NULL, finished_at = now()
 		WHERE id = $1 AND state = 'pending'`, id, reason)
@@ -378,7 +165,7 @@ func (p *Postgres) FailEnrollRequest(ctx context.Context, id, reason string) err
 }
 
 // PendingEnrollRequests implements engine.Store.
-func (p *Postgres) PendingEnrollRequests(ctx context.Context, before time.Time, limit int) ([]string, error) {
+func (p *Store) PendingEnrollRequests(ctx context.Context, before time.Time, limit int) ([]string, error) {
 	rows, err := p.pool.Query(ctx, `SELECT id FROM enroll_requests
 		WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2`, before, limit)
 	if err != nil {
@@ -390,12 +177,12 @@ func (p *Postgres) PendingEnrollRequests(ctx context.Context, before time.Time, 
 
 // InGallery implements engine.Store with a transaction-scoped advisory lock
 // on the gallery.
-func (p *Postgres) InGallery(ctx context.Context, g engine.Gallery, fn func(context.Context, engine.GalleryTx) error) error {
+func (p *Store) InGallery(ctx context.Context, g engine.Gallery, fn func(context.Context, engine.GalleryTx) error) error {
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if err := LockGallery(ctx, tx, g); err != nil {
 			return err
 		}
-		return fn(ctx, &galleryTx{tx: tx, cfg: p.cfg})
+		return fn(ctx, &galleryTx{tx: tx, search: p.search})
 	})
 	return translate(err)
 }
@@ -427,7 +214,7 @@ func onePerson(rows pgx.Rows, err error) (engine.Person, error) {
 }
 
 // Persons implements engine.Store.
-func (p *Postgres) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
+func (p *Store) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
 	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = ANY($1)`, ids)
 	if err != nil {
 		return nil, translate(err)
@@ -444,14 +231,14 @@ func (p *Postgres) Persons(ctx context.Context, ids []int64) (map[int64]engine.P
 }
 
 // PersonByIdentifier implements engine.Store.
-func (p *Postgres) PersonByIdentifier(ctx context.Context, g engine.Gallery, identifier string) (engine.Person, error) {
+func (p *Store) PersonByIdentifier(ctx context.Context, g engine.Gallery, identifier string) (engine.Person, error) {
 	return onePerson(p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons
 		WHERE tenant = $1 AND version = $2 AND (external_id = $3 OR puid = $3)
 		ORDER BY external_id = $3 DESC LIMIT 1`, g.Tenant, g.Version, identifier))
 }
 
 // PersonTemplates implements engine.Store.
-func (p *Postgres) PersonTemplates(ctx context.Context, personID int64) ([]engine.Embedding, error) {
+func (p *Store) PersonTemplates(ctx context.Context, personID int64) ([]engine.Embedding, error) {
 	rows, err := p.pool.Query(ctx, `SELECT embedding::real[] FROM templates WHERE person_id = $1 ORDER BY id`, personID)
 	if err != nil {
 		return nil, translate(err)
@@ -469,7 +256,7 @@ func (p *Postgres) PersonTemplates(ctx context.Context, personID int64) ([]engin
 
 // DeletePerson implements engine.Store: person, templates (by cascade) and
 // gallery counts in one transaction with the audit row.
-func (p *Postgres) DeletePerson(ctx context.Context, tenant, puid string, a engine.AuditEntry) (engine.Person, error) {
+func (p *Store) DeletePerson(ctx context.Context, tenant, puid string, a engine.AuditEntry) (engine.Person, error) {
 	var person engine.Person
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		var err error
@@ -490,7 +277,7 @@ func (p *Postgres) DeletePerson(ctx context.Context, tenant, puid string, a engi
 }
 
 // EnrollLevels implements engine.Store.
-func (p *Postgres) EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error) {
+func (p *Store) EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error) {
 	rows, err := p.pool.Query(ctx, `SELECT puid, enroll_level FROM persons WHERE tenant = $1 AND puid = ANY($2)`, tenant, puids)
 	if err != nil {
 		return nil, translate(err)
@@ -503,17 +290,14 @@ func (p *Postgres) EnrollLevels(ctx context.Context, tenant string, puids []stri
 }
 
 // Audit implements engine.Store.
-func (p *Postgres) Audit(ctx context.Context, a engine.AuditEntry) error {
+func (p *Store) Audit(ctx context.Context, a engine.AuditEntry) error {
 	return translate(audit(ctx, p.pool, a))
 }
 
-// TemplatesChannel is the NOTIFY channel of template changes; the payload
-// is the id of the person whose templates changed (or who was deleted). It
-// is sent at commit, so listeners see committed data.
-const TemplatesChannel = "biomatch_templates"
-
+// notifyPerson tells every follower of vectorstore.TemplatesChannel, at
+// commit, that a person's templates changed.
 func notifyPerson(ctx context.Context, q querier, personID int64) error {
-	_, err := q.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1::text)`, strconv.FormatInt(personID, 10))
+	_, err := q.Exec(ctx, `SELECT pg_notify('`+vectorstore.TemplatesChannel+`', $1::text)`, strconv.FormatInt(personID, 10))
 	return err
 }
 
@@ -530,8 +314,8 @@ func audit(ctx context.Context, q querier, a engine.AuditEntry) error {
 // ---- the locked gallery ----
 
 type galleryTx struct {
-	tx  pgx.Tx
-	cfg PostgresConfig
+	tx     pgx.Tx
+	search *vectorstore.PGVector
 }
 
 func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
@@ -540,8 +324,7 @@ func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.En
 }
 
 func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	ms, err := nearest(ctx, t.tx, t.cfg, g, probe, k)
-	return ms, translate(err)
+	return t.search.NearestIn(ctx, t.tx, g, probe, k)
 }
 
 func (t *galleryTx) Person(ctx context.Context, id int64) (engine.Person, error) {
@@ -574,7 +357,7 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 	batch := &pgx.Batch{}
 	for _, e := range ts {
 		batch.Queue(`INSERT INTO templates (person_id, tenant, version, dim, embedding) VALUES ($1, $2, $3, $4, $5)`,
-			p.ID, p.Gallery.Tenant, p.Gallery.Version, len(e), t.cfg.embeddingArg(e))
+			p.ID, p.Gallery.Tenant, p.Gallery.Version, len(e), t.search.EmbeddingArg(e))
 	}
 	if err := notifyPerson(ctx, t.tx, p.ID); err != nil {
 		return 0, translate(err)
@@ -611,7 +394,7 @@ func (t *galleryTx) Audit(ctx context.Context, a engine.AuditEntry) error {
 }
 
 // ImportProgress implements engine.Store.
-func (p *Postgres) ImportProgress(ctx context.Context, source string) (int64, error) {
+func (p *Store) ImportProgress(ctx context.Context, source string) (int64, error) {
 	var done int64
 	err := p.pool.QueryRow(ctx, `SELECT done FROM import_progress WHERE source = $1`, source).Scan(&done)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -627,7 +410,7 @@ func (t *galleryTx) SaveImportProgress(ctx context.Context, source string, done 
 }
 
 // Export implements engine.Store.
-func (p *Postgres) Export(ctx context.Context, g engine.Gallery, withTemplates bool, fn func(engine.Person, []engine.Embedding) error) error {
+func (p *Store) Export(ctx context.Context, g engine.Gallery, withTemplates bool, fn func(engine.Person, []engine.Embedding) error) error {
 	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND version = $2 ORDER BY id`, g.Tenant, g.Version)
 	if err != nil {
 		return translate(err)

@@ -1,4 +1,4 @@
-package main
+package app
 
 import (
 	"encoding/hex"
@@ -9,12 +9,11 @@ import (
 	"time"
 
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/httpapi"
 )
 
-// config is every environment variable the service reads. Each has a
+// Config is every environment variable the service reads. Each has a
 // default that works with `make services`.
-type config struct {
+type Config struct {
 	DatabaseURL      string
 	RedisURL         string
 	ListenAddr       string
@@ -38,11 +37,13 @@ type config struct {
 	RatePerSecond    int    // per API key, across replicas; 0: no limit
 	RateBurst        int
 	PlainRoutes      bool // serve /node/plainEnroll and /node/plainPredict
+	AuthFailures     int  // failed authentications per client address per minute; 0: no limit
+	TrustedProxies   []string
 }
 
-// envDefaults documents every variable with its default; README's table
-// mirrors it.
-var envDefaults = map[string]string{
+// EnvDefaults documents every variable with its default; README's table
+// mirrors it (a test checks).
+var EnvDefaults = map[string]string{
 	"DATABASE_URL":             "postgres://biomatch:biomatch@127.0.0.1:54329/biomatch?sslmode=disable",
 	"REDIS_URL":                "redis://127.0.0.1:63799/0",
 	"LISTEN_ADDR":              "127.0.0.1:8000",
@@ -70,15 +71,17 @@ var envDefaults = map[string]string{
 	"RATE_LIMIT_PER_SECOND":    "50",
 	"RATE_LIMIT_BURST":         "100",
 	"PLAIN_ROUTES":             "false",
+	"AUTH_FAILURES_PER_MINUTE": "30",
+	"TRUSTED_PROXIES":          "",
 }
 
-// loadConfig reads the environment; a bad value is an error naming the variable.
-func loadConfig(getenv func(string) string) (config, error) {
+// LoadConfig reads the environment; a bad value is an error naming the variable.
+func LoadConfig(getenv func(string) string) (Config, error) {
 	env := func(name string) string {
 		if v := strings.TrimSpace(getenv(name)); v != "" {
 			return v
 		}
-		return envDefaults[name]
+		return EnvDefaults[name]
 	}
 	var errs []string
 	bad := func(name string, why string) { errs = append(errs, fmt.Sprintf("%s=%q: %s", name, env(name), why)) }
@@ -104,12 +107,12 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return d
 	}
 
-	c := config{
+	c := Config{
 		DatabaseURL:      env("DATABASE_URL"),
 		RedisURL:         env("REDIS_URL"),
 		ListenAddr:       env("LISTEN_ADDR"),
 		MetricsAddr:      env("METRICS_ADDR"),
-		CORSOrigins:      httpapi.ParseOrigins(env("CORS_ORIGINS")),
+		CORSOrigins:      parseList(env("CORS_ORIGINS")),
 		MaxBodyBytes:     intVar("MAX_BODY_BYTES", 1024, 1<<30),
 		ReadHeaderTO:     durVar("READ_HEADER_TIMEOUT"),
 		HNSWMinTemplates: int(intVar("HNSW_MIN_TEMPLATES", 1, 1<<40)),
@@ -118,6 +121,8 @@ func loadConfig(getenv func(string) string) (config, error) {
 		Queue:            env("QUEUE_NAME"),
 		RatePerSecond:    int(intVar("RATE_LIMIT_PER_SECOND", 0, 1_000_000)),
 		RateBurst:        int(intVar("RATE_LIMIT_BURST", 1, 1_000_000)),
+		AuthFailures:     int(intVar("AUTH_FAILURES_PER_MINUTE", 0, 1_000_000)),
+		TrustedProxies:   parseList(env("TRUSTED_PROXIES")),
 		ReconcileEvery:   durVar("RECONCILE_EVERY"),
 		StaleAfter:       durVar("RECONCILE_STALE_AFTER"),
 	}
@@ -183,6 +188,17 @@ func loadConfig(getenv func(string) string) (config, error) {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
 	}
 	return c, nil
+}
+
+// parseList splits a comma-separated list (CORS_ORIGINS, TRUSTED_PROXIES).
+func parseList(s string) []string {
+	var out []string
+	for _, o := range strings.Split(s, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 // parseBytes reads "123", "512MiB", "8GiB" (or KiB); -1 when malformed.

@@ -1,0 +1,225 @@
+// Package app wires biomatch, once: configuration, the PostgreSQL pool, the
+// process's one Redis client, storage, search, the queue, the service, the
+// HTTP handler and the background work. The serve, worker and import
+// commands build on it, and so do the tests' stacks, so what is tested is
+// what runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynqmon"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/httpapi"
+	"github.com/biomatch/biomatch/metrics"
+	"github.com/biomatch/biomatch/postgres"
+	"github.com/biomatch/biomatch/queue"
+	"github.com/biomatch/biomatch/ratelimit"
+	"github.com/biomatch/biomatch/replay"
+	"github.com/biomatch/biomatch/vectorstore"
+	"github.com/biomatch/biomatch/vectorstore/kernel"
+)
+
+// App is one process's wiring.
+type App struct {
+	Pool    *pgxpool.Pool
+	Redis   redis.UniversalClient
+	Search  *vectorstore.PGVector
+	Store   *postgres.Store
+	Keys    *postgres.Keys
+	Mem     *vectorstore.Synced // the in-memory index; nil unless serving with SEARCH_BACKEND exact or auto
+	Jobs    *queue.Client
+	Service *engine.Service
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+
+	cfg   Config
+	index engine.Index
+
+	mu      sync.Mutex
+	cancels []context.CancelFunc // of the background work
+	bg      sync.WaitGroup
+	errs    chan error
+}
+
+// New connects, waiting for PostgreSQL (and its schema) as long as ctx
+// allows, and builds the service. search says whether this process answers
+// searches (serve: the in-memory index and its metrics) or only enrolls
+// (worker, tools). Close releases it.
+func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, error) {
+	rdb, err := queue.OpenRedis(cfg.RedisURL)
+	if err != nil {
+		return nil, err
+	}
+	pool, err := postgres.OpenPool(ctx, cfg.DatabaseURL)
+	if err != nil {
+		rdb.Close()
+		return nil, err
+	}
+	var pg *vectorstore.PGVector
+	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
+		pg, err = vectorstore.NewPGVector(ctx, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: cfg.HNSWMinTemplates, EfSearch: cfg.HNSWEfSearch})
+		if err == nil {
+			break
+		}
+		log.Warn("waiting for PostgreSQL", "err", err)
+		select {
+		case <-ctx.Done():
+			pool.Close()
+			rdb.Close()
+			return nil, err
+		case <-time.After(wait):
+		}
+	}
+	a := &App{Pool: pool, Redis: rdb, Search: pg, Store: postgres.NewStore(pool, pg), Keys: postgres.NewKeys(pool, cfg.MasterKey),
+		Jobs: queue.NewClient(rdb, cfg.Queue), Metrics: metrics.New(), Log: log, cfg: cfg, index: pg, errs: make(chan error, 2)}
+	if search {
+		if err := a.wireSearch(); err != nil {
+			a.Close()
+			return nil, err
+		}
+	}
+	var follower engine.Follower
+	if a.Mem != nil {
+		follower = a.Mem
+	}
+	a.Service = engine.NewService(engine.Deps{Store: a.Store, Index: a.index, Follower: follower, Jobs: a.Jobs, Log: log}, cfg.Engine)
+	return a, nil
+}
+
+// wireSearch chooses the search backend and registers the serving metrics.
+func (a *App) wireSearch() error {
+	cfg, log := a.cfg, a.Log
+	if !a.Search.HasVector() {
+		if cfg.SearchBackend == "pgvector" {
+			return errors.New("SEARCH_BACKEND=pgvector, but the vector extension is not installed in this database")
+		}
+		log.Warn("pgvector is not installed: templates are stored as real[] and search is exact, in memory")
+	}
+	exactCfg := vectorstore.ExactConfig{Int8: cfg.ExactInt8}
+	backend := func() string { return "pgvector" }
+	switch cfg.SearchBackend {
+	case "exact":
+		a.Mem = vectorstore.NewSynced(a.Search, exactCfg, 0, log)
+		a.index = a.Mem
+		backend = func() string { return "exact" }
+	case "auto":
+		a.Mem = vectorstore.NewSynced(a.Search, exactCfg, cfg.MemoryBudget, log)
+		a.index = &vectorstore.Auto{Mem: a.Mem, PG: a.Search}
+		mem := a.Mem
+		backend = func() string {
+			if mem.Active() {
+				return "exact"
+			}
+			return "pgvector"
+		}
+	}
+	if a.Mem != nil {
+		a.Metrics.IndexBytes(a.Mem.Bytes)
+	}
+	a.Metrics.Galleries(a.Pool, log)
+	a.Metrics.PoolConns(a.Pool)
+	a.Metrics.Queue(a.Jobs.Inspector(), a.Jobs.Queue(), log)
+	a.index = a.Metrics.Index(a.index, backend)
+	log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)
+	return nil
+}
+
+// Handler returns the HTTP API with readiness checks of this process's
+// dependencies.
+func (a *App) Handler() (http.Handler, error) {
+	cfg := a.cfg
+	ready := map[string]httpapi.Check{
+		"postgres": a.Store.Ping,
+		"redis":    func(context.Context) error { return a.Jobs.Ping() },
+		"migrations": func(ctx context.Context) error {
+			pending, err := postgres.MigrationsPending(ctx, a.Pool)
+			if err == nil && pending {
+				err = errors.New("pending: run biomatch migrate")
+			}
+			return err
+		},
+		"indexes": func(ctx context.Context) error { return postgres.CheckIndexes(ctx, a.Pool) },
+	}
+	if mem := a.Mem; mem != nil {
+		ready["index"] = func(context.Context) error {
+			if !mem.Loaded() {
+				return errors.New("the in-memory index is loading")
+			}
+			return nil
+		}
+	}
+	deps := httpapi.Deps{Service: a.Service, Keys: a.Keys, Log: a.Log, Ready: ready, Metrics: a.Metrics,
+		Replay: replay.New(a.Redis), AdminToken: cfg.AdminToken}
+	var err error
+	if cfg.RatePerSecond > 0 {
+		if deps.Limiter, err = ratelimit.New(a.Redis, "ratelimit", cfg.RatePerSecond, time.Second, cfg.RateBurst); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AuthFailures > 0 {
+		if deps.AuthFailures, err = ratelimit.New(a.Redis, "authfail", cfg.AuthFailures, time.Minute, cfg.AuthFailures); err != nil {
+			return nil, err
+		}
+	}
+	if cfg.AdminToken != "" {
+		deps.Admin = asynqmon.New(asynqmon.Options{RootPath: httpapi.AdminPath, RedisConnOpt: queue.ConnOpt{Client: a.Redis}})
+	}
+	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes,
+		PlainRoutes: cfg.PlainRoutes, TrustedProxies: cfg.TrustedProxies}, deps)
+}
+
+// Start runs the in-memory index (its first load, then following every
+// process's changes) in the background until Close. Without one it does
+// nothing.
+func (a *App) Start() {
+	if mem := a.Mem; mem != nil {
+		a.background(func(ctx context.Context) { mem.Follow(ctx) })
+	}
+}
+
+// StartWorker runs the enroll worker and the HNSW index maintenance in the
+// background until Close. A worker that cannot run reports on Errors.
+func (a *App) StartWorker() {
+	w := queue.NewWorker(a.Redis, a.Service, queue.WorkerConfig{Queue: a.cfg.Queue, Concurrency: a.cfg.WorkerConc,
+		ReconcileEvery: a.cfg.ReconcileEvery, StaleAfter: a.cfg.StaleAfter}, a.Log)
+	a.background(func(ctx context.Context) {
+		if err := w.Run(ctx); err != nil {
+			a.errs <- err
+		}
+	})
+	a.background(func(ctx context.Context) { a.Search.KeepIndexes(ctx, a.cfg.ReconcileEvery, a.Log) })
+	a.Log.Info("worker started", "queue", a.Jobs.Queue(), "concurrency", a.cfg.WorkerConc)
+}
+
+// Errors reports background work that stopped on an error.
+func (a *App) Errors() <-chan error { return a.errs }
+
+func (a *App) background(run func(ctx context.Context)) {
+	ctx, cancel := context.WithCancel(context.Background())
+	a.mu.Lock()
+	a.cancels = append(a.cancels, cancel)
+	a.mu.Unlock()
+	a.bg.Go(func() { run(ctx) })
+}
+
+// Close stops the background work (the worker lets running tasks finish,
+// up to its shutdown timeout), waits for it, and releases the pools.
+func (a *App) Close() {
+	a.mu.Lock()
+	for _, cancel := range a.cancels {
+		cancel()
+	}
+	a.mu.Unlock()
+	a.bg.Wait()
+	a.Pool.Close()
+	a.Redis.Close()
+}
