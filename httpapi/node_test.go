@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -458,5 +460,60 @@ func TestHealthReadyAndCorrelation(t *testing.T) {
 	}
 	if resp, _ := get("/health", nil); len(resp.Header.Get("x-request-id")) < 16 {
 		t.Errorf("no request id generated: %q", resp.Header.Get("x-request-id"))
+	}
+}
+
+// TestFailedAuthenticationLimit: an address that keeps sending unknown keys
+// is refused (429) before any lookup, while another address with a valid
+// key is served; behind a trusted proxy X-Forwarded-For names the client,
+// and from an untrusted peer it is ignored (it cannot be used to evade).
+func TestFailedAuthenticationLimit(t *testing.T) {
+	h := newHarnessWith(t, options{env: map[string]string{"AUTH_FAILURES_PER_MINUTE": "5", "TRUSTED_PROXIES": "127.0.0.1"}})
+	key := h.newKey("acme")
+	// Each run is an address of its own (the limit is held in the shared Redis).
+	addr := func() string { return fmt.Sprintf("2001:db8::%x:%x", rand.Uint32()>>16, rand.Uint32()>>16) }
+	flooder, honest := addr(), addr()
+	check := func(apiKey, from string) (int, map[string]any) {
+		return h.post("/node/api-key/checkApiKeyValid", fmt.Appendf(nil, `{"api_key":%q}`, apiKey), map[string]string{"X-Forwarded-For": from})
+	}
+	for i := range 5 {
+		if status, _ := check(fmt.Sprintf("bm_guessed-key-%010d", i), flooder); status != 403 {
+			t.Fatalf("guess %d: %d, want 403", i, status)
+		}
+	}
+	status, reply := check("bm_guessed-key-9999999999", flooder)
+	if status != 429 || !strings.Contains(reply["message"].(string), "failed authentications") {
+		t.Fatalf("sixth guess = %d %v, want 429 naming the reason", status, reply)
+	}
+	if status, _ := check(key, flooder); status != 429 {
+		t.Errorf("valid key from the blocked address = %d, want 429", status)
+	}
+	if status, _ := check(key, honest); status != 200 {
+		t.Errorf("valid key from another address = %d, want 200", status)
+	}
+
+	// Without trusted proxies, X-Forwarded-For is the caller's word: ignored.
+	// The peer is a loopback address of this run's own (127.x.y.z), so the
+	// count, held in the shared Redis, touches no other test.
+	direct := newHarnessWith(t, options{env: map[string]string{"AUTH_FAILURES_PER_MINUTE": "3"}})
+	peer := &net.TCPAddr{IP: net.IPv4(127, byte(1+rand.IntN(250)), byte(rand.IntN(256)), byte(1+rand.IntN(250)))}
+	from := &http.Client{Transport: &http.Transport{DialContext: (&net.Dialer{LocalAddr: peer}).DialContext}}
+	blocked := false
+	for i := range 10 {
+		req, _ := http.NewRequest(http.MethodPost, direct.url+"/node/api-key/checkApiKeyValid",
+			strings.NewReader(fmt.Sprintf(`{"api_key":"bm_guessed-key-%010d"}`, i)))
+		req.Header.Set("X-Forwarded-For", fmt.Sprintf("192.0.2.%d", i))
+		resp, err := from.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode == 429 {
+			blocked = i == 3
+			break
+		}
+	}
+	if !blocked {
+		t.Error("spoofed X-Forwarded-For evaded the limit (3 per minute) of an untrusted peer")
 	}
 }
