@@ -1,0 +1,372 @@
+package engine_test
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"maps"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/biomatch/biomatch/engine"
+)
+
+// memStore is an in-memory engine.Store, engine.Index and engine.Follower,
+// for the domain's own tests (upspin's inprocess is the model). A gallery
+// transaction works on a copy of the state and commits it whole, or not at
+// all when its function fails. Search is an exact scan.
+type memStore struct {
+	mu        sync.Mutex // guards st
+	st        memState
+	galleryMu sync.Map // Gallery → *sync.Mutex: InGallery's lock
+	followed  []int64  // PersonChanged calls, in order
+}
+
+type memState struct {
+	persons   map[int64]engine.Person
+	templates map[int64]memTemplate
+	requests  map[string]engine.EnrollRequest
+	audit     []engine.AuditEntry
+	progress  map[string]int64
+	nextID    int64
+}
+
+type memTemplate struct {
+	person int64
+	g      engine.Gallery
+	e      engine.Embedding
+}
+
+func newMemStore() *memStore {
+	return &memStore{st: memState{persons: map[int64]engine.Person{}, templates: map[int64]memTemplate{},
+		requests: map[string]engine.EnrollRequest{}, progress: map[string]int64{}}}
+}
+
+func (s memState) clone() memState {
+	s.persons, s.templates, s.requests, s.progress = maps.Clone(s.persons), maps.Clone(s.templates), maps.Clone(s.requests), maps.Clone(s.progress)
+	s.audit = slices.Clone(s.audit)
+	return s
+}
+
+var (
+	_ engine.Store     = (*memStore)(nil)
+	_ engine.Index     = (*memStore)(nil)
+	_ engine.Follower  = (*memStore)(nil)
+	_ engine.GalleryTx = (*memTx)(nil)
+)
+
+func (s *memStore) read(fn func(st *memState)) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	fn(&s.st)
+}
+
+func (s *memStore) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest) error {
+	s.read(func(st *memState) { r.CreatedAt = time.Now(); st.requests[r.ID] = r })
+	return nil
+}
+
+func (s *memStore) EnrollRequest(ctx context.Context, id string) (r engine.EnrollRequest, err error) {
+	s.read(func(st *memState) { r, err = st.request(id) })
+	return r, err
+}
+
+func (st *memState) request(id string) (engine.EnrollRequest, error) {
+	r, ok := st.requests[id]
+	if !ok {
+		return r, fmt.Errorf("enroll request %s: %w", id, engine.ErrNotFound)
+	}
+	if r.Result.Person.ID != 0 {
+		r.Result.Person = st.persons[r.Result.Person.ID]
+	}
+	return r, nil
+}
+
+func (s *memStore) CountEnrollAttempt(ctx context.Context, id string) error {
+	s.read(func(st *memState) { r := st.requests[id]; r.Attempts++; st.requests[id] = r })
+	return nil
+}
+
+func (s *memStore) FailEnrollRequest(ctx context.Context, id, reason string) error {
+	s.read(func(st *memState) {
+		if r := st.requests[id]; r.State == engine.Pending {
+			r.State, r.Result, r.Templates = engine.Failed, engine.EnrollResult{Outcome: engine.Rejected, Reason: reason}, nil
+			st.requests[id] = r
+		}
+	})
+	return nil
+}
+
+func (s *memStore) PendingEnrollRequests(ctx context.Context, before time.Time, limit int) (ids []string, err error) {
+	s.read(func(st *memState) {
+		for id, r := range st.requests {
+			if r.State == engine.Pending && r.CreatedAt.Before(before) && len(ids) < limit {
+				ids = append(ids, id)
+			}
+		}
+	})
+	return ids, nil
+}
+
+func (s *memStore) InGallery(ctx context.Context, g engine.Gallery, fn func(context.Context, engine.GalleryTx) error) error {
+	lock, _ := s.galleryMu.LoadOrStore(g, &sync.Mutex{})
+	lock.(*sync.Mutex).Lock()
+	defer lock.(*sync.Mutex).Unlock()
+	tx := memTx{wrote: map[int64]bool{}, requests: map[string]bool{}}
+	s.read(func(st *memState) { tx.st = st.clone() })
+	if err := fn(ctx, &tx); err != nil {
+		return err // nothing of the transaction is kept
+	}
+	// Commit what the transaction wrote, over what others wrote meanwhile.
+	s.read(func(st *memState) {
+		for id := range tx.wrote {
+			if p, ok := tx.st.persons[id]; ok {
+				st.persons[id] = p
+			}
+		}
+		for id, t := range tx.st.templates {
+			if _, ok := st.persons[t.person]; ok && tx.wrote[t.person] {
+				st.templates[id] = t
+			}
+		}
+		for id := range tx.requests {
+			st.requests[id] = tx.st.requests[id]
+		}
+		maps.Copy(st.progress, tx.st.progress)
+		st.audit = append(st.audit, tx.audit...)
+		st.nextID = max(st.nextID, tx.st.nextID)
+	})
+	return nil
+}
+
+func (s *memStore) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
+	out := map[int64]engine.Person{}
+	s.read(func(st *memState) {
+		for _, id := range ids {
+			if p, ok := st.persons[id]; ok {
+				out[id] = p
+			}
+		}
+	})
+	return out, nil
+}
+
+func (s *memStore) PersonByIdentifier(ctx context.Context, g engine.Gallery, identifier string) (p engine.Person, err error) {
+	err = fmt.Errorf("person %q: %w", identifier, engine.ErrNotFound)
+	s.read(func(st *memState) {
+		for _, q := range st.persons {
+			if q.Gallery == g && (q.ExternalID == identifier || q.PUID == identifier) {
+				p, err = q, nil
+				if q.ExternalID == identifier {
+					return
+				}
+			}
+		}
+	})
+	return p, err
+}
+
+func (s *memStore) PersonTemplates(ctx context.Context, personID int64) (out []engine.Embedding, err error) {
+	s.read(func(st *memState) {
+		for _, id := range slices.Sorted(maps.Keys(st.templates)) {
+			if t := st.templates[id]; t.person == personID {
+				out = append(out, t.e)
+			}
+		}
+	})
+	return out, nil
+}
+
+func (s *memStore) DeletePerson(ctx context.Context, tenant, puid string, a engine.AuditEntry) (p engine.Person, err error) {
+	err = fmt.Errorf("person %q: %w", puid, engine.ErrNotFound)
+	s.read(func(st *memState) {
+		for id, q := range st.persons {
+			if q.Gallery.Tenant == tenant && q.PUID == puid {
+				p, err = q, nil
+				delete(st.persons, id)
+				maps.DeleteFunc(st.templates, func(_ int64, t memTemplate) bool { return t.person == id })
+				st.audit = append(st.audit, a)
+				return
+			}
+		}
+	})
+	return p, err
+}
+
+func (s *memStore) EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error) {
+	out := map[string]int{}
+	s.read(func(st *memState) {
+		for _, p := range st.persons {
+			if p.Gallery.Tenant == tenant && slices.Contains(puids, p.PUID) {
+				out[p.PUID] = p.EnrollLevel
+			}
+		}
+	})
+	return out, nil
+}
+
+func (s *memStore) Audit(ctx context.Context, a engine.AuditEntry) error {
+	s.read(func(st *memState) { st.audit = append(st.audit, a) })
+	return nil
+}
+
+func (s *memStore) ImportProgress(ctx context.Context, source string) (n int64, err error) {
+	s.read(func(st *memState) { n = st.progress[source] })
+	return n, nil
+}
+
+func (s *memStore) Export(ctx context.Context, g engine.Gallery, withTemplates bool, fn func(engine.Person, []engine.Embedding) error) error {
+	var ps []engine.Person
+	s.read(func(st *memState) {
+		for _, p := range st.persons {
+			if p.Gallery == g {
+				ps = append(ps, p)
+			}
+		}
+	})
+	slices.SortFunc(ps, func(a, b engine.Person) int { return cmp.Compare(a.ID, b.ID) })
+	for _, p := range ps {
+		var ts []engine.Embedding
+		if withTemplates {
+			ts, _ = s.PersonTemplates(ctx, p.ID)
+		}
+		if err := fn(p, ts); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Nearest implements engine.Index: an exact scan of committed templates.
+func (s *memStore) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) (ms []engine.Match, err error) {
+	s.read(func(st *memState) { ms = st.nearest(g, probe, k) })
+	return ms, nil
+}
+
+func (st *memState) nearest(g engine.Gallery, probe engine.Embedding, k int) []engine.Match {
+	var ms []engine.Match
+	for id, t := range st.templates {
+		if t.g == g && len(t.e) == len(probe) {
+			ms = append(ms, engine.Match{PersonID: t.person, TemplateID: id, Score: engine.Cosine(t.e, probe)})
+		}
+	}
+	slices.SortFunc(ms, engine.CompareMatches)
+	return ms[:min(k, len(ms))]
+}
+
+// PersonChanged implements engine.Follower: it records the call.
+func (s *memStore) PersonChanged(ctx context.Context, personID int64) error {
+	s.mu.Lock()
+	s.followed = append(s.followed, personID)
+	s.mu.Unlock()
+	return nil
+}
+
+// memTx is a gallery transaction on a copy of the state; it remembers what
+// it wrote, for the commit.
+type memTx struct {
+	st       memState
+	wrote    map[int64]bool  // persons created or changed
+	requests map[string]bool // enroll requests finished
+	audit    []engine.AuditEntry
+}
+
+func (t *memTx) LockEnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
+	return t.st.request(id)
+}
+
+func (t *memTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	return t.st.nearest(g, probe, k), nil
+}
+
+func (t *memTx) Person(ctx context.Context, id int64) (engine.Person, error) {
+	p, ok := t.st.persons[id]
+	if !ok {
+		return p, engine.ErrNotFound
+	}
+	return p, nil
+}
+
+func (t *memTx) PersonByExternalID(ctx context.Context, g engine.Gallery, externalID string) (engine.Person, error) {
+	for _, p := range t.st.persons {
+		if p.Gallery == g && p.ExternalID == externalID {
+			return p, nil
+		}
+	}
+	return engine.Person{}, engine.ErrNotFound
+}
+
+func (t *memTx) CreatePerson(ctx context.Context, p engine.Person) (engine.Person, error) {
+	t.st.nextID++
+	p.ID, p.CreatedAt = t.st.nextID, time.Now()
+	t.st.persons[p.ID] = p
+	t.wrote[p.ID] = true
+	return p, nil
+}
+
+func (t *memTx) SetExternalID(ctx context.Context, personID int64, externalID string) error {
+	p := t.st.persons[personID]
+	p.ExternalID = externalID
+	t.st.persons[personID] = p
+	t.wrote[personID] = true
+	return nil
+}
+
+func (t *memTx) AddTemplates(ctx context.Context, p engine.Person, ts []engine.Embedding) (int, error) {
+	for _, e := range ts {
+		t.st.nextID++
+		t.st.templates[t.st.nextID] = memTemplate{person: p.ID, g: p.Gallery, e: e}
+	}
+	stored := t.st.persons[p.ID]
+	stored.EnrollLevel += len(ts)
+	t.st.persons[p.ID] = stored
+	t.wrote[p.ID] = true
+	return stored.EnrollLevel, nil
+}
+
+func (t *memTx) FinishEnrollRequest(ctx context.Context, id string, res engine.EnrollResult) error {
+	r := t.st.requests[id]
+	r.State, r.Result, r.Templates = engine.Done, res, nil
+	if res.Outcome == engine.Rejected {
+		r.State = engine.Failed
+	}
+	t.st.requests[id] = r
+	t.requests[id] = true
+	return nil
+}
+
+func (t *memTx) Audit(ctx context.Context, a engine.AuditEntry) error {
+	t.audit = append(t.audit, a)
+	return nil
+}
+
+func (t *memTx) SaveImportProgress(ctx context.Context, source string, done int64) error {
+	t.st.progress[source] = done
+	return nil
+}
+
+// inlineJobs processes each enqueued enroll at once, in its own goroutine,
+// as a worker would (engine.Jobs).
+type inlineJobs struct {
+	svc *engine.Service
+	wg  sync.WaitGroup
+}
+
+func (j *inlineJobs) EnqueueEnroll(ctx context.Context, id string) error {
+	j.wg.Go(func() { j.svc.ProcessEnroll(context.WithoutCancel(ctx), id) })
+	return nil
+}
+
+// heldJobs records enqueued ids and processes nothing (a worker that is down).
+type heldJobs struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (j *heldJobs) EnqueueEnroll(ctx context.Context, id string) error {
+	j.mu.Lock()
+	j.ids = append(j.ids, id)
+	j.mu.Unlock()
+	return nil
+}

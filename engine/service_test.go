@@ -1,0 +1,309 @@
+package engine_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
+)
+
+// The domain's rules on the in-memory store: fast, no database.
+
+var g = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
+
+// face is sample `sample` of synthetic identity id (noise 0.3: cosine ≈ 0.95
+// to the identity).
+func face(id, sample uint64) [][]float64 {
+	v := synth.Vector(512, id, 0.3, sample)
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return [][]float64{out}
+}
+
+func probe(t *testing.T, id, sample uint64) engine.Embedding {
+	t.Helper()
+	p, err := engine.Probe(face(id, sample))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// newService is a Service on a fresh memStore whose enrolls are processed
+// at once, as by a worker.
+func newService(t *testing.T, cfg engine.Config) (*engine.Service, *memStore) {
+	t.Helper()
+	store := newMemStore()
+	jobs := &inlineJobs{}
+	if cfg.EnrollWait == 0 {
+		cfg.EnrollWait = 5 * time.Second
+	}
+	cfg.PollInterval = time.Millisecond
+	svc := engine.NewService(engine.Deps{Store: store, Index: store, Follower: store, Jobs: jobs,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
+	jobs.svc = svc
+	t.Cleanup(jobs.wg.Wait)
+	return svc, store
+}
+
+func enroll(t *testing.T, svc *engine.Service, vectors [][]float64, externalID string) engine.EnrollResult {
+	t.Helper()
+	req, err := svc.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: g, Vectors: vectors, ExternalID: externalID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if req.State == engine.Pending {
+		t.Fatal("the enroll did not finish")
+	}
+	return req.Result
+}
+
+func TestEnrollCreatesThenRecognises(t *testing.T) {
+	svc, store := newService(t, engine.Config{})
+	alice := enroll(t, svc, face(1, 1), "")
+	if alice.Outcome != engine.Created || alice.Person.EnrollLevel != 1 || !engine.IsID(alice.Person.PUID) {
+		t.Fatalf("enroll alice = %+v, want a new person", alice)
+	}
+	again := enroll(t, svc, face(1, 2), "")
+	if again.Outcome != engine.Existing || again.Person.ID != alice.Person.ID || again.Person.EnrollLevel != 2 || again.Score < 0.8 {
+		t.Fatalf("enroll alice again = %+v, want %d recognised at level 2", again, alice.Person.ID)
+	}
+	bob := enroll(t, svc, face(2, 1), "")
+	if bob.Outcome != engine.Created || bob.Person.ID == alice.Person.ID {
+		t.Fatalf("enroll bob = %+v, want another person", bob)
+	}
+	if len(store.followed) < 3 {
+		t.Errorf("the follower heard of %d writes, want every enroll (3)", len(store.followed))
+	}
+}
+
+func TestEnrollKeepsAtMostMaxTemplates(t *testing.T) {
+	svc, _ := newService(t, engine.Config{MaxTemplatesPerPerson: 3})
+	var last engine.EnrollResult
+	for sample := range uint64(6) {
+		last = enroll(t, svc, face(1, sample), "")
+	}
+	if last.Outcome != engine.Existing || last.Person.EnrollLevel != 3 {
+		t.Errorf("after 6 enrolls of one face: %+v, want level 3 (the maximum)", last)
+	}
+}
+
+func TestEnrollUserIdentifierRules(t *testing.T) {
+	svc, _ := newService(t, engine.Config{})
+	u1 := enroll(t, svc, face(1, 1), "u1")
+	if u1.Outcome != engine.Created || u1.Person.ExternalID != "u1" {
+		t.Fatalf("enroll u1 = %+v", u1)
+	}
+	for _, tc := range []struct {
+		name     string
+		vectors  [][]float64
+		external string
+		want     engine.Outcome
+	}{
+		{"same face, another user_identifier", face(1, 2), "u2", engine.Rejected},
+		{"another face, the same user_identifier", face(2, 1), "u1", engine.Rejected},
+		{"same face, no user_identifier", face(1, 3), "", engine.Existing},
+		{"same face, same user_identifier", face(1, 4), "u1", engine.Existing},
+	} {
+		if got := enroll(t, svc, tc.vectors, tc.external); got.Outcome != tc.want {
+			t.Errorf("%s: %+v, want %s", tc.name, got, tc.want)
+		}
+	}
+	// A face enrolled without an id takes the first one it is given.
+	anon := enroll(t, svc, face(3, 1), "")
+	named := enroll(t, svc, face(3, 2), "u3")
+	if named.Outcome != engine.Existing || named.Person.ID != anon.Person.ID || named.Person.ExternalID != "u3" {
+		t.Errorf("naming an anonymous person = %+v", named)
+	}
+}
+
+func TestEnrollFramesThatDisagree(t *testing.T) {
+	svc, _ := newService(t, engine.Config{})
+	frames := append(face(1, 1), face(2, 1)...)
+	if _, err := svc.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: g, Vectors: frames}); !errors.Is(err, engine.ErrRejected) {
+		t.Errorf("two faces in one enroll: %v, want ErrRejected", err)
+	}
+	var five [][]float64
+	for sample := range uint64(4) {
+		five = append(five, face(1, sample)...)
+	}
+	five = append(five, face(2, 1)...)
+	res := enroll(t, svc, five, "")
+	if res.Outcome != engine.Created || res.Person.EnrollLevel != 4 {
+		t.Errorf("four frames of one face and an outlier = %+v, want the outlier dropped (level 4)", res)
+	}
+}
+
+func TestIdentifyThresholdAndOnePerPerson(t *testing.T) {
+	svc, _ := newService(t, engine.Config{})
+	alice := enroll(t, svc, face(1, 1), "").Person
+	enroll(t, svc, face(1, 2), "")
+	bob := enroll(t, svc, face(2, 1), "").Person
+	ctx := context.Background()
+
+	cands, err := svc.Identify(ctx, g, probe(t, 1, 9), 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cands) != 1 || cands[0].Person.ID != alice.ID || cands[0].Person.EnrollLevel != 2 {
+		t.Errorf("Identify(alice, k=5) = %+v, want alice alone (one entry though she has 2 templates; bob under the threshold)", cands)
+	}
+	if cands, _ := svc.Identify(ctx, g, probe(t, 3, 1), 1); len(cands) != 0 {
+		t.Errorf("Identify(a stranger) = %+v, want none", cands)
+	}
+	if cands, _ := svc.Identify(ctx, engine.Gallery{Tenant: "other", Version: g.Version}, probe(t, 1, 9), 1); len(cands) != 0 {
+		t.Errorf("Identify in another tenant's gallery = %+v, want none", cands)
+	}
+	_ = bob
+}
+
+// TestZeroMatchThresholdIsHonoured: an operator's MATCH_THRESHOLD=0 makes a
+// weak resemblance (cosine ≈ 0.3) a match, where the default 0.5 would not.
+func TestZeroMatchThresholdIsHonoured(t *testing.T) {
+	weak := func() engine.Embedding {
+		a := synth.Vector(512, 1, 0.3, 1)
+		b := synth.Vector(512, 99, 0, 0)
+		mix := make([]float64, len(a))
+		for i := range a {
+			mix[i] = 0.3*float64(a[i]) + 0.95*float64(b[i])
+		}
+		p, err := engine.Probe([][]float64{mix})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}()
+	for _, tc := range []struct {
+		cfg   engine.Config
+		match bool
+	}{
+		{engine.Config{}, false},
+		{engine.Config{Default: &engine.Thresholds{Match: 0, Dedup: 0}}, true},
+	} {
+		svc, _ := newService(t, tc.cfg)
+		enroll(t, svc, face(1, 1), "")
+		cands, err := svc.Identify(context.Background(), g, weak, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := len(cands) == 1; got != tc.match {
+			t.Errorf("thresholds %+v: match %v, want %v (%+v)", tc.cfg.Default, got, tc.match, cands)
+		}
+	}
+}
+
+func TestVerify(t *testing.T) {
+	svc, _ := newService(t, engine.Config{})
+	alice := enroll(t, svc, face(1, 1), "alice").Person
+	enroll(t, svc, face(2, 1), "bob")
+	ctx := context.Background()
+	for _, tc := range []struct {
+		identifier string
+		probe      engine.Embedding
+		match      bool
+	}{
+		{"alice", probe(t, 1, 7), true},
+		{alice.PUID, probe(t, 1, 7), true},
+		{"alice", probe(t, 2, 7), false},
+		{"bob", probe(t, 1, 7), false},
+	} {
+		_, matched, err := svc.Verify(ctx, g, tc.identifier, tc.probe)
+		if err != nil || matched != tc.match {
+			t.Errorf("Verify(%s) = %v, %v; want %v", tc.identifier, matched, err, tc.match)
+		}
+	}
+	if _, _, err := svc.Verify(ctx, g, "carol", probe(t, 1, 7)); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("Verify(unknown) error = %v, want ErrNotFound", err)
+	}
+}
+
+func TestDeleteErases(t *testing.T) {
+	svc, store := newService(t, engine.Config{})
+	alice := enroll(t, svc, face(1, 1), "").Person
+	ctx := context.Background()
+	if _, err := svc.Delete(ctx, "other", alice.PUID, engine.AuditEntry{}); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("another tenant deleting alice: %v, want ErrNotFound", err)
+	}
+	if _, err := svc.Delete(ctx, g.Tenant, alice.PUID, engine.AuditEntry{}); err != nil {
+		t.Fatal(err)
+	}
+	if store.followed[len(store.followed)-1] != alice.ID {
+		t.Error("the follower was not told of the delete")
+	}
+	if cands, _ := svc.Identify(ctx, g, probe(t, 1, 2), 1); len(cands) != 0 {
+		t.Errorf("Identify after delete = %+v", cands)
+	}
+	if ts, _ := store.PersonTemplates(ctx, alice.ID); len(ts) != 0 {
+		t.Errorf("%d templates left after delete", len(ts))
+	}
+	if again := enroll(t, svc, face(1, 3), ""); again.Outcome != engine.Created {
+		t.Errorf("re-enroll after delete = %+v, want a new person", again)
+	}
+}
+
+// TestEnrollIsDurableAndIdempotent: with no worker the enroll is answered
+// pending and completes once processed; processing it twice makes one
+// person.
+func TestEnrollIsDurableAndIdempotent(t *testing.T) {
+	store := newMemStore()
+	jobs := &heldJobs{}
+	svc := engine.NewService(engine.Deps{Store: store, Index: store, Jobs: jobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		engine.Config{EnrollWait: 20 * time.Millisecond, PollInterval: time.Millisecond})
+	ctx := context.Background()
+	req, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: g, Vectors: face(1, 1)})
+	if err != nil || req.State != engine.Pending || len(jobs.ids) != 1 || jobs.ids[0] != req.ID {
+		t.Fatalf("SubmitEnroll with no worker = %+v, %v; enqueued %v", req.State, err, jobs.ids)
+	}
+	for range 2 {
+		if err := svc.ProcessEnroll(ctx, req.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := store.EnrollRequest(ctx, req.ID)
+	if err != nil || got.State != engine.Done || got.Result.Outcome != engine.Created || got.Templates != nil {
+		t.Fatalf("request after processing = %+v, %v", got, err)
+	}
+	if n := len(store.st.persons); n != 1 {
+		t.Errorf("%d persons after two deliveries of one enroll, want 1", n)
+	}
+	if n, _ := svc.ReconcileEnrolls(ctx, time.Now()); n != 0 {
+		t.Errorf("reconciled %d finished enrolls, want 0", n)
+	}
+	if err := svc.ProcessEnroll(ctx, "no-such-request"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("ProcessEnroll(unknown) = %v, want ErrNotFound", err)
+	}
+}
+
+func TestImportDeduplicates(t *testing.T) {
+	svc, store := newService(t, engine.Config{})
+	var items []engine.ImportItem
+	for id := range uint64(5) {
+		for sample := range uint64(2) {
+			items = append(items, engine.ImportItem{ExternalID: fmt.Sprintf("user-%d-%d", id, sample), Vector: face(id+10, sample)[0]})
+		}
+	}
+	items = append(items, engine.ImportItem{Vector: []float64{1, 2, 3}})
+	res, err := svc.Import(context.Background(), g, items, "file", int64(len(items)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	counts := map[engine.Outcome]int{}
+	for _, r := range res {
+		counts[r.Outcome]++
+	}
+	// The second sample of each identity comes with another user id: refused.
+	if counts[engine.Created] != 5 || counts[engine.Rejected] != 6 {
+		t.Errorf("import outcomes = %v, want 5 created, 6 rejected (5 under another id, 1 invalid)", counts)
+	}
+	if n, _ := store.ImportProgress(context.Background(), "file"); n != int64(len(items)) {
+		t.Errorf("checkpoint = %d, want %d", n, len(items))
+	}
+}
