@@ -27,13 +27,14 @@ test: services e2e-setup
 chaos: services
 	@$(ENV) && go test ./chaos -run '^TestFaults$$' -count=1 -v -timeout 40m -args -chaos.full
 
-FUZZTIME ?= 30s
+FUZZTIME ?= 25s
 fuzz:
 	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzDecrypt$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzOpenV3$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./engine -run '^$$' -fuzz '^FuzzNewEmbeddings$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./httpapi -run '^$$' -fuzz '^FuzzDecodeFeatures$$' -fuzztime $(FUZZTIME)
 	@$(ENV) && go test ./httpapi -run '^$$' -fuzz '^FuzzNodeBody$$' -fuzztime $(FUZZTIME)
+	@$(ENV) && go test ./cmd/biomatch -run '^$$' -fuzz '^FuzzOpenNPY$$' -fuzztime $(FUZZTIME)
 
 services:
 	@bash scripts/services.sh up
