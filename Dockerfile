@@ -10,7 +10,7 @@ RUN CGO_ENABLED=0 GOEXPERIMENT=simd go build -trimpath -ldflags="-s -w" -o /out/
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/biomatch /usr/local/bin/biomatch
 USER nonroot:nonroot
-ENV LISTEN_ADDR=:8000
-EXPOSE 8000
+ENV LISTEN_ADDR=:8000 METRICS_ADDR=:9464
+EXPOSE 8000 9464
 ENTRYPOINT ["/usr/local/bin/biomatch"]
 CMD ["serve"]

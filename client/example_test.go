@@ -61,3 +61,12 @@ func Example() {
 	// delete: 0 ok
 	// identify again: -1 User not enrolled
 }
+
+// TestBillingRecord: the SDKs' billing call is acknowledged as CryptoNets does.
+func TestBillingRecord(t *testing.T) {
+	c := &client.Client{BaseURL: serverURL, APIKey: apiKey, Version: "FACE3_1", Enc: 2}
+	r, err := c.AddBillingRecord(context.Background())
+	if err != nil || r.HTTPStatus != 200 || r.Status != 0 || r.Message != "Success" {
+		t.Errorf("AddBillingRecord = %+v, %v; want 200 Success", r, err)
+	}
+}

@@ -55,8 +55,11 @@ func TestComposeFile(t *testing.T) {
 		t.Errorf("migrate waits for postgres with %q", m.Condition)
 	}
 	api := svc("api")
-	if len(api.Ports) != 1 || api.Ports[0].Target != 8000 {
-		t.Errorf("api ports = %+v, want 8000", api.Ports)
+	if len(api.Ports) != 2 || api.Ports[0].Target != 8000 || api.Ports[1].Target != 9464 || api.Ports[1].HostIP != "127.0.0.1" {
+		t.Errorf("api ports = %+v, want 8000 and the metrics' 9464 on the host's loopback only", api.Ports)
+	}
+	if api.Environment["METRICS_ADDR"] == nil || *api.Environment["METRICS_ADDR"] != ":9464" {
+		t.Errorf("api METRICS_ADDR = %v, want :9464 (the default, loopback, is unreachable from the host)", api.Environment["METRICS_ADDR"])
 	}
 	if !strings.Contains(strings.Join(api.HealthCheck.Test, " "), "/ready") {
 		t.Errorf("api health check %v does not ask /ready", api.HealthCheck.Test)
