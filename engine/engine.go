@@ -2,9 +2,10 @@
 // probes, candidates, thresholds, validation, the dedup rule, and the Service
 // that enrolls, identifies, verifies and deletes.
 //
-// It declares the small interfaces it calls (Store, Index, Jobs) and imports
-// no transport, storage or queue library: those live in httpapi, vectorstore
-// and queue.
+// It declares the small interfaces it calls (Store, Index, Follower, Jobs)
+// and imports no transport, storage or queue library: those live in
+// httpapi, postgres, vectorstore and queue. Its rules have tests of their
+// own on an in-memory Store (memstore_test.go).
 package engine
 
 import (

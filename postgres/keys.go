@@ -109,7 +109,7 @@ func (s *Keys) List(ctx context.Context, customer string) ([]engine.Key, error) 
 func (s *Keys) BySecret(ctx context.Context, secret string) (engine.Key, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+`, key_hash FROM api_keys WHERE key_prefix = $1`, crypto.KeyPrefix(secret))
 	if err != nil {
-		return engine.Key{}, translate(err)
+		return engine.Key{}, Translate(err)
 	}
 	var found, k engine.Key
 	var hash []byte
@@ -121,7 +121,7 @@ func (s *Keys) BySecret(ctx context.Context, secret string) (engine.Key, error) 
 	})
 	switch {
 	case err != nil:
-		return engine.Key{}, translate(err)
+		return engine.Key{}, Translate(err)
 	case found.ID == "" || !found.Active():
 		return engine.Key{}, engine.ErrNotFound
 	}
@@ -165,7 +165,7 @@ func (s *Keys) ByID(ctx context.Context, id string) (engine.Key, []byte, error) 
 	case errors.Is(err, pgx.ErrNoRows):
 		return engine.Key{}, nil, engine.ErrNotFound
 	case err != nil:
-		return engine.Key{}, nil, translate(err)
+		return engine.Key{}, nil, Translate(err)
 	case !k.Active() || sealed == nil:
 		return engine.Key{}, nil, engine.ErrNotFound
 	}
@@ -177,5 +177,5 @@ func (s *Keys) ByID(ctx context.Context, id string) (engine.Key, []byte, error) 
 }
 
 func (s *Keys) audit(ctx context.Context, k engine.Key, action string) error {
-	return translate(audit(ctx, s.pool, engine.AuditEntry{KeyID: k.ID, Tenant: k.CustomerID, Action: action, Detail: "prefix " + k.Prefix}))
+	return Translate(audit(ctx, s.pool, engine.AuditEntry{KeyID: k.ID, Tenant: k.CustomerID, Action: action, Detail: "prefix " + k.Prefix}))
 }

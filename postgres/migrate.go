@@ -45,7 +45,7 @@ func MigrationsPending(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
 	}
 	defer closeDB()
 	pending, err := p.HasPending(ctx)
-	return pending, translate(err)
+	return pending, Translate(err)
 }
 
 // InvalidIndexes names the indexes PostgreSQL marks invalid (an interrupted
@@ -55,10 +55,10 @@ func InvalidIndexes(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	rows, err := pool.Query(ctx, `SELECT indexrelid::regclass::text FROM pg_index WHERE NOT indisvalid
 		AND indexrelid NOT IN (SELECT index_relid FROM pg_stat_progress_create_index) ORDER BY 1`)
 	if err != nil {
-		return nil, translate(err)
+		return nil, Translate(err)
 	}
 	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return names, translate(err)
+	return names, Translate(err)
 }
 
 // CheckIndexes returns an error naming any invalid index and how to mend it.

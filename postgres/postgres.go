@@ -19,7 +19,6 @@ import (
 	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/vectorstore"
 )
 
 var (
@@ -48,20 +47,35 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 }
 
 // Store is engine.Store on PostgreSQL. Templates are written in the
-// search's format (vector or real[]) and announced on
-// vectorstore.TemplatesChannel at commit.
+// search's format (vector or real[]) and announced on TemplatesChannel at
+// commit.
 type Store struct {
 	pool   *pgxpool.Pool
-	search *vectorstore.PGVector // the enroll decision's search, inside its transaction
+	search TxSearcher
+}
+
+// TxSearcher is the search the enroll decision makes inside its gallery
+// transaction, seeing that transaction's own writes (vectorstore.PGVector),
+// and the format it stores templates in.
+type TxSearcher interface {
+	// NearestIn is engine.Index.Nearest through q.
+	NearestIn(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error)
+	// EmbeddingArg encodes a template for the embedding column.
+	EmbeddingArg(e engine.Embedding) any
 }
 
 // NewStore returns a Store over a migrated pool made by OpenPool.
-func NewStore(pool *pgxpool.Pool, search *vectorstore.PGVector) *Store {
+func NewStore(pool *pgxpool.Pool, search TxSearcher) *Store {
 	return &Store{pool: pool, search: search}
 }
 
-// querier is what pgxpool.Pool and pgx.Tx share.
-type querier interface {
+// TemplatesChannel is the NOTIFY channel of template changes; the payload
+// is the id of the person whose templates changed (or who was deleted). It
+// is sent at commit, so listeners (vectorstore.Synced) see committed data.
+const TemplatesChannel = "biomatch_templates"
+
+// Querier is what pgxpool.Pool and pgx.Tx share.
+type Querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
 	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
 	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
@@ -69,7 +83,7 @@ type querier interface {
 
 // translate maps pgx errors to engine sentinels: no rows → ErrNotFound, a
 // database that cannot be reached → ErrUnavailable.
-func translate(err error) error {
+func Translate(err error) error {
 	if err == nil {
 		return nil
 	}
@@ -96,7 +110,7 @@ func translate(err error) error {
 }
 
 // Ping reports whether the database answers.
-func (p *Store) Ping(ctx context.Context) error { return translate(p.pool.Ping(ctx)) }
+func (p *Store) Ping(ctx context.Context) error { return Translate(p.pool.Ping(ctx)) }
 
 // ---- enroll requests ----
 
@@ -114,7 +128,7 @@ func scanEnrollRequest(row pgx.Row) (engine.EnrollRequest, error) {
 		&dim, &flat, &r.State, &r.Attempts, &r.Result.Outcome, &r.Result.Reason, &r.Result.Score, &r.CreatedAt,
 		&p.ID, &p.PUID, &p.GUID, &p.ExternalID, &p.EnrollLevel, &p.CreatedAt)
 	if err != nil {
-		return r, translate(err)
+		return r, Translate(err)
 	}
 	for i := 0; dim > 0 && i+dim <= len(flat); i += dim {
 		r.Templates = append(r.Templates, engine.Embedding(flat[i:i+dim]))
@@ -141,7 +155,7 @@ func (p *Store) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest)
 		INSERT INTO enroll_requests (id, tenant, version, key_id, request_id, external_id, dim, templates)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
 		r.ID, r.Gallery.Tenant, r.Gallery.Version, keyID, r.RequestID, r.ExternalID, dim, flat)
-	return translate(err)
+	return Translate(err)
 }
 
 // EnrollRequest implements engine.Store.
@@ -153,7 +167,7 @@ func (p *Store) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequ
 // CountEnrollAttempt implements engine.Store.
 func (p *Store) CountEnrollAttempt(ctx context.Context, id string) error {
 	_, err := p.pool.Exec(ctx, `UPDATE enroll_requests SET attempts = attempts + 1 WHERE id = $1`, id)
-	return translate(err)
+	return Translate(err)
 }
 
 // FailEnrollRequest implements engine.Store.
@@ -161,7 +175,7 @@ func (p *Store) FailEnrollRequest(ctx context.Context, id, reason string) error 
 	_, err := p.pool.Exec(ctx, `
 		UPDATE enroll_requests SET state = 'failed', outcome = 'rejected', reason = $2, templates = NULL, finished_at = now()
 		WHERE id = $1 AND state = 'pending'`, id, reason)
-	return translate(err)
+	return Translate(err)
 }
 
 // PendingEnrollRequests implements engine.Store.
@@ -169,10 +183,10 @@ func (p *Store) PendingEnrollRequests(ctx context.Context, before time.Time, lim
 	rows, err := p.pool.Query(ctx, `SELECT id FROM enroll_requests
 		WHERE state = 'pending' AND created_at < $1 ORDER BY created_at LIMIT $2`, before, limit)
 	if err != nil {
-		return nil, translate(err)
+		return nil, Translate(err)
 	}
 	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	return ids, translate(err)
+	return ids, Translate(err)
 }
 
 // InGallery implements engine.Store with a transaction-scoped advisory lock
@@ -184,7 +198,7 @@ func (p *Store) InGallery(ctx context.Context, g engine.Gallery, fn func(context
 		}
 		return fn(ctx, &galleryTx{tx: tx, search: p.search})
 	})
-	return translate(err)
+	return Translate(err)
 }
 
 // LockGallery takes g's write lock for the rest of tx: enrolls, deletes and
@@ -207,21 +221,21 @@ func scanPerson(row pgx.CollectableRow) (engine.Person, error) {
 
 func onePerson(rows pgx.Rows, err error) (engine.Person, error) {
 	if err != nil {
-		return engine.Person{}, translate(err)
+		return engine.Person{}, Translate(err)
 	}
 	p, err := pgx.CollectExactlyOneRow(rows, scanPerson)
-	return p, translate(err)
+	return p, Translate(err)
 }
 
 // Persons implements engine.Store.
 func (p *Store) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
 	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = ANY($1)`, ids)
 	if err != nil {
-		return nil, translate(err)
+		return nil, Translate(err)
 	}
 	ps, err := pgx.CollectRows(rows, scanPerson)
 	if err != nil {
-		return nil, translate(err)
+		return nil, Translate(err)
 	}
 	out := make(map[int64]engine.Person, len(ps))
 	for _, p := range ps {
@@ -241,11 +255,11 @@ func (p *Store) PersonByIdentifier(ctx context.Context, g engine.Gallery, identi
 func (p *Store) PersonTemplates(ctx context.Context, personID int64) ([]engine.Embedding, error) {
 	rows, err := p.pool.Query(ctx, `SELECT embedding::real[] FROM templates WHERE person_id = $1 ORDER BY id`, personID)
 	if err != nil {
-		return nil, translate(err)
+		return nil, Translate(err)
 	}
 	vs, err := pgx.CollectRows(rows, pgx.RowTo[[]float32])
 	if err != nil {
-		return nil, translate(err)
+		return nil, Translate(err)
 	}
 	out := make([]engine.Embedding, len(vs))
 	for i, v := range vs {
@@ -273,35 +287,35 @@ func (p *Store) DeletePerson(ctx context.Context, tenant, puid string, a engine.
 		}
 		return audit(ctx, tx, a)
 	})
-	return person, translate(err)
+	return person, Translate(err)
 }
 
 // EnrollLevels implements engine.Store.
 func (p *Store) EnrollLevels(ctx context.Context, tenant string, puids []string) (map[string]int, error) {
 	rows, err := p.pool.Query(ctx, `SELECT puid, enroll_level FROM persons WHERE tenant = $1 AND puid = ANY($2)`, tenant, puids)
 	if err != nil {
-		return nil, translate(err)
+		return nil, Translate(err)
 	}
 	out := map[string]int{}
 	var puid string
 	var level int
 	_, err = pgx.ForEachRow(rows, []any{&puid, &level}, func() error { out[puid] = level; return nil })
-	return out, translate(err)
+	return out, Translate(err)
 }
 
 // Audit implements engine.Store.
 func (p *Store) Audit(ctx context.Context, a engine.AuditEntry) error {
-	return translate(audit(ctx, p.pool, a))
+	return Translate(audit(ctx, p.pool, a))
 }
 
-// notifyPerson tells every follower of vectorstore.TemplatesChannel, at
+// notifyPerson tells every follower of TemplatesChannel, at
 // commit, that a person's templates changed.
-func notifyPerson(ctx context.Context, q querier, personID int64) error {
-	_, err := q.Exec(ctx, `SELECT pg_notify('`+vectorstore.TemplatesChannel+`', $1::text)`, strconv.FormatInt(personID, 10))
+func notifyPerson(ctx context.Context, q Querier, personID int64) error {
+	_, err := q.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1::text)`, strconv.FormatInt(personID, 10))
 	return err
 }
 
-func audit(ctx context.Context, q querier, a engine.AuditEntry) error {
+func audit(ctx context.Context, q Querier, a engine.AuditEntry) error {
 	var keyID *string
 	if a.KeyID != "" {
 		keyID = &a.KeyID
@@ -315,7 +329,7 @@ func audit(ctx context.Context, q querier, a engine.AuditEntry) error {
 
 type galleryTx struct {
 	tx     pgx.Tx
-	search *vectorstore.PGVector
+	search TxSearcher
 }
 
 func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
@@ -341,16 +355,16 @@ func (t *galleryTx) CreatePerson(ctx context.Context, p engine.Person) (engine.P
 		VALUES ($1, $2, $3, $4, $5) RETURNING id, created_at`,
 		p.Gallery.Tenant, p.Gallery.Version, p.PUID, p.GUID, p.ExternalID).Scan(&p.ID, &p.CreatedAt)
 	if err != nil {
-		return p, translate(err)
+		return p, Translate(err)
 	}
 	_, err = t.tx.Exec(ctx, `INSERT INTO galleries (tenant, version, persons) VALUES ($1, $2, 1)
 		ON CONFLICT (tenant, version) DO UPDATE SET persons = galleries.persons + 1`, p.Gallery.Tenant, p.Gallery.Version)
-	return p, translate(err)
+	return p, Translate(err)
 }
 
 func (t *galleryTx) SetExternalID(ctx context.Context, personID int64, externalID string) error {
 	_, err := t.tx.Exec(ctx, `UPDATE persons SET external_id = $2 WHERE id = $1`, personID, externalID)
-	return translate(err)
+	return Translate(err)
 }
 
 func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engine.Embedding) (int, error) {
@@ -360,19 +374,19 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 			p.ID, p.Gallery.Tenant, p.Gallery.Version, len(e), t.search.EmbeddingArg(e))
 	}
 	if err := notifyPerson(ctx, t.tx, p.ID); err != nil {
-		return 0, translate(err)
+		return 0, Translate(err)
 	}
 	if err := t.tx.SendBatch(ctx, batch).Close(); err != nil {
-		return 0, translate(err)
+		return 0, Translate(err)
 	}
 	var level int
 	if err := t.tx.QueryRow(ctx, `UPDATE persons SET enroll_level = enroll_level + $2 WHERE id = $1 RETURNING enroll_level`,
 		p.ID, len(ts)).Scan(&level); err != nil {
-		return 0, translate(err)
+		return 0, Translate(err)
 	}
 	_, err := t.tx.Exec(ctx, `UPDATE galleries SET templates = templates + $3 WHERE tenant = $1 AND version = $2`,
 		p.Gallery.Tenant, p.Gallery.Version, len(ts))
-	return level, translate(err)
+	return level, Translate(err)
 }
 
 func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engine.EnrollResult) error {
@@ -386,11 +400,11 @@ func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engi
 	_, err := t.tx.Exec(ctx, `UPDATE enroll_requests SET state = $2, outcome = $3, reason = $4, person_id = $5,
 		score = $6, templates = NULL, finished_at = now() WHERE id = $1`,
 		id, state, res.Outcome, res.Reason, personID, res.Score)
-	return translate(err)
+	return Translate(err)
 }
 
 func (t *galleryTx) Audit(ctx context.Context, a engine.AuditEntry) error {
-	return translate(audit(ctx, t.tx, a))
+	return Translate(audit(ctx, t.tx, a))
 }
 
 // ImportProgress implements engine.Store.
@@ -400,24 +414,24 @@ func (p *Store) ImportProgress(ctx context.Context, source string) (int64, error
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, nil
 	}
-	return done, translate(err)
+	return done, Translate(err)
 }
 
 func (t *galleryTx) SaveImportProgress(ctx context.Context, source string, done int64) error {
 	_, err := t.tx.Exec(ctx, `INSERT INTO import_progress (source, done) VALUES ($1, $2)
 		ON CONFLICT (source) DO UPDATE SET done = excluded.done, updated_at = now()`, source, done)
-	return translate(err)
+	return Translate(err)
 }
 
 // Export implements engine.Store.
 func (p *Store) Export(ctx context.Context, g engine.Gallery, withTemplates bool, fn func(engine.Person, []engine.Embedding) error) error {
 	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND version = $2 ORDER BY id`, g.Tenant, g.Version)
 	if err != nil {
-		return translate(err)
+		return Translate(err)
 	}
 	persons, err := pgx.CollectRows(rows, scanPerson)
 	if err != nil {
-		return translate(err)
+		return Translate(err)
 	}
 	for _, person := range persons {
 		var ts []engine.Embedding

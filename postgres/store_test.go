@@ -7,38 +7,12 @@ import (
 	"testing"
 
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/vectorstore"
 )
 
 var gallery = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
-
-// enroll stores n persons with one template each through the enroll path's
-// transaction and returns their templates by person id.
-func enroll(t *testing.T, p *postgres.Store, n, dim int) map[int64]engine.Embedding {
-	t.Helper()
-	out := map[int64]engine.Embedding{}
-	err := p.InGallery(context.Background(), gallery, func(ctx context.Context, tx engine.GalleryTx) error {
-		for i := range n {
-			person, err := tx.CreatePerson(ctx, engine.Person{Gallery: gallery, PUID: engine.NewID(), GUID: engine.NewID()})
-			if err != nil {
-				return err
-			}
-			e := engine.Embedding(synth.Vector(dim, uint64(i), 0, 0))
-			if _, err := tx.AddTemplates(ctx, person, []engine.Embedding{e}); err != nil {
-				return err
-			}
-			out[person.ID] = e
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
 
 func TestGalleryCountsAndDelete(t *testing.T) {
 	pool := testenv.NewPool(t)
@@ -48,7 +22,7 @@ func TestGalleryCountsAndDelete(t *testing.T) {
 		t.Fatal(err)
 	}
 	p := postgres.NewStore(pool, pg)
-	templates := enroll(t, p, 5, 128)
+	templates := testenv.Enroll(t, p, gallery, 5, 128)
 	var persons, tmpl int
 	count := func() {
 		t.Helper()

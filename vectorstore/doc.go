@@ -4,5 +4,6 @@
 // fallback and the fast path, with its kernels in vectorstore/kernel);
 // Synced keeps an Exact current from PostgreSQL; Auto chooses between them.
 // It writes nothing but indexes: persons and templates are written by
-// postgres.Store, which announces each change on TemplatesChannel.
+// postgres.Store, which announces each change on postgres.TemplatesChannel
+// (search builds on storage: vectorstore imports postgres, never the reverse).
 package vectorstore

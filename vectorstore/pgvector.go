@@ -5,20 +5,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"slices"
 	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/pgvector/pgvector-go"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/postgres"
 )
 
-var _ engine.Index = (*PGVector)(nil)
+var (
+	_ engine.Index        = (*PGVector)(nil)
+	_ postgres.TxSearcher = (*PGVector)(nil)
+)
 
 // PGVectorConfig tunes search on pgvector.
 type PGVectorConfig struct {
@@ -54,7 +56,7 @@ func NewPGVector(ctx context.Context, pool *pgxpool.Pool, cfg PGVectorConfig) (*
 	err := pool.QueryRow(ctx, `SELECT format_type(atttypid, atttypmod) FROM pg_attribute
 		WHERE attrelid = 'templates'::regclass AND attname = 'embedding'`).Scan(&typ)
 	if err != nil {
-		return nil, fmt.Errorf("inspect schema (run biomatch migrate?): %w", translate(err))
+		return nil, fmt.Errorf("inspect schema (run biomatch migrate?): %w", postgres.Translate(err))
 	}
 	cfg.noVector = typ != "vector"
 	return &PGVector{pool: pool, cfg: cfg}, nil
@@ -72,60 +74,24 @@ func (p *PGVector) EmbeddingArg(e engine.Embedding) any {
 	return pgvector.NewVector(e)
 }
 
-// Querier is what pgxpool.Pool and pgx.Tx share.
-type Querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
-
-// translate maps pgx errors to engine sentinels (postgres.Translate does the
-// same for the store; a little copying keeps the packages apart): no rows → ErrNotFound, a
-// database that cannot be reached → ErrUnavailable.
-func translate(err error) error {
-	if err == nil {
-		return nil
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("%w: %w", engine.ErrNotFound, err)
-	}
-	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		return err
-	}
-	var pgErr *pgconn.PgError
-	if errors.As(err, &pgErr) {
-		switch {
-		case pgErr.Code[:2] == "08", pgErr.Code == "57P01", pgErr.Code == "57P02", pgErr.Code == "57P03", pgErr.Code == "53300":
-			return fmt.Errorf("%w: database: %w", engine.ErrUnavailable, err)
-		}
-		return err
-	}
-	var netErr net.Error
-	var connErr *pgconn.ConnectError
-	if errors.As(err, &netErr) || errors.As(err, &connErr) || pgconn.SafeToRetry(err) {
-		return fmt.Errorf("%w: database: %w", engine.ErrUnavailable, err)
-	}
-	return err
-}
-
 // Ping reports whether the database answers.
-func (p *PGVector) Ping(ctx context.Context) error { return translate(p.pool.Ping(ctx)) }
+func (p *PGVector) Ping(ctx context.Context) error { return postgres.Translate(p.pool.Ping(ctx)) }
 
 // Nearest implements engine.Index: an exact scan for galleries smaller than
 // HNSWMinTemplates, the dimension's HNSW index beyond.
 func (p *PGVector) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
 	ms, err := nearest(ctx, p.pool, p.cfg, g, probe, k)
-	return ms, translate(err)
+	return ms, postgres.Translate(err)
 }
 
 // NearestIn is Nearest through q: inside a transaction, it sees that
 // transaction's own writes (the enroll decision searches this way).
-func (p *PGVector) NearestIn(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+func (p *PGVector) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
 	ms, err := nearest(ctx, q, p.cfg, g, probe, k)
-	return ms, translate(err)
+	return ms, postgres.Translate(err)
 }
 
-func nearest(ctx context.Context, q Querier, cfg PGVectorConfig, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+func nearest(ctx context.Context, q postgres.Querier, cfg PGVectorConfig, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
 	var size int
 	err := q.QueryRow(ctx, `SELECT templates FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&size)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -144,7 +110,7 @@ func nearest(ctx context.Context, q Querier, cfg PGVectorConfig, g engine.Galler
 }
 
 // ExactScan ranks every template of g with the probe's dimension: recall 1.
-func ExactScan(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+func ExactScan(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
 	return collect(q.Query(ctx, `
 		SELECT id, person_id, 1 - (embedding <=> $1) FROM templates
 		WHERE tenant = $2 AND version = $3 AND dim = $4
@@ -153,7 +119,7 @@ func ExactScan(ctx context.Context, q Querier, g engine.Gallery, probe engine.Em
 }
 
 // dotScan ranks real[] templates by their dot product with the probe, in SQL.
-func dotScan(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+func dotScan(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
 	return collect(q.Query(ctx, `
 		SELECT id, person_id, (SELECT sum(a::float8 * b::float8) FROM unnest(embedding, $1::real[]) AS u(a, b)) AS score
 		FROM templates WHERE tenant = $2 AND version = $3 AND dim = $4
@@ -165,9 +131,9 @@ func dotScan(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embe
 // hnsw.ef_search = ef and iterative scan, so the gallery filter cannot
 // starve the result. It is approximate. q must be a transaction or a pool:
 // the settings are made local to a transaction of their own.
-func HNSWScan(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embedding, k, ef int) ([]engine.Match, error) {
+func HNSWScan(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k, ef int) ([]engine.Match, error) {
 	dim := len(probe) // validated to [128, 512]: safe to format into SQL
-	run := func(q Querier) ([]engine.Match, error) {
+	run := func(q postgres.Querier) ([]engine.Match, error) {
 		if _, err := q.Exec(ctx, fmt.Sprintf(`SET LOCAL hnsw.ef_search = %d`, ef)); err != nil {
 			return nil, err
 		}
@@ -229,11 +195,11 @@ func (p *PGVector) EnsureIndexes(ctx context.Context) ([]int, error) {
 	}
 	rows, err := p.pool.Query(ctx, dimsInUse)
 	if err != nil {
-		return nil, translate(err)
+		return nil, postgres.Translate(err)
 	}
 	dims, err := pgx.CollectRows(rows, pgx.RowTo[int])
 	if err != nil {
-		return nil, translate(err)
+		return nil, postgres.Translate(err)
 	}
 	var built []int
 	for _, dim := range dims {
@@ -246,7 +212,7 @@ func (p *PGVector) EnsureIndexes(ctx context.Context) ([]int, error) {
 				EXISTS (SELECT 1 FROM pg_stat_progress_create_index b WHERE b.index_relid = i.indexrelid)
 			FROM pg_index i WHERE i.indexrelid = to_regclass($1)`, name).Scan(&exists, &valid, &building)
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return built, translate(err)
+			return built, postgres.Translate(err)
 		}
 		switch {
 		case valid:
@@ -256,12 +222,12 @@ func (p *PGVector) EnsureIndexes(ctx context.Context) ([]int, error) {
 			continue
 		case exists: // invalid, and nobody builds it: an interrupted build
 			if _, err := p.pool.Exec(ctx, `DROP INDEX CONCURRENTLY IF EXISTS `+name); err != nil {
-				return built, translate(err)
+				return built, postgres.Translate(err)
 			}
 		}
 		if _, err := p.pool.Exec(ctx, fmt.Sprintf(`CREATE INDEX CONCURRENTLY IF NOT EXISTS %[2]s ON templates
 			USING hnsw ((embedding::vector(%[1]d)) vector_cosine_ops) WHERE dim = %[1]d`, dim, name)); err != nil {
-			return built, fmt.Errorf("build %s: %w", name, translate(err))
+			return built, fmt.Errorf("build %s: %w", name, postgres.Translate(err))
 		}
 		p.indexed.Store(dim, struct{}{})
 		built = append(built, dim)
@@ -288,8 +254,3 @@ func (p *PGVector) KeepIndexes(ctx context.Context, every time.Duration, log *sl
 		}
 	}
 }
-
-// TemplatesChannel is the NOTIFY channel of template changes; the payload
-// is the id of the person whose templates changed (or who was deleted). It
-// is sent at commit, so listeners see committed data.
-const TemplatesChannel = "biomatch_templates"

@@ -19,36 +19,11 @@ import (
 
 var gallery = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
 
-// enroll stores n persons with one template each through the enroll path's
-// transaction and returns their templates by person id.
-func enroll(t *testing.T, p db, n, dim int) map[int64]engine.Embedding {
-	t.Helper()
-	out := map[int64]engine.Embedding{}
-	err := p.InGallery(context.Background(), gallery, func(ctx context.Context, tx engine.GalleryTx) error {
-		for i := range n {
-			person, err := tx.CreatePerson(ctx, engine.Person{Gallery: gallery, PUID: engine.NewID(), GUID: engine.NewID()})
-			if err != nil {
-				return err
-			}
-			e := engine.Embedding(synth.Vector(dim, uint64(i), 0, 0))
-			if _, err := tx.AddTemplates(ctx, person, []engine.Embedding{e}); err != nil {
-				return err
-			}
-			out[person.ID] = e
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 func TestPGVectorSearch(t *testing.T) {
 	pool := testenv.NewPool(t)
 	ctx := context.Background()
 	p := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1 << 30})
-	templates := enroll(t, p, 300, 256)
+	templates := testenv.Enroll(t, p, gallery, 300, 256)
 	// The dimension's index is built afterwards, in the background, the way
 	// the worker's index maintenance does it.
 	if built, err := p.EnsureIndexes(ctx); err != nil || len(built) != 1 || built[0] != 256 {
@@ -131,8 +106,8 @@ func TestIndexesBuiltOutsideRequests(t *testing.T) {
 	if got := hnsw(); len(got) != 0 {
 		t.Fatalf("accepting an enroll built %v", got)
 	}
-	enroll(t, p, 3, 128)
-	enroll(t, p, 3, 512)
+	testenv.Enroll(t, p, gallery, 3, 128)
+	testenv.Enroll(t, p, gallery, 3, 512)
 	// An interrupted build of dim 128 left an invalid index behind.
 	// (A unique index over duplicate values fails CONCURRENTLY and stays invalid.)
 	if _, err := pool.Exec(ctx, `CREATE UNIQUE INDEX CONCURRENTLY templates_hnsw_128 ON templates (tenant) WHERE dim = 128`); err == nil {

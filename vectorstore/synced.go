@@ -19,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 var (
@@ -28,7 +29,7 @@ var (
 )
 
 // Synced is an Exact kept current from PostgreSQL: loaded with binary COPY,
-// then following every process's template changes (TemplatesChannel).
+// then following every process's template changes (postgres.TemplatesChannel).
 // Searches wait for the first load. With a memory budget, a Synced that
 // outgrows it drops its rows and reports !Active, so Auto turns to pgvector.
 type Synced struct {
@@ -101,7 +102,7 @@ func (s *Synced) PersonChanged(ctx context.Context, personID int64) error {
 	defer mu.Unlock()
 	rows, err := s.pool.Query(ctx, `SELECT id, tenant, version, embedding::real[] FROM templates WHERE person_id = $1`, personID)
 	if err != nil {
-		return translate(err)
+		return postgres.Translate(err)
 	}
 	var out []Row
 	var r Row
@@ -111,7 +112,7 @@ func (s *Synced) PersonChanged(ctx context.Context, personID int64) error {
 		return nil
 	})
 	if err != nil {
-		return translate(err)
+		return postgres.Translate(err)
 	}
 	s.SetPerson(personID, out)
 	if s.changed != nil {
@@ -156,7 +157,7 @@ func (s *Synced) follow(ctx context.Context) error {
 	}
 	conn := pc.Hijack()
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+TemplatesChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+postgres.TemplatesChannel); err != nil {
 		return err
 	}
 	n, took, err := s.Load(ctx)
@@ -188,7 +189,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	fresh := NewExact(s.cfg)
 	rows, err := s.pool.Query(ctx, `SELECT tenant, version, dim, count(*) FROM templates GROUP BY 1, 2, 3`)
 	if err != nil {
-		return 0, 0, translate(err)
+		return 0, 0, postgres.Translate(err)
 	}
 	var g engine.Gallery
 	var dim, count int
@@ -201,7 +202,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 		return nil
 	})
 	if err != nil {
-		return 0, 0, translate(err)
+		return 0, 0, postgres.Translate(err)
 	}
 	if s.budget > 0 && need > s.budget && s.vector {
 		s.over.Store(true)
@@ -221,7 +222,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 
 	pc, err := s.pool.Acquire(ctx)
 	if err != nil {
-		return 0, 0, translate(err)
+		return 0, 0, postgres.Translate(err)
 	}
 	defer pc.Release()
 	column := "embedding"
@@ -240,7 +241,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	pr.CloseWithError(err) // unblocks the writer if we stopped early
 	// The connection is released (deferred) only once CopyTo is done with it.
 	if cerr := <-copied; err == nil {
-		err = translate(cerr)
+		err = postgres.Translate(cerr)
 	}
 	if err != nil {
 		return n, 0, err

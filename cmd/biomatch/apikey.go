@@ -14,15 +14,8 @@ import (
 )
 
 func runAPIKey(ctx context.Context, config func() (app.Config, error), args []string, std stdio) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		if len(args) == 0 {
-			return fmt.Errorf("%s", usageOf("apikey"))
-		}
-		fmt.Fprint(std.out, usageOf("apikey"))
-		return nil
-	}
-	if _, ok := helps["apikey "+args[0]]; !ok {
-		return fmt.Errorf("unknown subcommand %q\n%s", args[0], usageOf("apikey"))
+	if done, err := subcommand("apikey", args, std); done {
+		return err
 	}
 	stdin, stdout := std.in, std.out
 	fs := newFlagSet("apikey "+args[0], std.out, std.err)

@@ -14,15 +14,8 @@ import (
 )
 
 func runClient(ctx context.Context, args []string, std stdio) error {
-	if len(args) == 0 || isHelp(args[0]) {
-		if len(args) == 0 {
-			return fmt.Errorf("%s", usageOf("client"))
-		}
-		fmt.Fprint(std.out, usageOf("client"))
-		return nil
-	}
-	if _, ok := helps["client "+args[0]]; !ok {
-		return fmt.Errorf("unknown subcommand %q\n%s", args[0], usageOf("client"))
+	if done, err := subcommand("client", args, std); done {
+		return err
 	}
 	stdout := std.out
 	fs := newFlagSet("client "+args[0], std.out, std.err)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"os/exec"
 	"slices"
 	"strings"
 	"testing"
@@ -103,5 +104,19 @@ func TestDockerfile(t *testing.T) {
 	}
 	if stages < 2 {
 		t.Errorf("Dockerfile has %d stages, want a multi-stage build", stages)
+	}
+}
+
+// TestBinaryImportsNoBench: the production binary carries no benchmark,
+// dataset or load-test code.
+func TestBinaryImportsNoBench(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go list: %v\n%s", err, out)
+	}
+	for _, pkg := range strings.Fields(string(out)) {
+		if strings.HasPrefix(pkg, "github.com/biomatch/biomatch/bench") {
+			t.Errorf("the binary imports %s", pkg)
+		}
 	}
 }

@@ -95,6 +95,22 @@ func usageOf(group string) string {
 	return b.String()
 }
 
+// subcommand checks the subcommand of group (apikey, client) in args:
+// none or unknown is an error listing them, -h prints that list (done).
+func subcommand(group string, args []string, std stdio) (done bool, err error) {
+	switch {
+	case len(args) == 0:
+		return true, fmt.Errorf("%s", usageOf(group))
+	case isHelp(args[0]):
+		fmt.Fprint(std.out, usageOf(group))
+		return true, nil
+	}
+	if _, ok := helps[group+" "+args[0]]; !ok {
+		return true, fmt.Errorf("unknown subcommand %q\n%s", args[0], usageOf(group))
+	}
+	return false, nil
+}
+
 var subcommands = map[string][]string{
 	"apikey": {"create", "list", "revoke", "import"},
 	"client": {"check", "enroll", "predict", "delete", "sync", "vector"},

@@ -21,6 +21,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/postgres"
 )
 
@@ -134,4 +136,30 @@ func redact(s string) string {
 		return "DATABASE_URL"
 	}
 	return u.Redacted()
+}
+
+// Enroll stores n persons of g with one template each (synthetic identity
+// i, dim values) through the enroll path's gallery transaction, and returns
+// their templates by person id.
+func Enroll(t testing.TB, store engine.Store, g engine.Gallery, n, dim int) map[int64]engine.Embedding {
+	t.Helper()
+	out := map[int64]engine.Embedding{}
+	err := store.InGallery(context.Background(), g, func(ctx context.Context, tx engine.GalleryTx) error {
+		for i := range n {
+			person, err := tx.CreatePerson(ctx, engine.Person{Gallery: g, PUID: engine.NewID(), GUID: engine.NewID()})
+			if err != nil {
+				return err
+			}
+			e := engine.Embedding(synth.Vector(dim, uint64(i), 0, 0))
+			if _, err := tx.AddTemplates(ctx, person, []engine.Embedding{e}); err != nil {
+				return err
+			}
+			out[person.ID] = e
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
