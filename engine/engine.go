@@ -87,7 +87,7 @@ type Config struct {
 	Default               *Thresholds
 	PerVersion            map[string]Thresholds
 	MaxTemplatesPerPerson int           // default 5
-	EnrollWait            time.Duration // how long SubmitEnroll waits for the worker; default 10 s
+	EnrollWait            time.Duration // how long SubmitEnroll waits for the worker; default 4 s (the SDKs give up at 5 s)
 	PollInterval          time.Duration // how often it looks at first (then less often); default 25 ms
 }
 
@@ -111,7 +111,7 @@ func (c Config) withDefaults() Config {
 		c.MaxTemplatesPerPerson = 5
 	}
 	if c.EnrollWait <= 0 {
-		c.EnrollWait = 10 * time.Second
+		c.EnrollWait = 4 * time.Second
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 25 * time.Millisecond

@@ -52,7 +52,7 @@ var EnvDefaults = map[string]string{
 	"MAX_BODY_BYTES":           "16777216",
 	"READ_HEADER_TIMEOUT":      "10s",
 	"LOG_LEVEL":                "info",
-	"ENROLL_WAIT":              "10s",
+	"ENROLL_WAIT":              "4s",
 	"MATCH_THRESHOLD":          "0.5",
 	"DEDUP_THRESHOLD":          "0.5",
 	"VERSION_THRESHOLDS":       "",
@@ -165,6 +165,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		MaxTemplatesPerPerson: int(intVar("MAX_TEMPLATES_PER_PERSON", 1, 100)),
 		EnrollWait:            durVar("ENROLL_WAIT"),
 	}
+	if c.Engine.EnrollWait > MaxEnrollWait {
+		bad("ENROLL_WAIT", fmt.Sprintf("at most %s: the PrivateID SDKs give up on a request after 5 s, so a longer wait "+
+			"answers nobody (an enroll still running is answered 202 queued, and completes anyway)", MaxEnrollWait))
+	}
 	// VERSION_THRESHOLDS: "FACE3_1=0.55/0.6,FACE4_2=0.4/0.45" (match/dedup).
 	for _, item := range strings.Split(env("VERSION_THRESHOLDS"), ",") {
 		if item = strings.TrimSpace(item); item == "" {
@@ -189,6 +193,10 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 	return c, nil
 }
+
+// MaxEnrollWait is the longest ENROLL_WAIT accepted: the reply must reach
+// a CryptoNets SDK before its 5 s timeout.
+const MaxEnrollWait = 4500 * time.Millisecond
 
 // parseList splits a comma-separated list (CORS_ORIGINS, TRUSTED_PROXIES).
 func parseList(s string) []string {

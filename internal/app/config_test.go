@@ -28,6 +28,24 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 			t.Errorf("%s=%q: error %v, want one naming %s", name, value, err, name)
 		}
 	}
+	// Every /node reply must come inside the SDKs' 5 s patience.
+	for value, ok := range map[string]bool{"4s": true, "4.5s": true, "5s": false, "10s": false} {
+		cfg, err := LoadConfig(func(k string) string {
+			if k == "ENROLL_WAIT" {
+				return value
+			}
+			return ""
+		})
+		if ok != (err == nil) || (err != nil && !strings.Contains(err.Error(), "5 s")) {
+			t.Errorf("ENROLL_WAIT=%s: error %v, want accepted=%v (refusals give the SDKs' 5 s as the reason)", value, err, ok)
+		}
+		if ok && cfg.Engine.EnrollWait.String() != value {
+			t.Errorf("ENROLL_WAIT=%s read as %v", value, cfg.Engine.EnrollWait)
+		}
+	}
+	if cfg, _ := LoadConfig(func(string) string { return "" }); cfg.Engine.EnrollWait > MaxEnrollWait || cfg.Engine.EnrollWait.Seconds() > 4 {
+		t.Errorf("default ENROLL_WAIT %v, want at most 4 s", cfg.Engine.EnrollWait)
+	}
 	for _, value := range []string{"FACE3_1=1.5/0.5", "FACE3_1=0.5/-2", "FACE3_1=0.5/0.5,FACE3_2=7/0"} {
 		_, err := LoadConfig(func(k string) string {
 			if k == "VERSION_THRESHOLDS" {
