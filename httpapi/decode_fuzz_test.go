@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"strings"
 	"testing"
+
+	jsonv2 "github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 
 	"github.com/biomatch/biomatch/engine"
 )
@@ -34,7 +36,27 @@ func FuzzDecodeFeatures(f *testing.F) {
 }
 
 // FuzzNodeBody: decoding a /node body never panics, and a body it accepts
-// is valid JSON, an object, with no name twice (in any case).
+// is valid JSON, an object, with no name twice, and none of the fields we
+// read twice in any case (K and k). An unknown name in two cases is
+// accepted: both are ignored, so the body cannot say two things we act on.
+// bound mirrors nodeRequest's fields as raw values: decoding one member
+// into it (with decodeJSON's rules) shows which field, if any, it binds.
+type bound struct {
+	APIKey         jsontext.Value `json:"api_key"`
+	Features       jsontext.Value `json:"features"`
+	UserIdentifier jsontext.Value `json:"user_identifier"`
+	MultiUser      jsontext.Value `json:"multi_user"`
+	K              jsontext.Value `json:"K"`
+	PUID           jsontext.Value `json:"puid"`
+	PUIDList       jsontext.Value `json:"puid_list"`
+	OriginalImage  jsontext.Value `json:"original_image"`
+	Sealed         jsontext.Value `json:"sealed"`
+}
+
+// FuzzNodeBody: decoding a /node body never panics, and a body it accepts
+// is valid JSON, an object, with no name twice, and no field we read bound
+// by two names (K and k). An unknown name in two cases is accepted: both
+// are ignored, so the body cannot say two things we act on.
 func FuzzNodeBody(f *testing.F) {
 	f.Add([]byte(`{"api_key":"k","features":"00","K":"2","puid_list":["a"]}`))
 	f.Add([]byte(`{"api_key":"a","API_KEY":"b"}`))
@@ -52,20 +74,34 @@ func FuzzNodeBody(f *testing.F) {
 		if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
 			t.Fatalf("accepted a body that is not an object: %q", body)
 		}
-		seen := map[string]bool{}
+		names, fields := map[string]bool{}, map[string]int{}
 		for dec.More() {
 			tok, err := dec.Token()
 			if err != nil {
 				t.Fatal(err)
 			}
-			name := strings.ToLower(tok.(string))
-			if seen[name] {
+			name := tok.(string)
+			if names[name] {
 				t.Fatalf("accepted the name %q twice in %q", name, body)
 			}
-			seen[name] = true
-			var skip json.RawMessage
-			if err := dec.Decode(&skip); err != nil {
+			names[name] = true
+			var value json.RawMessage
+			if err := dec.Decode(&value); err != nil {
 				t.Fatal(err)
+			}
+			member, _ := json.Marshal(map[string]json.RawMessage{name: value})
+			var b bound
+			if err := jsonv2.Unmarshal(member, &b, jsonv2.MatchCaseInsensitiveNames(true)); err != nil {
+				t.Fatalf("member %s of an accepted body does not decode alone: %v", member, err)
+			}
+			for field, v := range map[string]jsontext.Value{"api_key": b.APIKey, "features": b.Features,
+				"user_identifier": b.UserIdentifier, "multi_user": b.MultiUser, "K": b.K, "puid": b.PUID,
+				"puid_list": b.PUIDList, "original_image": b.OriginalImage, "sealed": b.Sealed} {
+				if v != nil {
+					if fields[field]++; fields[field] > 1 {
+						t.Fatalf("accepted two names for %s in %q", field, body)
+					}
+				}
 			}
 		}
 	})
