@@ -7,10 +7,11 @@ package postgres
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
-	"strconv"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -55,10 +56,12 @@ type Store struct {
 }
 
 // TxSearcher is the search the enroll decision makes inside its gallery
-// transaction, seeing that transaction's own writes (vectorstore.PGVector),
-// and the format it stores templates in.
+// transaction, holding the gallery's lock (vectorstore.Dedup), and the
+// format templates are stored in. It must be exact: a missed neighbour
+// gives a returning person a second identity.
 type TxSearcher interface {
-	// NearestIn is engine.Index.Nearest through q.
+	// NearestIn is engine.Index.Nearest for the decision of transaction q;
+	// the store adds the transaction's own writes to what it finds.
 	NearestIn(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error)
 	// EmbeddingArg encodes a template for the embedding column.
 	EmbeddingArg(e engine.Embedding) any
@@ -269,20 +272,31 @@ func (p *Store) PersonTemplates(ctx context.Context, personID int64) ([]engine.E
 }
 
 // DeletePerson implements engine.Store: person, templates (by cascade) and
-// gallery counts in one transaction with the audit row.
+// gallery counts in one transaction with the audit row, under the gallery's
+// lock (so an enroll decision never runs concurrently with a delete of its
+// gallery).
 func (p *Store) DeletePerson(ctx context.Context, tenant, puid string, a engine.AuditEntry) (engine.Person, error) {
 	var person engine.Person
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		var version string
+		if err := tx.QueryRow(ctx, `SELECT version FROM persons WHERE tenant = $1 AND puid = $2`, tenant, puid).Scan(&version); err != nil {
+			return err
+		}
+		g := engine.Gallery{Tenant: tenant, Version: version}
+		if err := LockGallery(ctx, tx, g); err != nil {
+			return err
+		}
 		var err error
 		person, err = onePerson(tx.Query(ctx, `DELETE FROM persons WHERE tenant = $1 AND puid = $2 RETURNING `+personColumns, tenant, puid))
 		if err != nil {
 			return err
 		}
-		if _, err := tx.Exec(ctx, `UPDATE galleries SET persons = persons - 1, templates = templates - $3
-			WHERE tenant = $1 AND version = $2`, tenant, person.Gallery.Version, person.EnrollLevel); err != nil {
+		var seq int64
+		if err := tx.QueryRow(ctx, `UPDATE galleries SET persons = persons - 1, templates = templates - $3, seq = seq + 1
+			WHERE tenant = $1 AND version = $2 RETURNING seq`, tenant, version, person.EnrollLevel).Scan(&seq); err != nil {
 			return err
 		}
-		if err := notifyPerson(ctx, tx, person.ID); err != nil {
+		if err := notifyPerson(ctx, tx, person.ID, g, seq); err != nil {
 			return err
 		}
 		return audit(ctx, tx, a)
@@ -308,10 +322,24 @@ func (p *Store) Audit(ctx context.Context, a engine.AuditEntry) error {
 	return Translate(audit(ctx, p.pool, a))
 }
 
-// notifyPerson tells every follower of TemplatesChannel, at
-// commit, that a person's templates changed.
-func notifyPerson(ctx context.Context, q Querier, personID int64) error {
-	_, err := q.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1::text)`, strconv.FormatInt(personID, 10))
+// Change is the payload of a TemplatesChannel notification: the person
+// whose templates changed (or who was deleted), and its gallery's change
+// sequence after the change.
+type Change struct {
+	PersonID int64  `json:"person"`
+	Seq      int64  `json:"seq"`
+	Tenant   string `json:"tenant"`
+	Version  string `json:"version"`
+}
+
+// notifyPerson tells every follower of TemplatesChannel, at commit, that a
+// person's templates changed, and the gallery's sequence after it.
+func notifyPerson(ctx context.Context, q Querier, personID int64, g engine.Gallery, seq int64) error {
+	payload, err := json.Marshal(Change{PersonID: personID, Seq: seq, Tenant: g.Tenant, Version: g.Version})
+	if err != nil {
+		return err
+	}
+	_, err = q.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1)`, string(payload))
 	return err
 }
 
@@ -330,6 +358,13 @@ func audit(ctx context.Context, q Querier, a engine.AuditEntry) error {
 type galleryTx struct {
 	tx     pgx.Tx
 	search TxSearcher
+	added  []added // templates this transaction wrote, not yet in any index
+}
+
+type added struct {
+	person  int64
+	gallery engine.Gallery
+	e       engine.Embedding
 }
 
 func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
@@ -338,7 +373,20 @@ func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.En
 }
 
 func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	return t.search.NearestIn(ctx, t.tx, g, probe, k)
+	ms, err := t.search.NearestIn(ctx, t.tx, g, probe, k)
+	if err != nil || len(t.added) == 0 {
+		return ms, err
+	}
+	// The search may not see this transaction's own writes (an in-memory
+	// index sees commits only): they are compared here, the way a batch is
+	// compared with its earlier items.
+	for _, a := range t.added {
+		if a.gallery == g && len(a.e) == len(probe) {
+			ms = append(ms, engine.Match{PersonID: a.person, Score: engine.Cosine(a.e, probe)})
+		}
+	}
+	slices.SortFunc(ms, engine.CompareMatches)
+	return ms[:min(k, len(ms))], nil
 }
 
 func (t *galleryTx) Person(ctx context.Context, id int64) (engine.Person, error) {
@@ -373,9 +421,6 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 		batch.Queue(`INSERT INTO templates (person_id, tenant, version, dim, embedding) VALUES ($1, $2, $3, $4, $5)`,
 			p.ID, p.Gallery.Tenant, p.Gallery.Version, len(e), t.search.EmbeddingArg(e))
 	}
-	if err := notifyPerson(ctx, t.tx, p.ID); err != nil {
-		return 0, Translate(err)
-	}
 	if err := t.tx.SendBatch(ctx, batch).Close(); err != nil {
 		return 0, Translate(err)
 	}
@@ -384,9 +429,15 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 		p.ID, len(ts)).Scan(&level); err != nil {
 		return 0, Translate(err)
 	}
-	_, err := t.tx.Exec(ctx, `UPDATE galleries SET templates = templates + $3 WHERE tenant = $1 AND version = $2`,
-		p.Gallery.Tenant, p.Gallery.Version, len(ts))
-	return level, Translate(err)
+	var seq int64
+	if err := t.tx.QueryRow(ctx, `UPDATE galleries SET templates = templates + $3, seq = seq + 1 WHERE tenant = $1 AND version = $2 RETURNING seq`,
+		p.Gallery.Tenant, p.Gallery.Version, len(ts)).Scan(&seq); err != nil {
+		return 0, Translate(err)
+	}
+	for _, e := range ts {
+		t.added = append(t.added, added{person: p.ID, gallery: p.Gallery, e: e})
+	}
+	return level, Translate(notifyPerson(ctx, t.tx, p.ID, p.Gallery, seq))
 }
 
 func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engine.EnrollResult) error {

@@ -84,10 +84,17 @@ func (p *PGVector) Nearest(ctx context.Context, g engine.Gallery, probe engine.E
 	return ms, postgres.Translate(err)
 }
 
-// NearestIn is Nearest through q: inside a transaction, it sees that
-// transaction's own writes (the enroll decision searches this way).
+// NearestIn implements postgres.TxSearcher with an exact scan through q
+// (the enroll decision's transaction): never HNSW, which can miss the true
+// neighbour and give a returning person a second identity.
 func (p *PGVector) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	ms, err := nearest(ctx, q, p.cfg, g, probe, k)
+	var ms []engine.Match
+	var err error
+	if p.cfg.noVector {
+		ms, err = dotScan(ctx, q, g, probe, k)
+	} else {
+		ms, err = ExactScan(ctx, q, g, probe, k)
+	}
 	return ms, postgres.Translate(err)
 }
 

@@ -5,12 +5,12 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"math"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -55,13 +55,20 @@ type Synced struct {
 	reload    sync.RWMutex
 	changedMu sync.Mutex
 	changed   map[int64]struct{}
+
+	// seqMu guards seqs, each gallery's change sequence the index reflects
+	// (from its load's snapshot, then from each change it applied), and
+	// advanced, closed and replaced whenever one moves (WaitFor listens).
+	seqMu    sync.Mutex
+	seqs     map[engine.Gallery]int64
+	advanced chan struct{}
 }
 
 // NewSynced returns an empty Synced over the store's pool; Follow loads
 // and keeps it current.
 func NewSynced(store *PGVector, cfg ExactConfig, budget int64, log *slog.Logger) *Synced {
 	return &Synced{Exact: NewExact(cfg), pool: store.pool, cfg: cfg, vector: store.HasVector(),
-		budget: budget, log: log, loaded: make(chan struct{})}
+		budget: budget, log: log, loaded: make(chan struct{}), seqs: map[engine.Gallery]int64{}, advanced: make(chan struct{})}
 }
 
 // Active reports whether the index holds the galleries (not over budget).
@@ -171,12 +178,61 @@ func (s *Synced) follow(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		id, err := strconv.ParseInt(note.Payload, 10, 64)
-		if err != nil {
+		var ch postgres.Change
+		if err := json.Unmarshal([]byte(note.Payload), &ch); err != nil {
+			s.log.Warn("template change notification not understood", "err", err)
 			continue
 		}
-		if err := s.PersonChanged(ctx, id); err != nil {
+		if err := s.PersonChanged(ctx, ch.PersonID); err != nil {
 			return err
+		}
+		s.reached(map[engine.Gallery]int64{{Tenant: ch.Tenant, Version: ch.Version}: ch.Seq}, false)
+	}
+}
+
+// reached records the change sequences the index now reflects: raised to
+// seqs (replaced, after a full load), and wakes WaitFor.
+func (s *Synced) reached(seqs map[engine.Gallery]int64, replace bool) {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	if replace {
+		s.seqs = map[engine.Gallery]int64{}
+	}
+	for g, seq := range seqs {
+		s.seqs[g] = max(s.seqs[g], seq)
+	}
+	close(s.advanced)
+	s.advanced = make(chan struct{})
+}
+
+// WaitFor waits until the index reflects every change of g up to seq (its
+// change sequence, read under the gallery's lock), at most wait. It fails
+// when the index is over its budget, or not there in time.
+func (s *Synced) WaitFor(ctx context.Context, g engine.Gallery, seq int64, wait time.Duration) error {
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	for {
+		if s.over.Load() {
+			return errors.New("the in-memory index is over its budget")
+		}
+		s.seqMu.Lock()
+		have, advanced := s.seqs[g], s.advanced
+		s.seqMu.Unlock()
+		loaded := s.Loaded()
+		if loaded && have >= seq {
+			return nil
+		}
+		var loading <-chan struct{}
+		if !loaded {
+			loading = s.loaded
+		}
+		select {
+		case <-advanced:
+		case <-loading:
+		case <-timer.C:
+			return fmt.Errorf("the in-memory index reflects change %d of %s, not yet %d", have, g, seq)
+		case <-ctx.Done():
+			return ctx.Err()
 		}
 	}
 }
@@ -225,6 +281,22 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 		return 0, 0, postgres.Translate(err)
 	}
 	defer pc.Release()
+	// One snapshot for the galleries' change sequences and the rows, so the
+	// sequences say exactly what the rows hold.
+	tx, err := pc.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly})
+	if err != nil {
+		return 0, 0, postgres.Translate(err)
+	}
+	defer tx.Rollback(context.Background())
+	seqs := map[engine.Gallery]int64{}
+	rows, err = tx.Query(ctx, `SELECT tenant, version, seq FROM galleries`)
+	if err != nil {
+		return 0, 0, postgres.Translate(err)
+	}
+	var seq int64
+	if _, err := pgx.ForEachRow(rows, []any{&g.Tenant, &g.Version, &seq}, func() error { seqs[g] = seq; return nil }); err != nil {
+		return 0, 0, postgres.Translate(err)
+	}
 	column := "embedding"
 	if !s.vector {
 		column = "embedding::real[]"
@@ -246,6 +318,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	if err != nil {
 		return n, 0, err
 	}
+	tx.Commit(ctx)
 	// Refreshes applied while the snapshot was read may be older than it or
 	// newer: swap it in, then refresh those persons again from PostgreSQL.
 	s.reload.Lock()
@@ -258,6 +331,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 			return n, 0, err
 		}
 	}
+	s.reached(seqs, true)
 	s.checkBudget()
 	s.markLoaded()
 	return n, time.Since(start), nil

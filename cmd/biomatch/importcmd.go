@@ -59,6 +59,11 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 		return err
 	}
 	defer a.Close()
+	// Dedup against the gallery is exact: on the in-memory index once loaded.
+	a.Start()
+	if err := a.WaitLoaded(ctx); err != nil {
+		return err
+	}
 	g := engine.Gallery{Tenant: *tenant, Version: *version}
 	abs, _ := filepath.Abs(path)
 	info, _ := os.Stat(path)

@@ -154,6 +154,7 @@ func runWorker(ctx context.Context, config func() (app.Config, error), args []st
 		return err
 	}
 	defer a.Close()
+	a.Start() // the in-memory index: the enroll decisions' exact dedup
 	a.StartWorker()
 	select {
 	case <-ctx.Done():

@@ -35,7 +35,7 @@ type App struct {
 	Search  *vectorstore.PGVector
 	Store   *postgres.Store
 	Keys    *postgres.Keys
-	Mem     *vectorstore.Synced // the in-memory index; nil unless serving with SEARCH_BACKEND exact or auto
+	Mem     *vectorstore.Synced // the in-memory index (identify, exact dedup); nil with SEARCH_BACKEND=pgvector
 	Jobs    *queue.Client
 	Service *engine.Service
 	Metrics *metrics.Metrics
@@ -79,8 +79,18 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 		case <-time.After(wait):
 		}
 	}
-	a := &App{Pool: pool, Redis: rdb, Search: pg, Store: postgres.NewStore(pool, pg), Keys: postgres.NewKeys(pool, cfg.MasterKey),
+	dedup := &vectorstore.Dedup{PG: pg}
+	a := &App{Pool: pool, Redis: rdb, Search: pg, Store: postgres.NewStore(pool, dedup), Keys: postgres.NewKeys(pool, cfg.MasterKey),
 		Jobs: queue.NewClient(rdb, cfg.Queue), Metrics: metrics.New(), Log: log, cfg: cfg, index: pg, errs: make(chan error, 2)}
+	// The in-memory index serves identify (serve) and the enroll decision's
+	// exact dedup (serve with the worker, worker, import), each process its own.
+	switch cfg.SearchBackend {
+	case "exact":
+		a.Mem = vectorstore.NewSynced(pg, vectorstore.ExactConfig{Int8: cfg.ExactInt8}, 0, log)
+	case "auto":
+		a.Mem = vectorstore.NewSynced(pg, vectorstore.ExactConfig{Int8: cfg.ExactInt8}, cfg.MemoryBudget, log)
+	}
+	dedup.Mem = a.Mem
 	if search {
 		if err := a.wireSearch(); err != nil {
 			a.Close()
@@ -104,15 +114,12 @@ func (a *App) wireSearch() error {
 		}
 		log.Warn("pgvector is not installed: templates are stored as real[] and search is exact, in memory")
 	}
-	exactCfg := vectorstore.ExactConfig{Int8: cfg.ExactInt8}
 	backend := func() string { return "pgvector" }
 	switch cfg.SearchBackend {
 	case "exact":
-		a.Mem = vectorstore.NewSynced(a.Search, exactCfg, 0, log)
 		a.index = a.Mem
 		backend = func() string { return "exact" }
 	case "auto":
-		a.Mem = vectorstore.NewSynced(a.Search, exactCfg, cfg.MemoryBudget, log)
 		a.index = &vectorstore.Auto{Mem: a.Mem, PG: a.Search}
 		mem := a.Mem
 		backend = func() string {
@@ -179,7 +186,7 @@ func (a *App) Handler() (http.Handler, error) {
 
 // Start runs the in-memory index (its first load, then following every
 // process's changes) in the background until Close. Without one it does
-// nothing.
+// nothing. Until it is loaded, searches wait and dedup scans in SQL.
 func (a *App) Start() {
 	if mem := a.Mem; mem != nil {
 		a.background(func(ctx context.Context) { mem.Follow(ctx) })
@@ -198,6 +205,18 @@ func (a *App) StartWorker() {
 	})
 	a.background(func(ctx context.Context) { a.Search.KeepIndexes(ctx, a.cfg.ReconcileEvery, a.Log) })
 	a.Log.Info("worker started", "queue", a.Jobs.Queue(), "concurrency", a.cfg.WorkerConc)
+}
+
+// WaitLoaded waits until the in-memory index (if any) has loaded, or ctx ends.
+func (a *App) WaitLoaded(ctx context.Context) error {
+	for a.Mem != nil && !a.Mem.Loaded() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	return nil
 }
 
 // Errors reports background work that stopped on an error.

@@ -1,0 +1,50 @@
+package vectorstore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/postgres"
+)
+
+var _ postgres.TxSearcher = (*Dedup)(nil)
+
+// Dedup is the enroll decision's search (postgres.TxSearcher), exact by
+// construction: the in-memory index once it reflects every change of the
+// gallery committed before the decision's lock was taken (its change
+// sequence, read under that lock), else PGVector's exact SQL scan. Never
+// HNSW.
+type Dedup struct {
+	Mem  *Synced // nil: always the SQL scan
+	PG   *PGVector
+	Wait time.Duration // how long to wait for the index to catch up; 0: 1 s
+}
+
+// NearestIn implements postgres.TxSearcher.
+func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+	if d.Mem != nil && d.Mem.Active() && d.Mem.Loaded() {
+		var seq int64
+		err := q.QueryRow(ctx, `SELECT seq FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&seq)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return nil, postgres.Translate(err)
+		}
+		wait := d.Wait
+		if wait <= 0 {
+			wait = time.Second
+		}
+		if d.Mem.WaitFor(ctx, g, seq, wait) == nil {
+			return d.Mem.Exact.Nearest(ctx, g, probe, k)
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+	}
+	return d.PG.NearestIn(ctx, q, g, probe, k)
+}
+
+// EmbeddingArg implements postgres.TxSearcher.
+func (d *Dedup) EmbeddingArg(e engine.Embedding) any { return d.PG.EmbeddingArg(e) }

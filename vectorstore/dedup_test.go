@@ -1,0 +1,121 @@
+package vectorstore_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+
+	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/postgres"
+	"github.com/biomatch/biomatch/vectorstore"
+)
+
+// noJobs is a queue whose worker is this test, calling ProcessEnroll.
+type noJobs struct{}
+
+func (noJobs) EnqueueEnroll(context.Context, string) error { return nil }
+
+// decide submits an enroll of v to svc and processes it, as the worker
+// does, returning the decision.
+func decide(t *testing.T, svc *engine.Service, store engine.Store, v []float32) engine.EnrollResult {
+	t.Helper()
+	ctx := context.Background()
+	raw := make([]float64, len(v))
+	for i, x := range v {
+		raw[i] = float64(x)
+	}
+	req, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: gallery, Vectors: [][]float64{raw}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.ProcessEnroll(ctx, req.ID); err != nil {
+		t.Fatal(err)
+	}
+	got, err := store.EnrollRequest(ctx, req.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return got.Result
+}
+
+func newDedupService(store engine.Store, index engine.Index) *engine.Service {
+	return engine.NewService(engine.Deps{Store: store, Index: index, Jobs: noJobs{},
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: 1})
+}
+
+// TestDedupIsExactWhereHNSWMisses: in a gallery where the HNSW index misses
+// a returning person's true neighbour, the enroll decision still recognises
+// the person, with the SQL scan and with the in-memory index. (Before, the
+// decision searched through HNSW beyond HNSW_MIN_TEMPLATES and made a second
+// identity.)
+func TestDedupIsExactWhereHNSWMisses(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx := context.Background()
+	// HNSW for every gallery size, at the smallest ef_search: it misses often.
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1, EfSearch: 1})
+	testenv.Enroll(t, pg.Store, gallery, 2000, 128)
+	if _, err := pg.EnsureIndexes(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// Analysed, the planner takes the HNSW index (unanalysed, it may sort
+	// the gallery's rows: exact by luck, as the issue found).
+	if _, err := pool.Exec(ctx, `ANALYZE templates`); err != nil {
+		t.Fatal(err)
+	}
+	var missed []float32
+	var truth engine.Match
+	for i := range uint64(300) {
+		probe := synth.Vector(128, i, 0.3, 7) // another sample of identity i: cosine ≈ 0.95
+		hnsw, err := pg.Nearest(ctx, gallery, probe, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		exact, err := vectorstore.ExactScan(ctx, pool, gallery, probe, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(hnsw) == 0 || hnsw[0].PersonID != exact[0].PersonID {
+			missed, truth = probe, exact[0]
+			break
+		}
+	}
+	if missed == nil {
+		t.Fatal("HNSW at ef_search 1 found the neighbour of all 300 probes: the premise of this test no longer holds")
+	}
+	t.Logf("HNSW misses person %d (exact score %.3f)", truth.PersonID, truth.Score)
+
+	mem := loadedSynced(t, pg, "auto")
+	for name, search := range map[string]postgres.TxSearcher{
+		"SQL scan":        pg.PGVector,
+		"in-memory index": &vectorstore.Dedup{Mem: mem, PG: pg.PGVector},
+	} {
+		store := postgres.NewStore(pool, search)
+		res := decide(t, newDedupService(store, pg), store, missed)
+		if res.Outcome != engine.Existing || res.Person.ID != truth.PersonID {
+			t.Errorf("%s: enroll of a returning person = %s person %d, want existing person %d", name, res.Outcome, res.Person.ID, truth.PersonID)
+		}
+	}
+}
+
+// TestDedupWaitsForTheIndex: a person committed by another process an
+// instant before the decision is recognised through the in-memory index:
+// the decision waits until the index reflects the gallery's change sequence.
+func TestDedupWaitsForTheIndex(t *testing.T) {
+	pool := testenv.NewPool(t)
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{})
+	mem := loadedSynced(t, pg, "auto")
+	store := postgres.NewStore(pool, &vectorstore.Dedup{Mem: mem, PG: pg.PGVector})
+	svc := newDedupService(store, mem)
+	other := newDedupService(pg.Store, pg) // another process: it writes, this one follows by NOTIFY
+	for i := range uint64(20) {
+		first := decide(t, other, pg.Store, synth.Vector(256, 5000+i, 0.2, 1))
+		again := decide(t, svc, store, synth.Vector(256, 5000+i, 0.2, 2))
+		if first.Outcome != engine.Created || again.Outcome != engine.Existing || again.Person.ID != first.Person.ID {
+			t.Fatalf("identity %d: first %s %d, then %s %d; want the second recognised as the first", i,
+				first.Outcome, first.Person.ID, again.Outcome, again.Person.ID)
+		}
+	}
+}
