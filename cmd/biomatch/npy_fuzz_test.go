@@ -64,9 +64,9 @@ func TestOpenNPY(t *testing.T) {
 		t.Errorf("header without newline: %d rows, %v", rows, err)
 	}
 	for name, file := range map[string][]byte{
-		"negative shape":       []byte("\x93NUMPY\x01\x00\x3c\x00{'descr': '<f4', 'fortran_order': False, 'shape': (-2, 3), }\n"),
-		"fortran order":        []byte("\x93NUMPY\x01\x00\x3b\x00{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }\n"),
-		"huge header":          []byte("\x93NUMPY\x02\x00\xff\xff\xff\x7f"),
+		"negative shape": []byte("\x93NUMPY\x01\x00\x3c\x00{'descr': '<f4', 'fortran_order': False, 'shape': (-2, 3), }\n"),
+		"fortran order":  []byte("\x93NUMPY\x01\x00\x3b\x00{'descr': '<f4', 'fortran_order': True, 'shape': (2, 3), }\n"),
+		"huge header":    []byte("\x93NUMPY\x02\x00\xff\xff\xff\x7f"),
 	} {
 		if _, _, err := openNPY(bytes.NewReader(file), name); err == nil {
 			t.Errorf("%s: accepted", name)
