@@ -89,6 +89,9 @@ type Config struct {
 	MaxTemplatesPerPerson int           // default 5
 	EnrollWait            time.Duration // how long SubmitEnroll waits for the worker; default 4 s (the SDKs give up at 5 s)
 	PollInterval          time.Duration // how often it looks at first (then less often); default 25 ms
+	// EnrollBatch is how many pending enrolls of one gallery one decision
+	// takes on: the one asked for and those waiting beside it; default 64.
+	EnrollBatch int
 }
 
 // Thresholds returns the thresholds of version.
@@ -112,6 +115,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.EnrollWait <= 0 {
 		c.EnrollWait = 4 * time.Second
+	}
+	if c.EnrollBatch <= 0 {
+		c.EnrollBatch = 64
 	}
 	if c.PollInterval <= 0 {
 		c.PollInterval = 25 * time.Millisecond

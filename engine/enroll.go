@@ -84,6 +84,13 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		Templates:  es,
 		State:      Pending,
 	}
+	// Subscribed before the request exists: no finish can slip past.
+	var woken <-chan struct{}
+	if s.finished != nil {
+		ch, unsubscribe := s.finished.Subscribe(req.ID)
+		defer unsubscribe()
+		woken = ch
+	}
 	if err := s.store.CreateEnrollRequest(ctx, req); err != nil {
 		return EnrollRequest{}, fmt.Errorf("record enroll: %w", err)
 	}
@@ -91,13 +98,20 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		// Accepted all the same: the reconciler enqueues it again.
 		s.log.WarnContext(ctx, "enqueue enroll failed; the reconciler will retry", "enroll_request", req.ID, "err", err)
 	}
-	return s.awaitEnroll(ctx, req)
+	return s.awaitEnroll(ctx, req, woken)
 }
 
-func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest) (EnrollRequest, error) {
+// awaitEnroll waits for req to finish: woken by the worker's commit when
+// woken is not nil (then a slow look now and then covers a notification
+// lost while the listener reconnects), else polling.
+func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, woken <-chan struct{}) (EnrollRequest, error) {
 	deadline := time.NewTimer(s.cfg.EnrollWait)
 	defer deadline.Stop()
-	tick := time.NewTimer(s.cfg.PollInterval)
+	interval := s.cfg.PollInterval
+	if woken != nil {
+		interval = max(interval, time.Second)
+	}
+	tick := time.NewTimer(interval)
 	defer tick.Stop()
 	for polls := 1; ; polls++ {
 		select {
@@ -105,9 +119,11 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest) (EnrollReq
 			return req, nil
 		case <-deadline.C:
 			return req, nil
+		case <-woken:
+			woken = nil // one wake-up per request: look, then poll slowly
 		case <-tick.C:
+			tick.Reset(pollDelay(interval, polls))
 		}
-		tick.Reset(pollDelay(s.cfg.PollInterval, polls))
 		got, err := s.store.EnrollRequest(ctx, req.ID)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -136,8 +152,13 @@ func pollDelay(interval time.Duration, n int) time.Duration {
 }
 
 // ProcessEnroll is the worker's step: it decides an accepted enroll under the
-// gallery lock and records the result. It is idempotent: a request already
-// done is left alone. A missing request returns ErrNotFound.
+// gallery lock, with the other enrolls of that gallery waiting at that
+// moment (up to Config.EnrollBatch, in one transaction and one commit; each is
+// compared with the gallery and with the earlier ones of the batch, so two
+// enrolls of one new face make one person), and records the results. An
+// item that fails is undone alone and stays pending for its own task. It is
+// idempotent: a request already done is left alone. A missing request
+// returns ErrNotFound.
 func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 	req, err := s.store.EnrollRequest(ctx, id)
 	if err != nil {
@@ -155,20 +176,40 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 			return err
 		}
 		if req.State != Pending {
-			return nil // another delivery finished it while we waited for the lock
+			return nil // another delivery (or batch) finished it while we waited for the lock
 		}
-		res, err := s.decideEnroll(ctx, tx, req)
+		others, err := tx.LockPendingEnrolls(ctx, req.Gallery, id, s.cfg.EnrollBatch-1)
 		if err != nil {
 			return err
 		}
-		if res.Outcome != Rejected {
-			if err := tx.Audit(ctx, AuditEntry{KeyID: req.KeyID, Tenant: req.Gallery.Tenant, Action: "enroll",
-				PUID: res.Person.PUID, RequestID: req.RequestID, Detail: string(res.Outcome)}); err != nil {
-				return err
+		if err := s.finishEnroll(ctx, tx, req); err != nil {
+			return err // the asked-for request: its task retries
+		}
+		for _, r := range others {
+			if err := tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishEnroll(ctx, tx, r) }); err != nil {
+				if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
+					return err
+				}
+				s.log.WarnContext(ctx, "enroll of a batch failed alone; its own task retries it", "enroll_request", r.ID, "err", err)
 			}
 		}
-		return tx.FinishEnrollRequest(ctx, id, res)
+		return nil
 	})
+}
+
+// finishEnroll decides one request and records its result.
+func (s *Service) finishEnroll(ctx context.Context, tx GalleryTx, req EnrollRequest) error {
+	res, err := s.decideEnroll(ctx, tx, req)
+	if err != nil {
+		return err
+	}
+	if res.Outcome != Rejected {
+		if err := tx.Audit(ctx, AuditEntry{KeyID: req.KeyID, Tenant: req.Gallery.Tenant, Action: "enroll",
+			PUID: res.Person.PUID, RequestID: req.RequestID, Detail: string(res.Outcome)}); err != nil {
+			return err
+		}
+	}
+	return tx.FinishEnrollRequest(ctx, req.ID, res)
 }
 
 // decideEnroll applies the dedup rule: the best match at or above the

@@ -21,6 +21,9 @@ type memStore struct {
 	st        memState
 	galleryMu sync.Map // Gallery → *sync.Mutex: InGallery's lock
 	followed  []int64  // PersonChanged calls, in order
+	// failFinish makes FinishEnrollRequest fail for these request ids (a
+	// fault in one item of a batch).
+	failFinish map[string]bool
 }
 
 type memState struct {
@@ -113,7 +116,7 @@ func (s *memStore) InGallery(ctx context.Context, g engine.Gallery, fn func(cont
 	lock, _ := s.galleryMu.LoadOrStore(g, &sync.Mutex{})
 	lock.(*sync.Mutex).Lock()
 	defer lock.(*sync.Mutex).Unlock()
-	tx := memTx{wrote: map[int64]bool{}, requests: map[string]bool{}}
+	tx := memTx{wrote: map[int64]bool{}, requests: map[string]bool{}, failFinish: s.failFinish}
 	s.read(func(st *memState) { tx.st = st.clone() })
 	if err := fn(ctx, &tx); err != nil {
 		return err // nothing of the transaction is kept
@@ -266,14 +269,35 @@ func (s *memStore) PersonChanged(ctx context.Context, personID int64) error {
 // memTx is a gallery transaction on a copy of the state; it remembers what
 // it wrote, for the commit.
 type memTx struct {
-	st       memState
-	wrote    map[int64]bool  // persons created or changed
-	requests map[string]bool // enroll requests finished
-	audit    []engine.AuditEntry
+	st         memState
+	wrote      map[int64]bool  // persons created or changed
+	requests   map[string]bool // enroll requests finished
+	audit      []engine.AuditEntry
+	failFinish map[string]bool
 }
 
 func (t *memTx) LockEnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
 	return t.st.request(id)
+}
+
+func (t *memTx) LockPendingEnrolls(ctx context.Context, g engine.Gallery, except string, limit int) ([]engine.EnrollRequest, error) {
+	var out []engine.EnrollRequest
+	for id, r := range t.st.requests {
+		if r.Gallery == g && r.State == engine.Pending && id != except {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, func(a, b engine.EnrollRequest) int { return a.CreatedAt.Compare(b.CreatedAt) })
+	return out[:min(limit, len(out))], nil
+}
+
+func (t *memTx) Savepoint(ctx context.Context, fn func(ctx context.Context) error) error {
+	st, wrote, requests, audit := t.st.clone(), maps.Clone(t.wrote), maps.Clone(t.requests), len(t.audit)
+	if err := fn(ctx); err != nil {
+		t.st, t.wrote, t.requests, t.audit = st, wrote, requests, t.audit[:audit]
+		return err
+	}
+	return nil
 }
 
 func (t *memTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
@@ -326,6 +350,9 @@ func (t *memTx) AddTemplates(ctx context.Context, p engine.Person, ts []engine.E
 }
 
 func (t *memTx) FinishEnrollRequest(ctx context.Context, id string, res engine.EnrollResult) error {
+	if t.failFinish[id] {
+		return fmt.Errorf("finish %s: disk full", id)
+	}
 	r := t.st.requests[id]
 	r.State, r.Result, r.Templates = engine.Done, res, nil
 	if res.Outcome == engine.Rejected {

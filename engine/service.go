@@ -11,6 +11,7 @@ type Service struct {
 	store    Store
 	index    Index
 	follower Follower
+	finished Finished
 	jobs     Jobs
 	cfg      Config
 	log      *slog.Logger
@@ -23,6 +24,9 @@ type Deps struct {
 	// Follower, when not nil, is told of every write this Service makes
 	// (an in-memory index, so a caller reads its own write at once).
 	Follower Follower
+	// Finished, when not nil, wakes SubmitEnroll when the worker commits
+	// its request; nil: SubmitEnroll polls the Store.
+	Finished Finished
 	Jobs     Jobs
 	Log      *slog.Logger
 }
@@ -30,7 +34,7 @@ type Deps struct {
 // NewService returns a Service over its dependencies. Zero fields of cfg take
 // their documented defaults.
 func NewService(d Deps, cfg Config) *Service {
-	return &Service{store: d.Store, index: d.Index, follower: d.Follower, jobs: d.Jobs, cfg: cfg.withDefaults(), log: d.Log}
+	return &Service{store: d.Store, index: d.Index, follower: d.Follower, finished: d.Finished, jobs: d.Jobs, cfg: cfg.withDefaults(), log: d.Log}
 }
 
 // Identify returns up to k persons (at least 1) of g whose best template

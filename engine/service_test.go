@@ -307,3 +307,87 @@ func TestImportDeduplicates(t *testing.T) {
 		t.Errorf("checkpoint = %d, want %d", n, len(items))
 	}
 }
+
+// submitPending submits enrolls with no worker running and returns their
+// request ids, in order.
+func submitPending(t *testing.T, svc *engine.Service, vectors ...[][]float64) []string {
+	t.Helper()
+	var ids []string
+	for _, v := range vectors {
+		req, err := svc.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: g, Vectors: v})
+		if err != nil || req.State != engine.Pending {
+			t.Fatalf("SubmitEnroll = %v, %v; want pending", req.State, err)
+		}
+		ids = append(ids, req.ID)
+		time.Sleep(time.Millisecond) // distinct creation times: the batch's order
+	}
+	return ids
+}
+
+func newHeldService() (*engine.Service, *memStore) {
+	store := newMemStore()
+	svc := engine.NewService(engine.Deps{Store: store, Index: store, Jobs: &heldJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		engine.Config{EnrollWait: time.Millisecond, PollInterval: time.Millisecond})
+	return svc, store
+}
+
+// TestBatchedEnroll: one decision takes on every pending enroll of the
+// gallery, each compared with the earlier ones: two enrolls of one new face
+// make one person. The other tasks then find their requests done.
+func TestBatchedEnroll(t *testing.T) {
+	svc, store := newHeldService()
+	ctx := context.Background()
+	ids := submitPending(t, svc, face(1, 1), face(2, 1), face(1, 2), face(3, 1), face(2, 2))
+	if err := svc.ProcessEnroll(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	persons := map[int]int64{}
+	for i, id := range ids {
+		r, err := store.EnrollRequest(ctx, id)
+		if err != nil || r.State != engine.Done {
+			t.Fatalf("request %d after one batch: %v, %v; want done", i, r.State, err)
+		}
+		persons[i] = r.Result.Person.ID
+	}
+	if persons[0] != persons[2] || persons[1] != persons[4] || persons[0] == persons[1] || persons[3] == persons[0] {
+		t.Errorf("persons by request = %v, want faces 1, 2 and 3 to be three persons, once each", persons)
+	}
+	if n := len(store.st.persons); n != 3 {
+		t.Errorf("%d persons, want 3", n)
+	}
+	for _, id := range ids[1:] {
+		if err := svc.ProcessEnroll(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := len(store.st.persons); n != 3 {
+		t.Errorf("after the other tasks: %d persons, want 3 (they found their requests done)", n)
+	}
+}
+
+// TestBatchFailsOnlyTheBadItem: an item of a batch that fails is undone
+// alone and stays pending for its own task; the rest of the batch commits.
+func TestBatchFailsOnlyTheBadItem(t *testing.T) {
+	svc, store := newHeldService()
+	ctx := context.Background()
+	ids := submitPending(t, svc, face(1, 1), face(2, 1), face(3, 1))
+	store.failFinish = map[string]bool{ids[1]: true}
+	if err := svc.ProcessEnroll(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []engine.EnrollState{engine.Done, engine.Pending, engine.Done} {
+		if r, _ := store.EnrollRequest(ctx, ids[i]); r.State != want {
+			t.Errorf("request %d: %s, want %s", i, r.State, want)
+		}
+	}
+	if n := len(store.st.persons); n != 2 {
+		t.Errorf("%d persons, want 2 (the failed item's person undone)", n)
+	}
+	store.failFinish = nil
+	if err := svc.ProcessEnroll(ctx, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if r, _ := store.EnrollRequest(ctx, ids[1]); r.State != engine.Done || len(store.st.persons) != 3 {
+		t.Errorf("the failed item retried: %s with %d persons, want done with 3", r.State, len(store.st.persons))
+	}
+}

@@ -49,6 +49,13 @@ type Store interface {
 type GalleryTx interface {
 	// LockEnrollRequest returns the request, locked for update (ErrNotFound).
 	LockEnrollRequest(ctx context.Context, id string) (EnrollRequest, error)
+	// LockPendingEnrolls returns up to limit other pending requests of g,
+	// oldest first, locked for update (those another transaction holds are
+	// skipped): the rest of a batch.
+	LockPendingEnrolls(ctx context.Context, g Gallery, except string, limit int) ([]EnrollRequest, error)
+	// Savepoint runs fn so that, when it fails, what it wrote is undone and
+	// the transaction goes on (one item of a batch fails alone).
+	Savepoint(ctx context.Context, fn func(ctx context.Context) error) error
 	// Nearest is Index.Nearest, seeing this transaction's own writes.
 	Nearest(ctx context.Context, g Gallery, probe Embedding, k int) ([]Match, error)
 	// Person returns a person by id (ErrNotFound).
@@ -100,4 +107,14 @@ type AuditEntry struct {
 type Follower interface {
 	// PersonChanged reloads the person's templates (none: it was deleted).
 	PersonChanged(ctx context.Context, personID int64) error
+}
+
+// Finished wakes a handler waiting for an enroll request when the request
+// may have finished (postgres.Finished: LISTEN/NOTIFY), so waiting costs no
+// polling. A lost notification costs only latency: waiters still look now
+// and then.
+type Finished interface {
+	// Subscribe returns a channel closed when request id finishes, and a
+	// function that ends the subscription.
+	Subscribe(id string) (<-chan struct{}, func())
 }

@@ -60,9 +60,10 @@ type Store struct {
 // format templates are stored in. It must be exact: a missed neighbour
 // gives a returning person a second identity.
 type TxSearcher interface {
-	// NearestIn is engine.Index.Nearest for the decision of transaction q;
-	// the store adds the transaction's own writes to what it finds.
-	NearestIn(ctx context.Context, q Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error)
+	// NearestIn is engine.Index.Nearest for the decision of transaction q,
+	// which holds g's lock, taken when g's change sequence was seq; the
+	// store adds the transaction's own writes to what it finds.
+	NearestIn(ctx context.Context, q Querier, g engine.Gallery, seq int64, probe engine.Embedding, k int) ([]engine.Match, error)
 	// EmbeddingArg encodes a template for the embedding column.
 	EmbeddingArg(e engine.Embedding) any
 }
@@ -176,8 +177,9 @@ func (p *Store) CountEnrollAttempt(ctx context.Context, id string) error {
 // FailEnrollRequest implements engine.Store.
 func (p *Store) FailEnrollRequest(ctx context.Context, id, reason string) error {
 	_, err := p.pool.Exec(ctx, `
-		UPDATE enroll_requests SET state = 'failed', outcome = 'rejected', reason = $2, templates = NULL, finished_at = now()
-		WHERE id = $1 AND state = 'pending'`, id, reason)
+		WITH failed AS (UPDATE enroll_requests SET state = 'failed', outcome = 'rejected', reason = $2, templates = NULL, finished_at = now()
+			WHERE id = $1 AND state = 'pending' RETURNING id)
+		SELECT pg_notify('`+EnrollsChannel+`', id) FROM failed`, id, reason)
 	return Translate(err)
 }
 
@@ -199,7 +201,14 @@ func (p *Store) InGallery(ctx context.Context, g engine.Gallery, fn func(context
 		if err := LockGallery(ctx, tx, g); err != nil {
 			return err
 		}
-		return fn(ctx, &galleryTx{tx: tx, search: p.search})
+		// The gallery's change sequence as the lock was taken: every change
+		// the decision must see is at or below it.
+		var seq int64
+		err := tx.QueryRow(ctx, `SELECT seq FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&seq)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return err
+		}
+		return fn(ctx, &galleryTx{tx: tx, search: p.search, seq: seq})
 	})
 	return Translate(err)
 }
@@ -358,6 +367,7 @@ func audit(ctx context.Context, q Querier, a engine.AuditEntry) error {
 type galleryTx struct {
 	tx     pgx.Tx
 	search TxSearcher
+	seq    int64   // the gallery's change sequence when the lock was taken
 	added  []added // templates this transaction wrote, not yet in any index
 }
 
@@ -372,8 +382,48 @@ func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.En
 		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id WHERE r.id = $1 FOR UPDATE OF r`, id))
 }
 
+func (t *galleryTx) LockPendingEnrolls(ctx context.Context, g engine.Gallery, except string, limit int) ([]engine.EnrollRequest, error) {
+	rows, err := t.tx.Query(ctx, `SELECT `+enrollRequestColumns+`
+		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id
+		WHERE r.state = 'pending' AND r.tenant = $1 AND r.version = $2 AND r.id <> $3
+		ORDER BY r.created_at LIMIT $4 FOR UPDATE OF r SKIP LOCKED`, g.Tenant, g.Version, except, limit)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	defer rows.Close()
+	var out []engine.EnrollRequest
+	for rows.Next() {
+		r, err := scanEnrollRequest(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, Translate(rows.Err())
+}
+
+func (t *galleryTx) Savepoint(ctx context.Context, fn func(ctx context.Context) error) error {
+	sp, err := t.tx.Begin(ctx) // a savepoint
+	if err != nil {
+		return Translate(err)
+	}
+	added := len(t.added)
+	outer := t.tx
+	t.tx = sp
+	err = fn(ctx)
+	t.tx = outer
+	if err != nil {
+		t.added = t.added[:added]
+		if rerr := sp.Rollback(ctx); rerr != nil {
+			return Translate(rerr)
+		}
+		return err
+	}
+	return Translate(sp.Commit(ctx))
+}
+
 func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	ms, err := t.search.NearestIn(ctx, t.tx, g, probe, k)
+	ms, err := t.search.NearestIn(ctx, t.tx, g, t.seq, probe, k)
 	if err != nil || len(t.added) == 0 {
 		return ms, err
 	}
@@ -448,9 +498,12 @@ func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engi
 	} else {
 		personID = &res.Person.ID
 	}
-	_, err := t.tx.Exec(ctx, `UPDATE enroll_requests SET state = $2, outcome = $3, reason = $4, person_id = $5,
+	if _, err := t.tx.Exec(ctx, `UPDATE enroll_requests SET state = $2, outcome = $3, reason = $4, person_id = $5,
 		score = $6, templates = NULL, finished_at = now() WHERE id = $1`,
-		id, state, res.Outcome, res.Reason, personID, res.Score)
+		id, state, res.Outcome, res.Reason, personID, res.Score); err != nil {
+		return Translate(err)
+	}
+	_, err := t.tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', $1)`, id)
 	return Translate(err)
 }
 

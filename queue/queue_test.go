@@ -92,7 +92,8 @@ func newService(store *postgres.Store, search *vectorstore.PGVector, jobs engine
 // every accepted enroll, none twice.
 func TestWorkerRestart(t *testing.T) {
 	pool, store, search, rdb, qname := setup(t)
-	svc := newService(store, search, queue.NewClient(rdb, qname), engine.Config{EnrollWait: time.Millisecond})
+	// One enroll per decision: a batch would take on the whole queue at once.
+	svc := newService(store, search, queue.NewClient(rdb, qname), engine.Config{EnrollWait: time.Millisecond, EnrollBatch: 1})
 	ctx := context.Background()
 
 	const n = 60

@@ -2,10 +2,7 @@ package vectorstore
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/postgres"
@@ -25,13 +22,8 @@ type Dedup struct {
 }
 
 // NearestIn implements postgres.TxSearcher.
-func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probe engine.Embedding, k int) ([]engine.Match, error) {
 	if d.Mem != nil && d.Mem.Active() && d.Mem.Loaded() {
-		var seq int64
-		err := q.QueryRow(ctx, `SELECT seq FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&seq)
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return nil, postgres.Translate(err)
-		}
 		wait := d.Wait
 		if wait <= 0 {
 			wait = time.Second
@@ -43,7 +35,7 @@ func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gall
 			return nil, ctx.Err()
 		}
 	}
-	return d.PG.NearestIn(ctx, q, g, probe, k)
+	return d.PG.NearestIn(ctx, q, g, seq, probe, k)
 }
 
 // EmbeddingArg implements postgres.TxSearcher.

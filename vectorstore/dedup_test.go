@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
@@ -118,4 +120,90 @@ func TestDedupWaitsForTheIndex(t *testing.T) {
 				first.Outcome, first.Person.ID, again.Outcome, again.Person.ID)
 		}
 	}
+}
+
+// TestBatchedEnrollOnPostgres: the enrolls waiting in a gallery are decided
+// in one transaction against the in-memory index and each other: five
+// identities, two enrolls each, make five persons.
+func TestBatchedEnrollOnPostgres(t *testing.T) {
+	pool := testenv.NewPool(t)
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{})
+	testenv.Enroll(t, pg.Store, gallery, 50, 256) // a gallery to search
+	mem := loadedSynced(t, pg, "auto")
+	store := postgres.NewStore(pool, &vectorstore.Dedup{Mem: mem, PG: pg.PGVector})
+	svc := newDedupService(store, mem)
+	ctx := context.Background()
+	var ids []string
+	for sample := range uint64(2) {
+		for id := range uint64(5) {
+			v := synth.Vector(256, 9000+id, 0.2, sample)
+			raw := make([]float64, len(v))
+			for i, x := range v {
+				raw[i] = float64(x)
+			}
+			req, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: gallery, Vectors: [][]float64{raw}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ids = append(ids, req.ID)
+		}
+	}
+	if err := svc.ProcessEnroll(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	persons := map[int64]int{}
+	for i, id := range ids {
+		r, err := store.EnrollRequest(ctx, id)
+		if err != nil || r.State != engine.Done {
+			t.Fatalf("request %d after one decision: %v, %v; want done", i, r.State, err)
+		}
+		persons[r.Result.Person.ID]++
+		if i >= 5 && r.Result.Outcome != engine.Existing {
+			t.Errorf("second sample of identity %d: %s, want existing", i-5, r.Result.Outcome)
+		}
+	}
+	if len(persons) != 5 {
+		t.Errorf("10 enrolls of 5 faces made %d persons, want 5", len(persons))
+	}
+}
+
+// TestWaitingEnrollIsWoken: an enroll waiting for the worker is answered
+// when the worker commits, by notification: with polling off (an hour
+// between looks) it still comes back done, not queued.
+func TestWaitingEnrollIsWoken(t *testing.T) {
+	pool := testenv.NewPool(t)
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{})
+	finished := postgres.NewFinished(pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	wg.Go(func() { finished.Follow(ctx) })
+	defer func() { cancel(); wg.Wait() }()
+	jobs := &workerJobs{}
+	svc := engine.NewService(engine.Deps{Store: pg.Store, Index: pg, Finished: finished, Jobs: jobs,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: 30 * time.Second, PollInterval: time.Hour})
+	jobs.svc = svc
+	<-finished.Listening()
+	for i := range uint64(5) {
+		v := synth.Vector(256, 100+i, 0, 0)
+		raw := make([]float64, len(v))
+		for j, x := range v {
+			raw[j] = float64(x)
+		}
+		req, err := svc.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: gallery, Vectors: [][]float64{raw}})
+		if err != nil || req.State != engine.Done || req.Result.Outcome != engine.Created {
+			t.Fatalf("enroll %d = %s %s, %v; want done (woken by the worker's commit)", i, req.State, req.Result.Outcome, err)
+		}
+	}
+	jobs.wg.Wait()
+}
+
+// workerJobs processes each enqueued enroll in a goroutine, as a worker would.
+type workerJobs struct {
+	svc *engine.Service
+	wg  sync.WaitGroup
+}
+
+func (j *workerJobs) EnqueueEnroll(ctx context.Context, id string) error {
+	j.wg.Go(func() { j.svc.ProcessEnroll(context.Background(), id) })
+	return nil
 }

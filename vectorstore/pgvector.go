@@ -87,7 +87,7 @@ func (p *PGVector) Nearest(ctx context.Context, g engine.Gallery, probe engine.E
 // NearestIn implements postgres.TxSearcher with an exact scan through q
 // (the enroll decision's transaction): never HNSW, which can miss the true
 // neighbour and give a returning person a second identity.
-func (p *PGVector) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
+func (p *PGVector) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, _ int64, probe engine.Embedding, k int) ([]engine.Match, error) {
 	var ms []engine.Match
 	var err error
 	if p.cfg.noVector {

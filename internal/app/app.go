@@ -41,8 +41,9 @@ type App struct {
 	Metrics *metrics.Metrics
 	Log     *slog.Logger
 
-	cfg   Config
-	index engine.Index
+	cfg      Config
+	index    engine.Index
+	finished *postgres.Finished // nil unless serving
 
 	mu      sync.Mutex
 	cancels []context.CancelFunc // of the background work
@@ -97,11 +98,15 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 			return nil, err
 		}
 	}
-	var follower engine.Follower
+	deps := engine.Deps{Store: a.Store, Index: a.index, Jobs: a.Jobs, Log: log}
 	if a.Mem != nil {
-		follower = a.Mem
+		deps.Follower = a.Mem
 	}
-	a.Service = engine.NewService(engine.Deps{Store: a.Store, Index: a.index, Follower: follower, Jobs: a.Jobs, Log: log}, cfg.Engine)
+	if search { // the API waits for enrolls: woken by the worker's commit
+		a.finished = postgres.NewFinished(pool, log)
+		deps.Finished = a.finished
+	}
+	a.Service = engine.NewService(deps, cfg.Engine)
 	return a, nil
 }
 
@@ -184,12 +189,16 @@ func (a *App) Handler() (http.Handler, error) {
 		PlainRoutes: cfg.PlainRoutes, TrustedProxies: cfg.TrustedProxies}, deps)
 }
 
-// Start runs the in-memory index (its first load, then following every
-// process's changes) in the background until Close. Without one it does
-// nothing. Until it is loaded, searches wait and dedup scans in SQL.
+// Start runs, in the background until Close, the in-memory index (its
+// first load, then following every process's changes; until it is loaded,
+// searches wait and dedup scans in SQL) and, when serving, the listener
+// that wakes waiting enrolls.
 func (a *App) Start() {
 	if mem := a.Mem; mem != nil {
 		a.background(func(ctx context.Context) { mem.Follow(ctx) })
+	}
+	if f := a.finished; f != nil {
+		a.background(f.Follow)
 	}
 }
 
