@@ -29,12 +29,12 @@ chaos: services
 
 FUZZTIME ?= 25s
 fuzz:
-	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzDecrypt$$' -fuzztime $(FUZZTIME)
-	@$(ENV) && go test ./crypto -run '^$$' -fuzz '^FuzzOpenV3$$' -fuzztime $(FUZZTIME)
-	@$(ENV) && go test ./engine -run '^$$' -fuzz '^FuzzNewEmbeddings$$' -fuzztime $(FUZZTIME)
-	@$(ENV) && go test ./httpapi -run '^$$' -fuzz '^FuzzDecodeFeatures$$' -fuzztime $(FUZZTIME)
-	@$(ENV) && go test ./httpapi -run '^$$' -fuzz '^FuzzNodeBody$$' -fuzztime $(FUZZTIME)
-	@$(ENV) && go test ./cmd/biomatch -run '^$$' -fuzz '^FuzzOpenNPY$$' -fuzztime $(FUZZTIME)
+	@$(ENV) && bash scripts/fuzz.sh ./crypto FuzzDecrypt $(FUZZTIME)
+	@$(ENV) && bash scripts/fuzz.sh ./crypto FuzzOpenV3 $(FUZZTIME)
+	@$(ENV) && bash scripts/fuzz.sh ./engine FuzzNewEmbeddings $(FUZZTIME)
+	@$(ENV) && bash scripts/fuzz.sh ./httpapi FuzzDecodeFeatures $(FUZZTIME)
+	@$(ENV) && bash scripts/fuzz.sh ./httpapi FuzzNodeBody $(FUZZTIME)
+	@$(ENV) && bash scripts/fuzz.sh ./cmd/biomatch FuzzOpenNPY $(FUZZTIME)
 
 services:
 	@bash scripts/services.sh up
