@@ -312,7 +312,10 @@ func (r *npyReader) next() (engine.ImportItem, error) {
 		return engine.ImportItem{}, io.EOF
 	}
 	if _, err := io.ReadFull(r.r, r.rowBytes); err != nil {
-		return engine.ImportItem{}, fmt.Errorf("row %d: %w", r.row, err)
+		if errors.Is(err, io.EOF) { // no byte of the row: the file is shorter than its header says
+			err = io.ErrUnexpectedEOF
+		}
+		return engine.ImportItem{}, fmt.Errorf("row %d of %d: the file ends early (truncated?): %w", r.row+1, r.rows, err)
 	}
 	r.row++
 	v := make([]float64, r.dim)

@@ -59,6 +59,19 @@ func TestOpenNPY(t *testing.T) {
 	if _, err := r.next(); !errors.Is(err, io.EOF) {
 		t.Errorf("after the last row: %v, want EOF", err)
 	}
+	// A file shorter than its header says is an error, never a clean end
+	// (the import would stop early and report success).
+	file := npyFile(2, 3)
+	r, _, _ = openNPY(bytes.NewReader(file[:len(file)-12]), "short.npy")
+	r.next()
+	if _, err := r.next(); err == nil || errors.Is(err, io.EOF) {
+		t.Errorf("truncated file: %v, want an error that is not EOF", err)
+	}
+	r, _, _ = openNPY(bytes.NewReader(file[:len(file)-24]), "short.npy")
+	r.next()
+	if _, err := r.next(); err == nil || errors.Is(err, io.EOF) {
+		t.Errorf("file ending on a row boundary before its last row: %v, want an error that is not EOF", err)
+	}
 	// A header without its trailing newline (which crashes npyio) is read.
 	if _, rows, err := openNPY(bytes.NewReader([]byte("\x93NUMPY\x01\x00\x3b\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }")), "m.npy"); err != nil || rows != 2 {
 		t.Errorf("header without newline: %d rows, %v", rows, err)
