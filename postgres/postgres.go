@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -27,12 +28,21 @@ var (
 	_ engine.GalleryTx = (*galleryTx)(nil)
 )
 
+// DefaultMaxConns is the pool size when DATABASE_URL sets no pool_max_conns.
+const DefaultMaxConns = 32
+
 // OpenPool makes a pool with pgvector's types registered on every
 // connection. It does not wait for the database: Ping tells whether it answers.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	if !strings.Contains(url, "pool_max_conns") {
+		// pgxpool's default (the CPU count, at least 4) is fewer than the
+		// worker's concurrent tasks plus the API's requests: a small
+		// machine would queue for connections. The URL's pool_max_conns wins.
+		cfg.MaxConns = DefaultMaxConns
 	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		var installed bool

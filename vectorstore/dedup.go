@@ -2,6 +2,7 @@ package vectorstore
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/biomatch/biomatch/engine"
@@ -19,6 +20,9 @@ type Dedup struct {
 	Mem  *Synced // nil: always the SQL scan
 	PG   *PGVector
 	Wait time.Duration // how long to wait for the index to catch up; 0: 1 s
+
+	mu     sync.Mutex
+	behind map[engine.Gallery]int64 // the gallery's sequence the index last failed to reach in time
 }
 
 // NearestIn implements postgres.TxSearcher.
@@ -28,11 +32,22 @@ func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gall
 		if wait <= 0 {
 			wait = time.Second
 		}
-		if d.Mem.WaitFor(ctx, g, seq, wait) == nil {
-			return d.Mem.Exact.Nearest(ctx, g, probe, k)
-		}
-		if ctx.Err() != nil {
-			return nil, ctx.Err()
+		d.mu.Lock()
+		late := d.behind[g] == seq && seq > 0 // this transaction's earlier items waited already
+		d.mu.Unlock()
+		if !late {
+			if d.Mem.WaitFor(ctx, g, seq, wait) == nil {
+				return d.Mem.Exact.Nearest(ctx, g, probe, k)
+			}
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			d.mu.Lock()
+			if d.behind == nil {
+				d.behind = map[engine.Gallery]int64{}
+			}
+			d.behind[g] = seq
+			d.mu.Unlock()
 		}
 	}
 	return d.PG.NearestIn(ctx, q, g, seq, probe, k)

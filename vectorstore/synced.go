@@ -99,6 +99,13 @@ func (s *Synced) Nearest(ctx context.Context, g engine.Gallery, probe engine.Emb
 // in the order their reads were made, so the last one applied reflects the
 // latest committed state: a deleted person never comes back.
 func (s *Synced) PersonChanged(ctx context.Context, personID int64) error {
+	return s.refresh(ctx, s.pool, personID)
+}
+
+// refresh is PersonChanged reading through q: the follower reads on its own
+// listening connection, so catching up never waits for the pool (which the
+// enroll decisions waiting for it may hold).
+func (s *Synced) refresh(ctx context.Context, q postgres.Querier, personID int64) error {
 	if s.over.Load() {
 		return nil
 	}
@@ -107,7 +114,7 @@ func (s *Synced) PersonChanged(ctx context.Context, personID int64) error {
 	mu := &s.people[uint64(personID)%uint64(len(s.people))]
 	mu.Lock()
 	defer mu.Unlock()
-	rows, err := s.pool.Query(ctx, `SELECT id, tenant, version, embedding::real[] FROM templates WHERE person_id = $1`, personID)
+	rows, err := q.Query(ctx, `SELECT id, tenant, version, embedding::real[] FROM templates WHERE person_id = $1`, personID)
 	if err != nil {
 		return postgres.Translate(err)
 	}
@@ -183,7 +190,7 @@ func (s *Synced) follow(ctx context.Context) error {
 			s.log.Warn("template change notification not understood", "err", err)
 			continue
 		}
-		if err := s.PersonChanged(ctx, ch.PersonID); err != nil {
+		if err := s.refresh(ctx, conn, ch.PersonID); err != nil {
 			return err
 		}
 		s.reached(map[engine.Gallery]int64{{Tenant: ch.Tenant, Version: ch.Version}: ch.Seq}, false)
