@@ -21,11 +21,7 @@ var g = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
 // to the identity).
 func face(id, sample uint64) [][]float64 {
 	v := synth.Vector(512, id, 0.3, sample)
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return [][]float64{out}
+	return [][]float64{synth.Float64s(v)}
 }
 
 func probe(t *testing.T, id, sample uint64) engine.Embedding {

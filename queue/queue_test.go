@@ -23,11 +23,7 @@ var gallery = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
 
 func face(identity uint64) [][]float64 {
 	v := synth.Vector(512, identity, 0, 0)
-	out := make([]float64, len(v))
-	for i, x := range v {
-		out[i] = float64(x)
-	}
-	return [][]float64{out}
+	return [][]float64{synth.Float64s(v)}
 }
 
 func count(t *testing.T, pool *pgxpool.Pool, sql string, args ...any) int {

@@ -25,10 +25,7 @@ func (noJobs) EnqueueEnroll(context.Context, string) error { return nil }
 func decide(t *testing.T, svc *engine.Service, store engine.Store, v []float32) engine.EnrollResult {
 	t.Helper()
 	ctx := context.Background()
-	raw := make([]float64, len(v))
-	for i, x := range v {
-		raw[i] = float64(x)
-	}
+	raw := synth.Float64s(v)
 	req, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: gallery, Vectors: [][]float64{raw}})
 	if err != nil {
 		t.Fatal(err)
@@ -137,10 +134,7 @@ func TestBatchedEnrollOnPostgres(t *testing.T) {
 	for sample := range uint64(2) {
 		for id := range uint64(5) {
 			v := synth.Vector(256, 9000+id, 0.2, sample)
-			raw := make([]float64, len(v))
-			for i, x := range v {
-				raw[i] = float64(x)
-			}
+			raw := synth.Float64s(v)
 			req, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: gallery, Vectors: [][]float64{raw}})
 			if err != nil {
 				t.Fatal(err)
@@ -185,10 +179,7 @@ func TestWaitingEnrollIsWoken(t *testing.T) {
 	<-finished.Listening()
 	for i := range uint64(5) {
 		v := synth.Vector(256, 100+i, 0, 0)
-		raw := make([]float64, len(v))
-		for j, x := range v {
-			raw[j] = float64(x)
-		}
+		raw := synth.Float64s(v)
 		req, err := svc.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: gallery, Vectors: [][]float64{raw}})
 		if err != nil || req.State != engine.Done || req.Result.Outcome != engine.Created {
 			t.Fatalf("enroll %d = %s %s, %v; want done (woken by the worker's commit)", i, req.State, req.Result.Outcome, err)

@@ -38,3 +38,12 @@ func Frames(dim int, identity uint64, noise float64, k int) []float32 {
 	}
 	return out
 }
+
+// Float64s widens a vector to the float64 frames an enroll or predict takes.
+func Float64s(v []float32) []float64 {
+	out := make([]float64, len(v))
+	for i, x := range v {
+		out[i] = float64(x)
+	}
+	return out
+}
