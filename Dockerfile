@@ -5,7 +5,7 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 GOEXPERIMENT=simd go build -trimpath -ldflags="-s -w" -o /out/biomatch ./cmd/biomatch
+RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/biomatch ./cmd/biomatch
 
 FROM gcr.io/distroless/static-debian12:nonroot
 COPY --from=build /out/biomatch /usr/local/bin/biomatch

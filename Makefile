@@ -13,12 +13,10 @@ run: services build
 	@$(ENV) && exec ./biomatch serve --with-worker
 
 ## test: vet, then every test (race detector on) against real PostgreSQL and Redis,
-## the search packages again with the SIMD kernels (GOEXPERIMENT=simd), then each
-## fuzz target for a short while.
+## then each fuzz target for a short while.
 test: services e2e-setup
-	@$(ENV) && go vet ./... && GOEXPERIMENT=simd go vet ./vectorstore/...
+	@$(ENV) && go vet ./...
 	@$(ENV) && go test -race -count=1 -timeout 20m ./...
-	@$(ENV) && GOEXPERIMENT=simd go test -count=1 ./vectorstore/... ./cmd/...
 	@$(MAKE) --no-print-directory fuzz
 
 ## chaos: the whole fault set (make test runs the short one): kill -9 of the
@@ -46,13 +44,11 @@ e2e-setup:
 services-down:
 	@bash scripts/services.sh down
 
-# The binary is built with GOEXPERIMENT=simd: the AVX2 int8 kernel of the
-# in-memory index needs it (a CPU without AVX2 falls back at run time).
 build:
-	@GOEXPERIMENT=simd go build -o biomatch ./cmd/biomatch
+	@go build -o biomatch ./cmd/biomatch
 
 migrate: services build
 	@$(ENV) && ./biomatch migrate
 
 bench:
-	@$(ENV) && GOEXPERIMENT=simd go test ./bench -run '^$$' -bench Kernel -benchmem
+	@$(ENV) && go test ./bench -run '^$$' -bench 'Kernel|Exact' -benchmem

@@ -25,14 +25,15 @@ type Row struct {
 
 // Exact is the in-memory exact index (the gonum fallback and the fast
 // path): per gallery and dimension, one contiguous float32 matrix, plus an
-// int8 copy for a pre-scan when the CPU has the SIMD int8 kernel. Its
+// int8 copy for a pre-scan when the CPU has a fast int8 kernel. Its
 // results equal a plain float32 scan ranked by kernel.Dot64 (ties by
 // template id): every kernel's error is bounded and the rows that could be
 // in the top k are re-scored exactly. Safe for concurrent use; searches of
 // a gallery wait for a write to it.
 type Exact struct {
-	useInt8 bool
-	workers int
+	useInt8  bool
+	workers  int
+	maxBatch int
 
 	mu        sync.RWMutex
 	galleries map[galleryKey]*matrix
@@ -47,22 +48,28 @@ type galleryKey struct {
 
 // ExactConfig tunes Exact.
 type ExactConfig struct {
-	// Int8: "auto" (the pre-scan when the SIMD int8 kernel is available),
+	// Int8: "auto" (the pre-scan when an assembly int8 kernel runs here),
 	// "on" or "off".
 	Int8 string
 	// Workers scanning a large gallery at once; 0 means GOMAXPROCS.
 	Workers int
+	// MaxBatch is how many waiting queries one scan answers at most; 0
+	// means 32, 1 turns batching off.
+	MaxBatch int
 }
 
 // NewExact returns an empty index.
 func NewExact(cfg ExactConfig) *Exact {
-	e := &Exact{galleries: map[galleryKey]*matrix{}, personKey: map[int64]galleryKey{}, workers: cfg.Workers}
+	e := &Exact{galleries: map[galleryKey]*matrix{}, personKey: map[int64]galleryKey{}, workers: cfg.Workers, maxBatch: cfg.MaxBatch}
+	if e.maxBatch <= 0 {
+		e.maxBatch = 32
+	}
 	switch cfg.Int8 {
 	case "on":
 		e.useInt8 = true
 	case "off":
 	default:
-		e.useInt8 = kernel.HasSIMD
+		e.useInt8 = kernel.HasFastI8
 	}
 	if e.workers <= 0 {
 		e.workers = runtime.GOMAXPROCS(0)
@@ -75,6 +82,19 @@ func (e *Exact) Int8() bool { return e.useInt8 }
 
 // Bytes is the memory held by the matrices and their ids.
 func (e *Exact) Bytes() int64 { return e.bytes.Load() }
+
+// Scans returns how many passes over a gallery's rows searches made and
+// how many queries they answered (more queries than scans: batching), for
+// the galleries held now.
+func (e *Exact) Scans() (scans, queries int64) {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	for _, m := range e.galleries {
+		scans += m.scans.Load()
+		queries += m.queries.Load()
+	}
+	return scans, queries
+}
 
 // Len is the number of templates held.
 func (e *Exact) Len() int {
@@ -180,7 +200,7 @@ func (e *Exact) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embe
 	if m == nil || k <= 0 {
 		return nil, nil
 	}
-	return m.search(probe, k, e.workers), nil
+	return m.nearest(ctx, probe, k, e.workers, e.maxBatch)
 }
 
 // ---- one gallery ----
@@ -193,6 +213,12 @@ type matrix struct {
 	ids     []int64   // template id per row
 	persons []int64   // person id per row
 	row     map[int64]int
+
+	qmu      sync.Mutex // guards waiting and scanning
+	waiting  []*waiter
+	scanning bool
+	scans    atomic.Int64 // passes over the rows
+	queries  atomic.Int64 // queries they answered
 
 	int8 bool
 	i8   []int8    // per-row scaled copy, when int8
@@ -322,8 +348,10 @@ const f32Slack = 2e-4
 // parallelMin is the gallery size from which a search uses every worker.
 const parallelMin = 32768
 
-// blockRows is how many rows a kernel call scores at once.
-const blockRows = 1024
+// blockRows is how many rows a kernel call scores at once: 128 KiB of
+// int8 rows of 512 values, which stay in the core's cache while the batch
+// kernels pass over them once per group of probes.
+const blockRows = 256
 
 type candidate struct {
 	row   int
@@ -336,6 +364,15 @@ type selector struct {
 	k     int
 	lower []float64 // min-heap of the k largest lower bounds
 	cands []candidate
+}
+
+// floor is the upper bound below which offer ignores a row: the k-th
+// largest lower bound once k rows were offered.
+func (s *selector) floor() float64 {
+	if len(s.lower) < s.k {
+		return math.Inf(-1)
+	}
+	return s.lower[0]
 }
 
 func (s *selector) offer(row int, lo, hi float64) {
@@ -383,90 +420,211 @@ func down(h []float64, i int) {
 	}
 }
 
-// search returns the k best rows by Dot64, ties by template id.
-func (m *matrix) search(probe engine.Embedding, k, workers int) []engine.Match {
+// query is one probe of a batch and its k.
+type query struct {
+	probe engine.Embedding
+	k     int
+}
+
+// waiter is a query waiting for a scan of its matrix.
+type waiter struct {
+	query
+	done chan []engine.Match // buffered: the scan never blocks on a caller that left
+}
+
+// nearest answers one query. Queries that arrive while a scan of this
+// matrix runs wait for it to end, then are answered together by the next
+// scan (up to maxBatch at once): several probes per row read, where one
+// probe per pass is bound by memory bandwidth. A query that finds the
+// matrix idle is scanned at once, alone.
+func (m *matrix) nearest(ctx context.Context, probe engine.Embedding, k, workers, maxBatch int) ([]engine.Match, error) {
+	w := &waiter{query: query{probe, k}, done: make(chan []engine.Match, 1)}
+	m.qmu.Lock()
+	m.waiting = append(m.waiting, w)
+	lead := !m.scanning
+	m.scanning = true
+	m.qmu.Unlock()
+	if lead {
+		// This caller scans the batch that holds its own query; whoever
+		// arrived meanwhile is served by a goroutine, not by this caller.
+		if m.scanNext(workers, maxBatch) {
+			go func() {
+				for m.scanNext(workers, maxBatch) {
+				}
+			}()
+		}
+	}
+	select {
+	case res := <-w.done:
+		return res, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+// scanNext answers up to maxBatch waiting queries in one scan and reports
+// whether more are waiting (the caller then scans again); when none are,
+// the matrix is idle again.
+func (m *matrix) scanNext(workers, maxBatch int) bool {
+	m.qmu.Lock()
+	n := min(len(m.waiting), maxBatch)
+	batch := m.waiting[:n:n]
+	m.waiting = m.waiting[n:]
+	if n == 0 {
+		m.scanning = false
+		m.waiting = nil
+		m.qmu.Unlock()
+		return false
+	}
+	m.qmu.Unlock()
+	qs := make([]query, n)
+	for i, w := range batch {
+		qs[i] = w.query
+	}
+	m.scans.Add(1)
+	m.queries.Add(int64(n))
+	for i, res := range m.search(qs, workers) {
+		batch[i].done <- res
+	}
+	m.qmu.Lock()
+	more := len(m.waiting) > 0
+	if !more {
+		m.scanning = false
+		m.waiting = nil
+	}
+	m.qmu.Unlock()
+	return more
+}
+
+// search returns, for each query, the k best rows by Dot64, ties by
+// template id, in one pass over the rows.
+func (m *matrix) search(qs []query, workers int) [][]engine.Match {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	out := make([][]engine.Match, len(qs))
 	n := len(m.ids)
 	if n == 0 {
-		return nil
-	}
-	var q16 []int16
-	var qInv, qRes float64
-	if m.int8 {
-		q16, qInv, qRes = quantizeProbe(probe)
+		return out
 	}
 	parts := 1
 	if n >= parallelMin {
 		parts = workers
 	}
-	sels := make([]selector, parts)
+	sels := make([][]selector, parts)
 	var wg sync.WaitGroup
+	var scan func(sels []selector, lo, hi int)
+	if m.int8 {
+		scan = m.int8Scanner(qs)
+	} else {
+		scan = m.f32Scanner(qs)
+	}
 	for p := range parts {
-		lo, hi := n*p/parts, n*(p+1)/parts
-		scan := func() {
-			sels[p].k = k
-			if m.int8 {
-				m.scanInt8(&sels[p], lo, hi, q16, qInv, qRes)
-			} else {
-				m.scanF32(&sels[p], lo, hi, probe)
-			}
+		sels[p] = make([]selector, len(qs))
+		for j, q := range qs {
+			sels[p][j].k = q.k
 		}
+		lo, hi := n*p/parts, n*(p+1)/parts
 		if parts == 1 {
-			scan()
+			scan(sels[p], lo, hi)
 		} else {
-			wg.Go(scan)
+			wg.Go(func() { scan(sels[p], lo, hi) })
 		}
 	}
 	wg.Wait()
 
-	// The k-th largest lower bound over all parts.
-	var lowers []float64
-	for _, s := range sels {
-		lowers = append(lowers, s.lower...)
+	for j, q := range qs {
+		// The k-th largest lower bound over all parts.
+		var lowers []float64
+		for p := range parts {
+			lowers = append(lowers, sels[p][j].lower...)
+		}
+		threshold := math.Inf(-1)
+		if len(lowers) >= q.k {
+			slices.SortFunc(lowers, func(a, b float64) int { return cmp.Compare(b, a) })
+			threshold = lowers[q.k-1]
+		}
+		var res []engine.Match
+		for p := range parts {
+			for _, c := range sels[p][j].cands {
+				if c.upper >= threshold {
+					res = append(res, engine.Match{TemplateID: m.ids[c.row], PersonID: m.persons[c.row],
+						Score: kernel.Dot64(m.f32[c.row*m.dim:(c.row+1)*m.dim], q.probe)})
+				}
+			}
+		}
+		slices.SortFunc(res, engine.CompareMatches)
+		out[j] = res[:min(q.k, len(res))]
 	}
-	threshold := math.Inf(-1)
-	if len(lowers) >= k {
-		slices.SortFunc(lowers, func(a, b float64) int { return cmp.Compare(b, a) })
-		threshold = lowers[k-1]
+	return out
+}
+
+// f32Scanner scores rows [lo, hi) against every query in float32 (gonum:
+// SGEMV for one probe, SGEMM for several) and offers each row to each
+// query's selector with the float32 error bound.
+func (m *matrix) f32Scanner(qs []query) func(sels []selector, lo, hi int) {
+	nq := len(qs)
+	probes := make([]float32, 0, nq*m.dim)
+	for _, q := range qs {
+		probes = append(probes, q.probe...)
 	}
-	var out []engine.Match
-	for _, s := range sels {
-		for _, c := range s.cands {
-			if c.upper >= threshold {
-				out = append(out, engine.Match{TemplateID: m.ids[c.row], PersonID: m.persons[c.row],
-					Score: kernel.Dot64(m.f32[c.row*m.dim:(c.row+1)*m.dim], probe)})
+	return func(sels []selector, lo, hi int) {
+		buf := make([]float32, blockRows*nq)
+		for start := lo; start < hi; start += blockRows {
+			end := min(start+blockRows, hi)
+			scores := buf[:(end-start)*nq]
+			if nq == 1 {
+				kernel.DotsF32(m.f32[start*m.dim:end*m.dim], m.dim, probes, scores)
+			} else {
+				kernel.DotsF32Batch(m.f32[start*m.dim:end*m.dim], m.dim, probes, scores)
+			}
+			for j := range sels {
+				s := &sels[j]
+				floor := s.floor()
+				for i := range end - start {
+					a := float64(scores[i*nq+j])
+					if a+f32Slack < floor {
+						continue
+					}
+					s.offer(start+i, a-f32Slack, a+f32Slack)
+					floor = s.floor()
+				}
 			}
 		}
 	}
-	slices.SortFunc(out, engine.CompareMatches)
-	return out[:min(k, len(out))]
 }
 
-func (m *matrix) scanF32(s *selector, lo, hi int, probe engine.Embedding) {
-	buf := make([]float32, blockRows)
-	for start := lo; start < hi; start += blockRows {
-		end := min(start+blockRows, hi)
-		scores := buf[:end-start]
-		kernel.DotsF32(m.f32[start*m.dim:end*m.dim], m.dim, probe, scores)
-		for i, a := range scores {
-			s.offer(start+i, float64(a)-f32Slack, float64(a)+f32Slack)
-		}
+// int8Scanner scores rows [lo, hi) against every query with the int8
+// kernel (each row read once for the whole batch) and offers each row to
+// each query's selector with its proven error bound.
+func (m *matrix) int8Scanner(qs []query) func(sels []selector, lo, hi int) {
+	nq := len(qs)
+	q16s := make([][]int16, nq)
+	qInv, qRes := make([]float64, nq), make([]float64, nq)
+	for j, q := range qs {
+		q16s[j], qInv[j], qRes[j] = quantizeProbe(q.probe)
 	}
-}
-
-func (m *matrix) scanInt8(s *selector, lo, hi int, q16 []int16, qInv, qRes float64) {
-	buf := make([]int32, blockRows)
-	for start := lo; start < hi; start += blockRows {
-		end := min(start+blockRows, hi)
-		dots := buf[:end-start]
-		kernel.DotsI8(m.i8[start*m.dim:end*m.dim], m.dim, q16, dots)
-		for i, d := range dots {
-			r := start + i
-			// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
-			a := float64(d) * float64(m.inv[r]) * qInv
-			b := float64(m.res[r]) + float64(m.qn[r])*qRes + 1e-6
-			s.offer(r, a-b, a+b)
+	probes := kernel.NewProbes(q16s, m.dim)
+	return func(sels []selector, lo, hi int) {
+		buf := make([]int32, blockRows*nq)
+		for start := lo; start < hi; start += blockRows {
+			end := min(start+blockRows, hi)
+			dots := buf[:(end-start)*nq]
+			kernel.DotsI8(m.i8[start*m.dim:end*m.dim], m.dim, probes, dots)
+			rowInv, rowRes, rowQn := m.inv[start:end], m.res[start:end], m.qn[start:end]
+			for j := range sels {
+				s, inv, res := &sels[j], qInv[j], qRes[j]
+				floor := s.floor()
+				for i := range rowInv {
+					// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
+					a := float64(dots[i*nq+j]) * float64(rowInv[i]) * inv
+					b := float64(rowRes[i]) + float64(rowQn[i])*res + 1e-6
+					if a+b < floor {
+						continue // most rows: cannot reach this query's top k
+					}
+					s.offer(start+i, a-b, a+b)
+					floor = s.floor()
+				}
+			}
 		}
 	}
 }

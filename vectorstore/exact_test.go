@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"testing"
 
@@ -102,6 +103,87 @@ func TestExactEqualsPlainScan(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestExactBatchEqualsPlainScan scores batches of queries (mixed k, every
+// group shape of the batch kernels) in one pass and holds each answer to
+// a plain float32 scan, with and without the int8 pre-scan, on one part
+// and on several.
+func TestExactBatchEqualsPlainScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(15, 16))
+	for _, tc := range []struct {
+		n, dim int
+		int8   string
+	}{
+		{300, 131, "on"}, {2000, 512, "on"}, {2000, 512, "off"}, {parallelMin + 300, 256, "on"},
+	} {
+		rows := dataset(r, tc.n, tc.dim)
+		e := NewExact(ExactConfig{Int8: tc.int8, Workers: 3})
+		e.Add(rows...)
+		m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, tc.dim}]
+		for _, size := range []int{1, 2, 3, 8, 13, 32} {
+			qs := make([]query, size)
+			for j := range qs {
+				qs[j].k = []int{1, 10, 37}[j%3]
+				if j%2 == 0 {
+					qs[j].probe = rows[r.IntN(len(rows))].Embedding
+				} else {
+					qs[j].probe = engine.Embedding(synth.Vector(tc.dim, uint64(r.IntN(tc.n/4+1)), 0.5, r.Uint64()))
+				}
+			}
+			for j, got := range m.search(qs, e.workers) {
+				if diff := cmp.Diff(plainScan(rows, qs[j].probe, qs[j].k), got); diff != "" {
+					t.Fatalf("n=%d dim=%d int8=%s batch %d query %d (-plain +batch):\n%s", tc.n, tc.dim, tc.int8, size, j, diff)
+				}
+			}
+		}
+	}
+}
+
+// TestExactCoalescesWaitingQueries holds a gallery's scan back until ten
+// more queries wait, then checks they were answered by one more scan, each
+// answer equal to a plain scan.
+func TestExactCoalescesWaitingQueries(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	rows := dataset(r, 3000, 256)
+	e := NewExact(ExactConfig{})
+	e.Add(rows...)
+	m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, 256}]
+	m.mu.Lock() // a write in progress: the first scan waits for it
+	type answer struct {
+		probe engine.Embedding
+		got   []engine.Match
+		err   error
+	}
+	answers := make(chan answer, 11)
+	ask := func(probe engine.Embedding) {
+		got, err := e.Nearest(context.Background(), testGallery, probe, 5)
+		answers <- answer{probe, got, err}
+	}
+	go ask(rows[0].Embedding)
+	waiting := func() int { m.qmu.Lock(); defer m.qmu.Unlock(); return len(m.waiting) }
+	for m.scans.Load() == 0 && !func() bool { m.qmu.Lock(); defer m.qmu.Unlock(); return m.scanning && len(m.waiting) == 0 }() {
+		runtime.Gosched() // until the first query's scan has taken it
+	}
+	for i := 1; i <= 10; i++ {
+		go ask(rows[i*7].Embedding)
+	}
+	for waiting() < 10 {
+		runtime.Gosched()
+	}
+	m.mu.Unlock()
+	for range 11 {
+		a := <-answers
+		if a.err != nil {
+			t.Fatal(a.err)
+		}
+		if diff := cmp.Diff(plainScan(rows, a.probe, 5), a.got); diff != "" {
+			t.Fatalf("(-plain +coalesced):\n%s", diff)
+		}
+	}
+	if scans, queries := e.Scans(); scans != 2 || queries != 11 {
+		t.Errorf("11 queries, 10 of them waiting together, took %d scans for %d queries; want 2 scans", scans, queries)
 	}
 }
 

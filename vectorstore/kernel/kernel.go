@@ -1,15 +1,17 @@
-// Package kernel holds the hot loops of exact search: many dot products of
-// one probe against the rows of a matrix, in float32 and in int8.
+// Package kernel holds the hot loops of exact search: dot products of
+// probes against the rows of a matrix, in float32 and in int8.
 //
-// DotsF32 and DotsI8 dispatch, once at start-up, to the fastest kernel this
-// CPU and build have. float32: gonum's assembly (the portable path, and the
-// fastest measured here). int8: AVX2 through simd/archsimd when built with
-// GOEXPERIMENT=simd on a CPU with AVX2 and FMA (HasSIMD), else unrolled Go,
-// which is slower than float32: callers use the int8 pre-scan only with
-// HasSIMD. Kernels differ in float rounding
-// order, so callers must not rank on their results alone: see Dot64 and the
-// error bounds in vectorstore.Exact.
+// float32: gonum's assembly (SGEMV for one probe, SGEMM for a batch), the
+// fastest measured here. int8: Go assembly generated with avo
+// (dots_amd64.s, from internal/gen) on amd64 CPUs with AVX2, part of every
+// plain `go build`; elsewhere portable Go, which is slower than float32, so
+// callers use the int8 pre-scan only when HasFastI8. A batch kernel reads
+// each row once for up to 8 probes. Kernels differ in float rounding order,
+// so callers must not rank on their results alone: see Dot64 and the error
+// bounds in vectorstore.Exact.
 package kernel
+
+//go:generate go run ./internal/gen -out dots_amd64.s -stubs dots_amd64.go -pkg kernel
 
 import (
 	"gonum.org/v1/gonum/blas"
@@ -20,39 +22,31 @@ import (
 // stored back to back in m.
 type F32Func func(m []float32, dim int, q []float32, out []float32)
 
-// I8Func computes out[i] = rows[i]·q in integers for int8 rows widened
-// against an int16 probe.
-type I8Func func(m []int8, dim int, q []int16, out []int32)
+// I8Func computes out[i*p.Len()+j] = rows[i]·probe j in integers, for the
+// rows of dim int8 values stored back to back in m (len(out)/p.Len() rows).
+type I8Func func(m []int8, dim int, p *Probes, out []int32)
 
 // The selected kernels and their names.
 var (
-	DotsF32     F32Func = DotsF32Gonum
-	DotsI8      I8Func  = DotsI8Go
-	NameF32             = "gonum"
-	NameI8              = "go"
-	HasSIMD             = false // the AVX2 int8 kernel is in use
-	simdKernels         = map[string]any{}
+	DotsF32   F32Func = DotsF32Gonum
+	DotsI8    I8Func  = DotsI8Go
+	NameF32           = "gonum"
+	NameI8            = "go"
+	HasFastI8         = false // an assembly int8 kernel is in use
+	asmI8             = map[string]I8Func{}
 )
 
-// Kernels returns every float32 kernel available in this build, by name,
-// for benchmarks and equality tests.
+// Kernels returns every float32 kernel of this build, by name, for
+// benchmarks and equality tests.
 func Kernels() map[string]F32Func {
-	out := map[string]F32Func{"gonum": DotsF32Gonum, "go": DotsF32Go}
-	for name, k := range simdKernels {
-		if f, ok := k.(F32Func); ok {
-			out[name] = f
-		}
-	}
-	return out
+	return map[string]F32Func{"gonum": DotsF32Gonum, "go": DotsF32Go}
 }
 
-// KernelsI8 returns every int8 kernel available in this build, by name.
+// KernelsI8 returns every int8 kernel this CPU can run, by name.
 func KernelsI8() map[string]I8Func {
 	out := map[string]I8Func{"go": DotsI8Go}
-	for name, k := range simdKernels {
-		if f, ok := k.(I8Func); ok {
-			out[name] = f
-		}
+	for name, k := range asmI8 {
+		out[name] = k
 	}
 	return out
 }
@@ -65,6 +59,20 @@ func DotsF32Gonum(m []float32, dim int, q []float32, out []float32) {
 	}
 	a := blas32.General{Rows: n, Cols: dim, Stride: dim, Data: m[:n*dim]}
 	blas32.Gemv(blas.NoTrans, 1, a, blas32.Vector{N: dim, Inc: 1, Data: q}, 0, blas32.Vector{N: n, Inc: 1, Data: out})
+}
+
+// DotsF32Batch computes out[i*len(qs)+j] = rows[i]·qs[j] with gonum's
+// SGEMM, for the len(out)/len(qs) rows of dim values in m.
+func DotsF32Batch(m []float32, dim int, qs []float32, out []float32) {
+	nq := len(qs) / dim
+	if nq == 0 || len(out) == 0 {
+		return
+	}
+	n := len(out) / nq
+	a := blas32.General{Rows: n, Cols: dim, Stride: dim, Data: m[:n*dim]}
+	b := blas32.General{Rows: nq, Cols: dim, Stride: dim, Data: qs[:nq*dim]}
+	c := blas32.General{Rows: n, Cols: nq, Stride: nq, Data: out[:n*nq]}
+	blas32.Gemm(blas.NoTrans, blas.Trans, 1, a, b, 0, c)
 }
 
 // DotsF32Go is unrolled Go with four accumulators.
@@ -87,21 +95,87 @@ func DotsF32Go(m []float32, dim int, q []float32, out []float32) {
 	}
 }
 
+// Probes is a batch of int16 probes of one dimension, also laid out for
+// the assembly kernels: groups of 8, 4, 2 and 1 probes, each group
+// interleaved by 16-value chunk.
+type Probes struct {
+	qs     [][]int16
+	dim    int
+	groups []group
+}
+
+type group struct {
+	first, n int
+	packed   []int16 // chunk c of probe j at (c*n+j)*16
+}
+
+// groupSizes are the probe counts of the assembly kernels, largest first.
+var groupSizes = []int{8, 4, 2, 1}
+
+// NewProbes lays out qs (each of length dim) for the kernels. It keeps qs.
+func NewProbes(qs [][]int16, dim int) *Probes {
+	p := &Probes{qs: qs, dim: dim}
+	n16 := dim &^ 15
+	for first := 0; first < len(qs); {
+		n := 1
+		for _, s := range groupSizes {
+			if first+s <= len(qs) {
+				n = s
+				break
+			}
+		}
+		g := group{first: first, n: n, packed: make([]int16, n*n16)}
+		for c := 0; c < n16/16; c++ {
+			for j := range n {
+				copy(g.packed[(c*n+j)*16:(c*n+j+1)*16], qs[first+j][c*16:c*16+16])
+			}
+		}
+		p.groups = append(p.groups, g)
+		first += n
+	}
+	return p
+}
+
+// Len is the number of probes.
+func (p *Probes) Len() int { return len(p.qs) }
+
 // DotsI8Go is the portable int8 kernel.
-func DotsI8Go(m []int8, dim int, q []int16, out []int32) {
-	q = q[:dim]
-	for i := range out {
+func DotsI8Go(m []int8, dim int, p *Probes, out []int32) {
+	nq := len(p.qs)
+	for i := range len(out) / nq {
 		row := m[i*dim : i*dim+dim]
-		var s0, s1 int32
-		j := 0
-		for ; j+2 <= dim; j += 2 {
-			s0 += int32(row[j]) * int32(q[j])
-			s1 += int32(row[j+1]) * int32(q[j+1])
+		for j, q := range p.qs {
+			q = q[:dim]
+			var s0, s1 int32
+			k := 0
+			for ; k+2 <= dim; k += 2 {
+				s0 += int32(row[k]) * int32(q[k])
+				s1 += int32(row[k+1]) * int32(q[k+1])
+			}
+			for ; k < dim; k++ {
+				s0 += int32(row[k]) * int32(q[k])
+			}
+			out[i*nq+j] = s0 + s1
 		}
-		for ; j < dim; j++ {
-			s0 += int32(row[j]) * int32(q[j])
+	}
+}
+
+// addTail adds the products of the values past the last whole 16-value
+// chunk, which the assembly kernels leave out.
+func addTail(m []int8, dim int, p *Probes, out []int32) {
+	n16, nq := dim&^15, len(p.qs)
+	if n16 == dim {
+		return
+	}
+	for i := range len(out) / nq {
+		row := m[i*dim : i*dim+dim]
+		for j, q := range p.qs {
+			var s int32
+			for k := n16; k < dim; k++ {
+				s += int32(row[k]) * int32(q[k])
+			}
+			out[i*nq+j] += s
 		}
-		out[i] = s0 + s1
 	}
 }
 

@@ -1,9 +1,14 @@
 package kernel
 
 import (
+	"bytes"
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
 	"testing"
 )
 
@@ -32,72 +37,141 @@ func TestKernelsF32(t *testing.T) {
 	}
 }
 
-func TestKernelsI8(t *testing.T) {
-	r := rand.New(rand.NewPCG(2, 2))
-	for _, dim := range []int{128, 131, 256, 500, 512} {
-		m := make([]int8, 21*dim)
-		q := make([]int16, dim)
-		for i := range m {
-			m[i] = int8(r.IntN(256) - 128)
-		}
-		for i := range q {
-			q[i] = int16(r.IntN(255) - 127)
-		}
-		want := make([]int32, 21)
-		DotsI8Go(m, dim, q, want)
-		for name, k := range KernelsI8() {
-			got := make([]int32, 21)
-			k(m, dim, q, got)
-			for i := range got {
-				if got[i] != want[i] {
-					t.Errorf("%s dim %d row %d = %d, want %d", name, dim, i, got[i], want[i])
+func TestDotsF32Batch(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 5))
+	for _, dim := range []int{128, 131, 512} {
+		for _, nq := range []int{1, 3, 8, 32} {
+			m, qs := randRows(r, 41, dim), randRows(r, nq, dim)
+			out := make([]float32, 41*nq)
+			DotsF32Batch(m, dim, qs, out)
+			for i := range 41 {
+				for j := range nq {
+					want := Dot64(m[i*dim:(i+1)*dim], qs[j*dim:(j+1)*dim])
+					if got := out[i*nq+j]; math.Abs(float64(got)-want) > 1e-5 {
+						t.Errorf("dim %d, %d probes: row %d probe %d = %v, want %v", dim, nq, i, j, got, want)
+					}
 				}
 			}
 		}
 	}
 }
 
-// BenchmarkDotsF32 runs every kernel in cache (8 MiB) and streaming from
-// memory (256 MiB), the regime of a large gallery.
-func BenchmarkDotsF32(b *testing.B) {
-	const dim = 512
-	r := rand.New(rand.NewPCG(3, 3))
-	q := randRows(r, 1, dim)
-	for _, rows := range []int{4096, 131072} {
-		m := randRows(r, rows, dim)
-		out := make([]float32, rows)
-		for name, k := range Kernels() {
-			b.Run(fmt.Sprintf("%s/rows=%d", name, rows), func(b *testing.B) {
-				b.SetBytes(int64(rows * dim * 4))
-				for b.Loop() {
-					k(m, dim, q, out)
+// TestKernelsI8 holds every int8 kernel of this CPU to a plain int64 sum,
+// for every batch size up to 19 (all group shapes and their mixes),
+// dimensions with and without a tail past the last 16-value chunk, and
+// the extreme values (−128 rows against ±32767 probes).
+func TestKernelsI8(t *testing.T) {
+	if runtime.GOARCH == "amd64" && len(KernelsI8()) < 2 {
+		t.Log("this CPU has no AVX2: only the portable kernel is checked")
+	}
+	r := rand.New(rand.NewPCG(2, 2))
+	for _, dim := range []int{16, 128, 131, 256, 500, 512} {
+		for nq := 1; nq <= 19; nq++ {
+			const rows = 13
+			m := make([]int8, rows*dim)
+			qs := make([][]int16, nq)
+			extreme := nq%5 == 0
+			for i := range m {
+				m[i] = int8(r.IntN(256) - 128)
+				if extreme {
+					m[i] = -128
 				}
-			})
+			}
+			for j := range qs {
+				qs[j] = make([]int16, dim)
+				for i := range qs[j] {
+					qs[j][i] = int16(r.IntN(65535) - 32767)
+					if extreme {
+						qs[j][i] = 32767 * int16(1-2*(j%2))
+					}
+				}
+			}
+			p := NewProbes(qs, dim)
+			for name, k := range KernelsI8() {
+				out := make([]int32, rows*nq)
+				for i := range out {
+					out[i] = 12345 // the kernel must overwrite, not add
+				}
+				k(m, dim, p, out)
+				for i := range rows {
+					for j, q := range qs {
+						var want int64
+						for d := range dim {
+							want += int64(m[i*dim+d]) * int64(q[d])
+						}
+						if got := out[i*nq+j]; int64(got) != want {
+							t.Fatalf("%s dim %d, %d probes: row %d probe %d = %d, want %d", name, dim, nq, i, j, got, want)
+						}
+					}
+				}
+			}
 		}
 	}
 }
 
-// BenchmarkDotsI8 reports MB/s of int8 rows (a quarter of float32's bytes).
-func BenchmarkDotsI8(b *testing.B) {
+// TestGeneratedAssemblyIsCurrent regenerates the assembly and its Go
+// declarations and compares them with the committed files.
+func TestGeneratedAssemblyIsCurrent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the generator")
+	}
+	dir := t.TempDir()
+	cmd := exec.Command("go", "run", "./internal/gen", "-out", filepath.Join(dir, "dots_amd64.s"),
+		"-stubs", filepath.Join(dir, "dots_amd64.go"), "-pkg", "kernel")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("generator: %v\n%s", err, out)
+	}
+	for _, f := range []string{"dots_amd64.s", "dots_amd64.go"} {
+		want, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := os.ReadFile(filepath.Join(dir, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The first line names the command line, which differs by path.
+		if _, g, _ := bytes.Cut(got, []byte("\n")); !bytes.Equal(g, after(want)) {
+			t.Errorf("%s differs from what internal/gen writes: run go generate ./vectorstore/kernel", f)
+		}
+	}
+}
+
+func after(b []byte) []byte { _, rest, _ := bytes.Cut(b, []byte("\n")); return rest }
+
+// BenchmarkDotsI8Batch reports, per kernel and batch size, rows scored per
+// second against each probe (MB/s counts the int8 rows read, once per
+// call), in cache (1 MiB of rows) and streaming from memory (256 MiB).
+func BenchmarkDotsI8Batch(b *testing.B) {
 	const dim = 512
 	r := rand.New(rand.NewPCG(4, 4))
-	q := make([]int16, dim)
-	for i := range q {
-		q[i] = int16(r.IntN(255) - 127)
-	}
-	for _, rows := range []int{16384, 524288} {
+	for _, rows := range []int{2048, 524288} {
 		m := make([]int8, rows*dim)
 		for i := range m {
 			m[i] = int8(r.IntN(256) - 128)
 		}
-		out := make([]int32, rows)
-		for name, k := range KernelsI8() {
-			b.Run(fmt.Sprintf("%s/rows=%d", name, rows), func(b *testing.B) {
-				b.SetBytes(int64(rows * dim))
-				for b.Loop() {
-					k(m, dim, q, out)
+		for _, nq := range []int{1, 8, 32} {
+			qs := make([][]int16, nq)
+			for j := range qs {
+				qs[j] = make([]int16, dim)
+				for i := range qs[j] {
+					qs[j][i] = int16(r.IntN(65535) - 32767)
 				}
-			})
+			}
+			p := NewProbes(qs, dim)
+			out := make([]int32, rows*nq)
+			for name, k := range KernelsI8() {
+				if name == "go" && rows > 2048 {
+					continue
+				}
+				b.Run(fmt.Sprintf("%s/rows=%d/probes=%d", name, rows, nq), func(b *testing.B) {
+					b.SetBytes(int64(rows * dim))
+					for b.Loop() {
+						k(m, dim, p, out)
+					}
+					b.ReportMetric(float64(b.N)*float64(rows*nq)/b.Elapsed().Seconds()/1e6, "Mcmp/s")
+				})
+			}
 		}
 	}
 }

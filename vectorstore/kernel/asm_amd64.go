@@ -1,0 +1,41 @@
+package kernel
+
+import "golang.org/x/sys/cpu"
+
+func init() {
+	if !cpu.X86.HasAVX2 {
+		return
+	}
+	DotsI8, NameI8, HasFastI8 = dotsI8AVX2, "avx2", true
+	asmI8["avx2"] = dotsI8AVX2
+}
+
+// dotsI8AVX2 runs each probe group's assembly kernel over the rows, then
+// adds what lies past the last 16-value chunk.
+func dotsI8AVX2(m []int8, dim int, p *Probes, out []int32) {
+	nq := len(p.qs)
+	rows := len(out) / nq
+	if rows == 0 {
+		return
+	}
+	n16 := dim &^ 15
+	if n16 == 0 {
+		clear(out)
+		addTail(m, dim, p, out)
+		return
+	}
+	_ = m[rows*dim-1] // the kernels read rows·dim values
+	for _, g := range p.groups {
+		kernel := dotsI8x1AVX2
+		switch g.n {
+		case 8:
+			kernel = dotsI8x8AVX2
+		case 4:
+			kernel = dotsI8x4AVX2
+		case 2:
+			kernel = dotsI8x2AVX2
+		}
+		kernel(&m[0], rows, dim, n16, &g.packed[0], &out[g.first], nq)
+	}
+	addTail(m, dim, p, out)
+}
