@@ -21,6 +21,7 @@ import (
 	pgxvec "github.com/pgvector/pgvector-go/pgx"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/batch"
 )
 
 var (
@@ -63,6 +64,9 @@ func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
 type Store struct {
 	pool   *pgxpool.Pool
 	search TxSearcher
+	// audits group-commits the audit entries of concurrent requests: one
+	// COPY and one commit for all that wait while the previous commit runs.
+	audits *batch.Combiner[engine.AuditEntry, error]
 }
 
 // TxSearcher is the search the enroll decision makes inside its gallery
@@ -80,8 +84,16 @@ type TxSearcher interface {
 
 // NewStore returns a Store over a migrated pool made by OpenPool.
 func NewStore(pool *pgxpool.Pool, search TxSearcher) *Store {
-	return &Store{pool: pool, search: search}
+	p := &Store{pool: pool, search: search}
+	p.audits = batch.New(auditBatch, p.writeAudits)
+	return p
 }
+
+// auditBatch is the most audit entries one group commit writes.
+const auditBatch = 256
+
+// auditTimeout bounds one group commit of audit entries.
+const auditTimeout = 10 * time.Second
 
 // TemplatesChannel is the NOTIFY channel of template changes; the payload
 // is the id of the person whose templates changed (or who was deleted). It
@@ -337,8 +349,50 @@ func (p *Store) EnrollLevels(ctx context.Context, tenant string, puids []string)
 }
 
 // Audit implements engine.Store.
+// It returns once a is committed, in one transaction with the entries of
+// other requests that waited while the previous commit ran (group commit):
+// a request whose audit entry did not commit is never answered as a
+// success, so a crash loses no entry of an answered request.
 func (p *Store) Audit(ctx context.Context, a engine.AuditEntry) error {
-	return Translate(audit(ctx, p.pool, a))
+	err, waitErr := p.audits.Do(ctx, a)
+	if waitErr != nil {
+		return waitErr
+	}
+	return err
+}
+
+// AuditStats returns how many group commits wrote how many audit entries,
+// and how many entries wait for the next commit.
+func (p *Store) AuditStats() (commits, entries int64, waiting int) {
+	commits, entries = p.audits.Stats()
+	return commits, entries, p.audits.Waiting()
+}
+
+// writeAudits commits entries: one INSERT for one entry, one COPY for
+// several. Every entry gets the same outcome.
+func (p *Store) writeAudits(entries []engine.AuditEntry) []error {
+	ctx, cancel := context.WithTimeout(context.Background(), auditTimeout)
+	defer cancel()
+	var err error
+	if len(entries) == 1 {
+		err = audit(ctx, p.pool, entries[0])
+	} else {
+		rows := make([][]any, len(entries))
+		for i, a := range entries {
+			var keyID any
+			if a.KeyID != "" {
+				keyID = a.KeyID
+			}
+			rows[i] = []any{keyID, a.Tenant, a.Action, a.PUID, a.RequestID, a.Detail}
+		}
+		_, err = p.pool.CopyFrom(ctx, pgx.Identifier{"audit_log"},
+			[]string{"key_id", "tenant", "action", "puid", "request_id", "detail"}, pgx.CopyFromRows(rows))
+	}
+	errs := make([]error, len(entries))
+	for i := range errs {
+		errs[i] = Translate(err)
+	}
+	return errs
 }
 
 // Change is the payload of a TemplatesChannel notification: the person

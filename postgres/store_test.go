@@ -3,7 +3,10 @@ package postgres_test
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/biomatch/biomatch/engine"
@@ -86,5 +89,60 @@ func TestInvalidIndexDetected(t *testing.T) {
 	}
 	if _, err := postgres.Migrate(ctx, pool); err == nil {
 		t.Error("Migrate succeeded with an invalid index")
+	}
+}
+
+// TestAuditGroupCommit holds the audit table locked while one entry is
+// being written, lets 50 more requests wait, then checks that one more
+// commit wrote all 50, every entry is in the table and every caller
+// returned only after its entry was committed.
+func TestAuditGroupCommit(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx := context.Background()
+	p := postgres.NewStore(pool, nil)
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, `LOCK TABLE audit_log IN EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	entry := func(i int) engine.AuditEntry {
+		return engine.AuditEntry{Tenant: "acme", Action: "identify", PUID: fmt.Sprint("p", i), RequestID: fmt.Sprint("req-", i)}
+	}
+	var wg sync.WaitGroup
+	var returned atomic.Int64
+	audit := func(i int) {
+		if err := p.Audit(ctx, entry(i)); err != nil {
+			t.Errorf("Audit %d: %v", i, err)
+		}
+		returned.Add(1)
+	}
+	wg.Go(func() { audit(0) })
+	for commits, _, _ := p.AuditStats(); commits == 0; commits, _, _ = p.AuditStats() {
+		runtime.Gosched()
+	}
+	for i := 1; i <= 50; i++ {
+		wg.Go(func() { audit(i) })
+	}
+	for _, _, waiting := p.AuditStats(); waiting < 50; _, _, waiting = p.AuditStats() {
+		runtime.Gosched()
+	}
+	if n := returned.Load(); n != 0 {
+		t.Fatalf("%d Audit calls returned before their entry could be committed", n)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	var n int
+	if err := pool.QueryRow(ctx, `SELECT count(DISTINCT request_id) FROM audit_log WHERE request_id LIKE 'req-%'`).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	if n != 51 {
+		t.Errorf("%d of 51 audit entries are in the table", n)
+	}
+	if commits, entries, _ := p.AuditStats(); commits != 2 || entries != 51 {
+		t.Errorf("51 entries, 50 of them waiting together, took %d commits (%d entries); want 2", commits, entries)
 	}
 }

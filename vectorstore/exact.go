@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/batch"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
 
@@ -90,8 +91,9 @@ func (e *Exact) Scans() (scans, queries int64) {
 	e.mu.RLock()
 	defer e.mu.RUnlock()
 	for _, m := range e.galleries {
-		scans += m.scans.Load()
-		queries += m.queries.Load()
+		r, q := m.scans.Stats()
+		scans += r
+		queries += q
 	}
 	return scans, queries
 }
@@ -114,7 +116,7 @@ func (e *Exact) Add(rows ...Row) {
 		e.mu.Lock()
 		m := e.galleries[key]
 		if m == nil {
-			m = &matrix{dim: key.dim, int8: e.useInt8, row: map[int64]int{}}
+			m = e.newMatrix(key.dim)
 			e.galleries[key] = m
 		}
 		e.personKey[r.PersonID] = key
@@ -185,7 +187,7 @@ func (e *Exact) Reserve(g engine.Gallery, dim, n int) {
 	e.mu.Lock()
 	m := e.galleries[key]
 	if m == nil {
-		m = &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}}
+		m = e.newMatrix(dim)
 		e.galleries[key] = m
 	}
 	e.mu.Unlock()
@@ -200,7 +202,14 @@ func (e *Exact) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embe
 	if m == nil || k <= 0 {
 		return nil, nil
 	}
-	return m.nearest(ctx, probe, k, e.workers, e.maxBatch)
+	return m.scans.Do(ctx, query{probe, k})
+}
+
+// newMatrix returns an empty matrix of one gallery and dimension.
+func (e *Exact) newMatrix(dim int) *matrix {
+	m := &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}}
+	m.scans = batch.New(e.maxBatch, func(qs []query) [][]engine.Match { return m.search(qs, e.workers) })
+	return m
 }
 
 // ---- one gallery ----
@@ -214,11 +223,10 @@ type matrix struct {
 	persons []int64   // person id per row
 	row     map[int64]int
 
-	qmu      sync.Mutex // guards waiting and scanning
-	waiting  []*waiter
-	scanning bool
-	scans    atomic.Int64 // passes over the rows
-	queries  atomic.Int64 // queries they answered
+	// scans answers queries several per pass: those that arrive while a
+	// pass runs wait, and the next pass takes them together (up to the
+	// Exact's MaxBatch), reading each row once for all.
+	scans *batch.Combiner[query, []engine.Match]
 
 	int8 bool
 	i8   []int8    // per-row scaled copy, when int8
@@ -424,76 +432,6 @@ func down(h []float64, i int) {
 type query struct {
 	probe engine.Embedding
 	k     int
-}
-
-// waiter is a query waiting for a scan of its matrix.
-type waiter struct {
-	query
-	done chan []engine.Match // buffered: the scan never blocks on a caller that left
-}
-
-// nearest answers one query. Queries that arrive while a scan of this
-// matrix runs wait for it to end, then are answered together by the next
-// scan (up to maxBatch at once): several probes per row read, where one
-// probe per pass is bound by memory bandwidth. A query that finds the
-// matrix idle is scanned at once, alone.
-func (m *matrix) nearest(ctx context.Context, probe engine.Embedding, k, workers, maxBatch int) ([]engine.Match, error) {
-	w := &waiter{query: query{probe, k}, done: make(chan []engine.Match, 1)}
-	m.qmu.Lock()
-	m.waiting = append(m.waiting, w)
-	lead := !m.scanning
-	m.scanning = true
-	m.qmu.Unlock()
-	if lead {
-		// This caller scans the batch that holds its own query; whoever
-		// arrived meanwhile is served by a goroutine, not by this caller.
-		if m.scanNext(workers, maxBatch) {
-			go func() {
-				for m.scanNext(workers, maxBatch) {
-				}
-			}()
-		}
-	}
-	select {
-	case res := <-w.done:
-		return res, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
-	}
-}
-
-// scanNext answers up to maxBatch waiting queries in one scan and reports
-// whether more are waiting (the caller then scans again); when none are,
-// the matrix is idle again.
-func (m *matrix) scanNext(workers, maxBatch int) bool {
-	m.qmu.Lock()
-	n := min(len(m.waiting), maxBatch)
-	batch := m.waiting[:n:n]
-	m.waiting = m.waiting[n:]
-	if n == 0 {
-		m.scanning = false
-		m.waiting = nil
-		m.qmu.Unlock()
-		return false
-	}
-	m.qmu.Unlock()
-	qs := make([]query, n)
-	for i, w := range batch {
-		qs[i] = w.query
-	}
-	m.scans.Add(1)
-	m.queries.Add(int64(n))
-	for i, res := range m.search(qs, workers) {
-		batch[i].done <- res
-	}
-	m.qmu.Lock()
-	more := len(m.waiting) > 0
-	if !more {
-		m.scanning = false
-		m.waiting = nil
-	}
-	m.qmu.Unlock()
-	return more
 }
 
 // search returns, for each query, the k best rows by Dot64, ties by

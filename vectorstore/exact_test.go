@@ -141,16 +141,16 @@ func TestExactBatchEqualsPlainScan(t *testing.T) {
 	}
 }
 
-// TestExactCoalescesWaitingQueries holds a gallery's scan back until ten
-// more queries wait, then checks they were answered by one more scan, each
-// answer equal to a plain scan.
+// TestExactCoalescesWaitingQueries holds a gallery's scan back (a write
+// in progress) until ten more queries wait, then checks that they were
+// answered by one more scan, each answer equal to a plain scan.
 func TestExactCoalescesWaitingQueries(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	rows := dataset(r, 3000, 256)
 	e := NewExact(ExactConfig{})
 	e.Add(rows...)
 	m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, 256}]
-	m.mu.Lock() // a write in progress: the first scan waits for it
+	m.mu.Lock() // the first scan waits for this "write"
 	type answer struct {
 		probe engine.Embedding
 		got   []engine.Match
@@ -162,14 +162,13 @@ func TestExactCoalescesWaitingQueries(t *testing.T) {
 		answers <- answer{probe, got, err}
 	}
 	go ask(rows[0].Embedding)
-	waiting := func() int { m.qmu.Lock(); defer m.qmu.Unlock(); return len(m.waiting) }
-	for m.scans.Load() == 0 && !func() bool { m.qmu.Lock(); defer m.qmu.Unlock(); return m.scanning && len(m.waiting) == 0 }() {
+	for runs, _ := m.scans.Stats(); runs == 0; runs, _ = m.scans.Stats() {
 		runtime.Gosched() // until the first query's scan has taken it
 	}
 	for i := 1; i <= 10; i++ {
 		go ask(rows[i*7].Embedding)
 	}
-	for waiting() < 10 {
+	for m.scans.Waiting() < 10 {
 		runtime.Gosched()
 	}
 	m.mu.Unlock()
