@@ -315,41 +315,6 @@ func (s *Service) ReconcileEnrolls(ctx context.Context, before time.Time) (int, 
 	return n, nil
 }
 
-// ImportItem is one template of a bulk import.
-type ImportItem struct {
-	ExternalID string
-	Vector     []float64
-}
-
-// Import enrolls items into g in one gallery-locked transaction, through
-// the same validation and dedup rule as an enroll, and records done as the
-// source's checkpoint in that transaction. An invalid item is reported in
-// its result (Rejected, Reason) and does not stop the batch.
-func (s *Service) Import(ctx context.Context, g Gallery, items []ImportItem, source string, done int64) ([]EnrollResult, error) {
-	results := make([]EnrollResult, len(items))
-	err := s.store.InGallery(ctx, g, func(ctx context.Context, tx GalleryTx) error {
-		for i, it := range items {
-			es, err := NewEmbeddings([][]float64{it.Vector})
-			if err != nil {
-				results[i] = rejected(err.Error())
-				continue
-			}
-			req := EnrollRequest{Gallery: g, ExternalID: it.ExternalID, Templates: es, RequestID: "import"}
-			if results[i], err = s.decideEnroll(ctx, tx, req); err != nil {
-				return err
-			}
-			if results[i].Outcome != Rejected {
-				if err := tx.Audit(ctx, AuditEntry{Tenant: g.Tenant, Action: "import", PUID: results[i].Person.PUID,
-					RequestID: source, Detail: string(results[i].Outcome)}); err != nil {
-					return err
-				}
-			}
-		}
-		return tx.SaveImportProgress(ctx, source, done)
-	})
-	return results, err
-}
-
 // ImportProgress returns how many items of source are already imported.
 func (s *Service) ImportProgress(ctx context.Context, source string) (int64, error) {
 	return s.store.ImportProgress(ctx, source)

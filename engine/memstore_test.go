@@ -397,3 +397,43 @@ func (j *heldJobs) EnqueueEnroll(ctx context.Context, id string) error {
 	j.mu.Unlock()
 	return nil
 }
+
+func (t *memTx) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+	out := make([][]engine.Match, len(probes))
+	for i, p := range probes {
+		out[i] = t.st.nearest(g, p, k)
+	}
+	return out, nil
+}
+
+func (t *memTx) PersonsByExternalIDs(ctx context.Context, g engine.Gallery, ids []string) (map[string]engine.Person, error) {
+	out := map[string]engine.Person{}
+	for _, id := range ids {
+		if p, err := t.PersonByExternalID(ctx, g, id); err == nil {
+			out[id] = p
+		}
+	}
+	return out, nil
+}
+
+func (t *memTx) CreatePersons(ctx context.Context, g engine.Gallery, ps []engine.NewPerson) ([]engine.Person, error) {
+	out := make([]engine.Person, len(ps))
+	for i, np := range ps {
+		p, err := t.CreatePerson(ctx, np.Person)
+		if err != nil {
+			return nil, err
+		}
+		p.EnrollLevel = 0
+		t.st.persons[p.ID] = p
+		if p.EnrollLevel, err = t.AddTemplates(ctx, p, np.Templates); err != nil {
+			return nil, err
+		}
+		out[i] = p
+	}
+	return out, nil
+}
+
+func (t *memTx) AuditAll(ctx context.Context, entries []engine.AuditEntry) error {
+	t.audit = append(t.audit, entries...)
+	return nil
+}

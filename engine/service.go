@@ -13,6 +13,7 @@ type Service struct {
 	follower Follower
 	finished Finished
 	jobs     Jobs
+	scratch  func() Scratch
 	cfg      Config
 	log      *slog.Logger
 }
@@ -28,13 +29,16 @@ type Deps struct {
 	// its request; nil: SubmitEnroll polls the Store.
 	Finished Finished
 	Jobs     Jobs
-	Log      *slog.Logger
+	// NewScratch, when not nil, returns an empty exact index for one
+	// import batch (vectorstore.NewScratch); nil: a plain scan.
+	NewScratch func() Scratch
+	Log        *slog.Logger
 }
 
 // NewService returns a Service over its dependencies. Zero fields of cfg take
 // their documented defaults.
 func NewService(d Deps, cfg Config) *Service {
-	return &Service{store: d.Store, index: d.Index, follower: d.Follower, finished: d.Finished, jobs: d.Jobs, cfg: cfg.withDefaults(), log: d.Log}
+	return &Service{store: d.Store, index: d.Index, follower: d.Follower, finished: d.Finished, jobs: d.Jobs, scratch: d.NewScratch, cfg: cfg.withDefaults(), log: d.Log}
 }
 
 // Identify returns up to k persons (at least 1) of g whose best template

@@ -304,6 +304,48 @@ func TestImportDeduplicates(t *testing.T) {
 	}
 }
 
+// TestImportBatchDedup: within one batch, samples of one new face make one
+// person (the second recognised, its template added to the level cap);
+// a later batch recognises it through the gallery; an external id already
+// taken by another face in the same batch is refused.
+func TestImportBatchDedup(t *testing.T) {
+	svc, store := newService(t, engine.Config{MaxTemplatesPerPerson: 2})
+	ctx := context.Background()
+	item := func(id, sample uint64, ext string) engine.ImportItem {
+		return engine.ImportItem{ExternalID: ext, Vector: face(id, sample)[0]}
+	}
+	res, err := svc.Import(ctx, g, []engine.ImportItem{
+		item(1, 0, ""), item(2, 0, "two"), item(1, 1, ""), item(1, 2, ""), item(3, 0, "two"),
+	}, "a", 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []engine.Outcome{engine.Created, engine.Created, engine.Existing, engine.Existing, engine.Rejected}
+	for i, r := range res {
+		if r.Outcome != want[i] {
+			t.Errorf("item %d: %s (%s), want %s", i, r.Outcome, r.Reason, want[i])
+		}
+	}
+	if res[0].Person.ID == 0 || res[2].Person.ID != res[0].Person.ID || res[3].Person.PUID != res[0].Person.PUID {
+		t.Errorf("samples of one face in one batch: persons %d, %d, %d; want one", res[0].Person.ID, res[2].Person.ID, res[3].Person.ID)
+	}
+	if n := len(store.st.persons); n != 2 {
+		t.Errorf("%d persons after the first batch, want 2", n)
+	}
+	var level int
+	store.read(func(st *memState) { level = st.persons[res[0].Person.ID].EnrollLevel })
+	if level != 2 {
+		t.Errorf("person of three samples has level %d, want the cap 2", level)
+	}
+	res, err = svc.Import(ctx, g, []engine.ImportItem{item(2, 1, ""), item(4, 0, "")}, "b", 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res[0].Outcome != engine.Existing || res[0].Person.ExternalID != "two" || res[1].Outcome != engine.Created {
+		t.Errorf("second batch: %+v; want face 2 recognised as \"two\", face 4 new", res)
+	}
+}
+
 // submitPending submits enrolls with no worker running and returns their
 // request ids, in order.
 func submitPending(t *testing.T, svc *engine.Service, vectors ...[][]float64) []string {

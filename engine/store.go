@@ -58,6 +58,14 @@ type GalleryTx interface {
 	Savepoint(ctx context.Context, fn func(ctx context.Context) error) error
 	// Nearest is Index.Nearest, seeing this transaction's own writes.
 	Nearest(ctx context.Context, g Gallery, probe Embedding, k int) ([]Match, error)
+	// NearestBatch is Nearest for each probe, in one pass where the index
+	// can (the in-memory index reads each template once for many probes).
+	NearestBatch(ctx context.Context, g Gallery, probes []Embedding, k int) ([][]Match, error)
+	// PersonsByExternalIDs returns the persons of g with those external ids.
+	PersonsByExternalIDs(ctx context.Context, g Gallery, externalIDs []string) (map[string]Person, error)
+	// CreatePersons writes new persons of g with their templates in bulk
+	// and returns them with their ids, in order. Their Person.ID is ignored.
+	CreatePersons(ctx context.Context, g Gallery, ps []NewPerson) ([]Person, error)
 	// Person returns a person by id (ErrNotFound).
 	Person(ctx context.Context, id int64) (Person, error)
 	// PersonByExternalID returns the person of g with that external id (ErrNotFound).
@@ -73,6 +81,8 @@ type GalleryTx interface {
 	FinishEnrollRequest(ctx context.Context, id string, res EnrollResult) error
 	// Audit records a in this transaction.
 	Audit(ctx context.Context, a AuditEntry) error
+	// AuditAll records entries in this transaction, in bulk.
+	AuditAll(ctx context.Context, entries []AuditEntry) error
 	// SaveImportProgress records a bulk import's checkpoint.
 	SaveImportProgress(ctx context.Context, source string, done int64) error
 }

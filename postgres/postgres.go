@@ -78,6 +78,9 @@ type TxSearcher interface {
 	// which holds g's lock, taken when g's change sequence was seq; the
 	// store adds the transaction's own writes to what it finds.
 	NearestIn(ctx context.Context, q Querier, g engine.Gallery, seq int64, probe engine.Embedding, k int) ([]engine.Match, error)
+	// NearestBatchIn is NearestIn for each probe (one pass over the
+	// templates where the index can).
+	NearestBatchIn(ctx context.Context, q Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int) ([][]engine.Match, error)
 	// EmbeddingArg encodes a template for the embedding column.
 	EmbeddingArg(e engine.Embedding) any
 }
@@ -377,16 +380,7 @@ func (p *Store) writeAudits(entries []engine.AuditEntry) []error {
 	if len(entries) == 1 {
 		err = audit(ctx, p.pool, entries[0])
 	} else {
-		rows := make([][]any, len(entries))
-		for i, a := range entries {
-			var keyID any
-			if a.KeyID != "" {
-				keyID = a.KeyID
-			}
-			rows[i] = []any{keyID, a.Tenant, a.Action, a.PUID, a.RequestID, a.Detail}
-		}
-		_, err = p.pool.CopyFrom(ctx, pgx.Identifier{"audit_log"},
-			[]string{"key_id", "tenant", "action", "puid", "request_id", "detail"}, pgx.CopyFromRows(rows))
+		_, err = p.pool.CopyFrom(ctx, pgx.Identifier{"audit_log"}, auditColumns, pgx.CopyFromRows(auditRows(entries)))
 	}
 	errs := make([]error, len(entries))
 	for i := range errs {
@@ -398,11 +392,17 @@ func (p *Store) writeAudits(entries []engine.AuditEntry) []error {
 // Change is the payload of a TemplatesChannel notification: the person
 // whose templates changed (or who was deleted), and its gallery's change
 // sequence after the change.
+//
+// A bulk write (an import batch) sends one notification for all its new
+// persons instead: PersonID 0, and the range of template ids it wrote
+// (FirstTemplate..LastTemplate), each of a person new in that write.
 type Change struct {
-	PersonID int64  `json:"person"`
-	Seq      int64  `json:"seq"`
-	Tenant   string `json:"tenant"`
-	Version  string `json:"version"`
+	PersonID      int64  `json:"person"`
+	Seq           int64  `json:"seq"`
+	Tenant        string `json:"tenant"`
+	Version       string `json:"version"`
+	FirstTemplate int64  `json:"first_template,omitempty"`
+	LastTemplate  int64  `json:"last_template,omitempty"`
 }
 
 // notifyPerson tells every follower of TemplatesChannel, at commit, that a
@@ -414,6 +414,21 @@ func notifyPerson(ctx context.Context, q Querier, personID int64, g engine.Galle
 	}
 	_, err = q.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1)`, string(payload))
 	return err
+}
+
+// auditColumns are the columns auditRows fills, for COPY.
+var auditColumns = []string{"key_id", "tenant", "action", "puid", "request_id", "detail"}
+
+func auditRows(entries []engine.AuditEntry) [][]any {
+	rows := make([][]any, len(entries))
+	for i, a := range entries {
+		var keyID any
+		if a.KeyID != "" {
+			keyID = a.KeyID
+		}
+		rows[i] = []any{keyID, a.Tenant, a.Action, a.PUID, a.RequestID, a.Detail}
+	}
+	return rows
 }
 
 func audit(ctx context.Context, q Querier, a engine.AuditEntry) error {
@@ -501,6 +516,100 @@ func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.
 	}
 	slices.SortFunc(ms, engine.CompareMatches)
 	return ms[:min(k, len(ms))], nil
+}
+
+func (t *galleryTx) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+	if len(t.added) > 0 { // the per-probe path adds this transaction's writes
+		out := make([][]engine.Match, len(probes))
+		for i, p := range probes {
+			ms, err := t.Nearest(ctx, g, p, k)
+			if err != nil {
+				return nil, err
+			}
+			out[i] = ms
+		}
+		return out, nil
+	}
+	return t.search.NearestBatchIn(ctx, t.tx, g, t.seq, probes, k)
+}
+
+func (t *galleryTx) PersonsByExternalIDs(ctx context.Context, g engine.Gallery, ids []string) (map[string]engine.Person, error) {
+	out := map[string]engine.Person{}
+	if len(ids) == 0 {
+		return out, nil
+	}
+	rows, err := t.tx.Query(ctx, `SELECT `+personColumns+` FROM persons
+		WHERE tenant = $1 AND version = $2 AND external_id = ANY($3)`, g.Tenant, g.Version, ids)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	ps, err := pgx.CollectRows(rows, scanPerson)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	for _, p := range ps {
+		out[p.ExternalID] = p
+	}
+	return out, nil
+}
+
+// CreatePersons writes the persons and their templates with COPY, under
+// ids drawn from their sequences first, moves the gallery's counters and
+// change sequence once, and announces the batch in one notification.
+func (t *galleryTx) CreatePersons(ctx context.Context, g engine.Gallery, ps []engine.NewPerson) ([]engine.Person, error) {
+	if len(ps) == 0 {
+		return nil, nil
+	}
+	var nt int
+	for _, np := range ps {
+		nt += len(np.Templates)
+	}
+	var pids, tids []int64
+	var now time.Time
+	if err := t.tx.QueryRow(ctx, `SELECT array(SELECT nextval('persons_id_seq') FROM generate_series(1, $1)),
+		array(SELECT nextval('templates_id_seq') FROM generate_series(1, $2)), now()`, len(ps), nt).Scan(&pids, &tids, &now); err != nil {
+		return nil, Translate(err)
+	}
+	out := make([]engine.Person, len(ps))
+	prow := make([][]any, len(ps))
+	trow := make([][]any, 0, nt)
+	first, last := tids[0], tids[0]
+	for i, np := range ps {
+		p := np.Person
+		p.ID, p.Gallery, p.EnrollLevel, p.CreatedAt = pids[i], g, len(np.Templates), now
+		out[i] = p
+		prow[i] = []any{p.ID, g.Tenant, g.Version, p.PUID, p.GUID, p.ExternalID, p.EnrollLevel}
+		for _, e := range np.Templates {
+			id := tids[len(trow)]
+			first, last = min(first, id), max(last, id)
+			trow = append(trow, []any{id, p.ID, g.Tenant, g.Version, len(e), t.search.EmbeddingArg(e)})
+		}
+	}
+	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"persons"},
+		[]string{"id", "tenant", "version", "puid", "guid", "external_id", "enroll_level"}, pgx.CopyFromRows(prow)); err != nil {
+		return nil, Translate(err)
+	}
+	if _, err := t.tx.CopyFrom(ctx, pgx.Identifier{"templates"},
+		[]string{"id", "person_id", "tenant", "version", "dim", "embedding"}, pgx.CopyFromRows(trow)); err != nil {
+		return nil, Translate(err)
+	}
+	var seq int64
+	if err := t.tx.QueryRow(ctx, `INSERT INTO galleries (tenant, version, persons, templates, seq) VALUES ($1, $2, $3, $4, 1)
+		ON CONFLICT (tenant, version) DO UPDATE SET persons = galleries.persons + $3, templates = galleries.templates + $4,
+		seq = galleries.seq + 1 RETURNING seq`, g.Tenant, g.Version, len(ps), nt).Scan(&seq); err != nil {
+		return nil, Translate(err)
+	}
+	payload, err := json.Marshal(Change{Seq: seq, Tenant: g.Tenant, Version: g.Version, FirstTemplate: first, LastTemplate: last})
+	if err != nil {
+		return nil, err
+	}
+	_, err = t.tx.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1)`, string(payload))
+	return out, Translate(err)
+}
+
+func (t *galleryTx) AuditAll(ctx context.Context, entries []engine.AuditEntry) error {
+	_, err := t.tx.CopyFrom(ctx, pgx.Identifier{"audit_log"}, auditColumns, pgx.CopyFromRows(auditRows(entries)))
+	return Translate(err)
 }
 
 func (t *galleryTx) Person(ctx context.Context, id int64) (engine.Person, error) {

@@ -27,6 +27,31 @@ type Dedup struct {
 
 // NearestIn implements postgres.TxSearcher.
 func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probe engine.Embedding, k int) ([]engine.Match, error) {
+	if d.current(ctx, g, seq) {
+		return d.Mem.Exact.Nearest(ctx, g, probe, k)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return d.PG.NearestIn(ctx, q, g, seq, probe, k)
+}
+
+// NearestBatchIn implements postgres.TxSearcher: one pass of the in-memory
+// index for all the probes, else the SQL scan per probe.
+func (d *Dedup) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+	if d.current(ctx, g, seq) {
+		return d.Mem.Exact.NearestBatch(ctx, g, probes, k)
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	return d.PG.NearestBatchIn(ctx, q, g, seq, probes, k)
+}
+
+// current reports whether the in-memory index reflects every change of g
+// up to seq, waiting for it up to Wait: once per transaction (seq) that
+// finds it behind.
+func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64) bool {
 	if d.Mem != nil && d.Mem.Active() && d.Mem.Loaded() {
 		wait := d.Wait
 		if wait <= 0 {
@@ -37,10 +62,10 @@ func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gall
 		d.mu.Unlock()
 		if !late {
 			if d.Mem.WaitFor(ctx, g, seq, wait) == nil {
-				return d.Mem.Exact.Nearest(ctx, g, probe, k)
+				return true
 			}
 			if ctx.Err() != nil {
-				return nil, ctx.Err()
+				return false
 			}
 			d.mu.Lock()
 			if d.behind == nil {
@@ -50,7 +75,7 @@ func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gall
 			d.mu.Unlock()
 		}
 	}
-	return d.PG.NearestIn(ctx, q, g, seq, probe, k)
+	return false
 }
 
 // EmbeddingArg implements postgres.TxSearcher.

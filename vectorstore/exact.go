@@ -205,6 +205,52 @@ func (e *Exact) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embe
 	return m.scans.Do(ctx, query{probe, k})
 }
 
+// batchProbes is how many probes NearestBatch scores per pass.
+const batchProbes = 256
+
+// NearestBatch is Nearest for each probe, scored batchProbes per pass
+// over the rows, without waiting for other searches' batches.
+func (e *Exact) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+	out := make([][]engine.Match, len(probes))
+	for start := 0; start < len(probes); start += batchProbes {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		byDim := map[int][]int{} // probe indexes by dimension
+		for i := start; i < min(start+batchProbes, len(probes)); i++ {
+			byDim[len(probes[i])] = append(byDim[len(probes[i])], i)
+		}
+		for dim, idx := range byDim {
+			e.mu.RLock()
+			m := e.galleries[galleryKey{g.Tenant, g.Version, dim}]
+			e.mu.RUnlock()
+			if m == nil || k <= 0 {
+				continue
+			}
+			qs := make([]query, len(idx))
+			for j, i := range idx {
+				qs[j] = query{probes[i], k}
+			}
+			for j, res := range m.search(qs, e.workers) {
+				out[idx[j]] = res
+			}
+		}
+	}
+	return out, nil
+}
+
+// Scratch is an Exact for one import batch's own templates
+// (engine.Scratch).
+type Scratch struct{ *Exact }
+
+// NewScratch returns an empty Scratch.
+func NewScratch() engine.Scratch { return Scratch{NewExact(ExactConfig{})} }
+
+// Insert implements engine.Scratch.
+func (s Scratch) Insert(g engine.Gallery, templateID, personID int64, e engine.Embedding) {
+	s.Add(Row{TemplateID: templateID, PersonID: personID, Gallery: g, Embedding: e})
+}
+
 // newMatrix returns an empty matrix of one gallery and dimension.
 func (e *Exact) newMatrix(dim int) *matrix {
 	m := &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}}

@@ -87,6 +87,19 @@ func (p *PGVector) Nearest(ctx context.Context, g engine.Gallery, probe engine.E
 // NearestIn implements postgres.TxSearcher with an exact scan through q
 // (the enroll decision's transaction): never HNSW, which can miss the true
 // neighbour and give a returning person a second identity.
+// NearestBatchIn implements postgres.TxSearcher: NearestIn per probe.
+func (p *PGVector) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+	out := make([][]engine.Match, len(probes))
+	for i, probe := range probes {
+		ms, err := p.NearestIn(ctx, q, g, seq, probe, k)
+		if err != nil {
+			return nil, err
+		}
+		out[i] = ms
+	}
+	return out, nil
+}
+
 func (p *PGVector) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, _ int64, probe engine.Embedding, k int) ([]engine.Match, error) {
 	var ms []engine.Match
 	var err error
@@ -244,10 +257,15 @@ func (p *PGVector) EnsureIndexes(ctx context.Context) ([]int, error) {
 
 // KeepIndexes runs EnsureIndexes every interval until ctx ends, so the
 // index of a new dimension is built in the background, never inside a
-// request. Failures are logged and tried again.
-func (p *PGVector) KeepIndexes(ctx context.Context, every time.Duration, log *slog.Logger) {
+// request. Failures are logged and tried again. A round is skipped while
+// need reports false (search does not use HNSW then).
+func (p *PGVector) KeepIndexes(ctx context.Context, every time.Duration, log *slog.Logger, need func() bool) {
 	for {
-		built, err := p.EnsureIndexes(ctx)
+		var built []int
+		var err error
+		if need() {
+			built, err = p.EnsureIndexes(ctx)
+		}
 		if err != nil && ctx.Err() == nil {
 			log.Warn("HNSW index maintenance", "err", err)
 		}

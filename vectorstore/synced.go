@@ -138,6 +138,51 @@ func (s *Synced) refresh(ctx context.Context, q postgres.Querier, personID int64
 	return nil
 }
 
+// refreshRange applies a bulk write's notification: it reads the gallery's
+// templates in the change's id range (all of persons new in that write)
+// and sets those persons' rows. It holds every person stripe, so no
+// refresh of one of them (a delete's) can interleave its read and apply.
+func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgres.Change) error {
+	if s.over.Load() {
+		return nil
+	}
+	s.reload.RLock()
+	defer s.reload.RUnlock()
+	for i := range s.people {
+		s.people[i].Lock()
+		defer s.people[i].Unlock()
+	}
+	rows, err := q.Query(ctx, `SELECT id, person_id, embedding::real[] FROM templates
+		WHERE tenant = $1 AND version = $2 AND id BETWEEN $3 AND $4 ORDER BY person_id, id`,
+		ch.Tenant, ch.Version, ch.FirstTemplate, ch.LastTemplate)
+	if err != nil {
+		return postgres.Translate(err)
+	}
+	g := engine.Gallery{Tenant: ch.Tenant, Version: ch.Version}
+	byPerson := map[int64][]Row{}
+	var r Row
+	var emb []float32
+	_, err = pgx.ForEachRow(rows, []any{&r.TemplateID, &r.PersonID, &emb}, func() error {
+		byPerson[r.PersonID] = append(byPerson[r.PersonID], Row{TemplateID: r.TemplateID, PersonID: r.PersonID, Gallery: g, Embedding: emb})
+		return nil
+	})
+	if err != nil {
+		return postgres.Translate(err)
+	}
+	for person, rs := range byPerson {
+		s.SetPerson(person, rs)
+	}
+	if s.changed != nil {
+		s.changedMu.Lock()
+		for person := range byPerson {
+			s.changed[person] = struct{}{}
+		}
+		s.changedMu.Unlock()
+	}
+	s.checkBudget()
+	return nil
+}
+
 func (s *Synced) checkBudget() {
 	if s.budget > 0 && s.vector && s.Bytes() > s.budget && !s.over.Swap(true) {
 		s.log.Warn("in-memory index is over its memory budget: searching with pgvector instead",
@@ -190,7 +235,11 @@ func (s *Synced) follow(ctx context.Context) error {
 			s.log.Warn("template change notification not understood", "err", err)
 			continue
 		}
-		if err := s.refresh(ctx, conn, ch.PersonID); err != nil {
+		refresh := func() error { return s.refresh(ctx, conn, ch.PersonID) }
+		if ch.PersonID == 0 && ch.LastTemplate > 0 {
+			refresh = func() error { return s.refreshRange(ctx, conn, ch) }
+		}
+		if err := refresh(); err != nil {
 			return err
 		}
 		s.reached(map[engine.Gallery]int64{{Tenant: ch.Tenant, Version: ch.Version}: ch.Seq}, false)

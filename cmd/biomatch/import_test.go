@@ -50,7 +50,7 @@ func TestImportExport(t *testing.T) {
 	jsonl := filepath.Join(dir, "gallery.jsonl")
 	os.WriteFile(jsonl, []byte(strings.Join(lines, "\n")+"\n"), 0o600)
 
-	_, log := runIt("import", "--tenant", "acme", "--batch", "7", jsonl)
+	_, log := runIt("import", "--tenant", "acme", "--batch", "7", "--hnsw", jsonl)
 	if !strings.Contains(log, "23 items") || !strings.Contains(log, "10 new persons, 10 already enrolled, 3 rejected") {
 		t.Fatalf("import summary:\n%s", log)
 	}
@@ -67,6 +67,9 @@ func TestImportExport(t *testing.T) {
 	}
 	if _, log = runIt("import", "--tenant", "acme", "--restart", jsonl); !strings.Contains(log, "0 new persons, 20 already enrolled, 3 rejected") {
 		t.Errorf("--restart is not idempotent through dedup:\n%s", log)
+	}
+	if !strings.Contains(log, "HNSW index not built: identify runs on the in-memory exact index") {
+		t.Errorf("without -hnsw, under SEARCH_BACKEND=auto, import should not build HNSW:\n%s", log)
 	}
 
 	// A .npy float32 matrix of 5 new identities, external ids from a file.

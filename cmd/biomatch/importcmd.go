@@ -36,7 +36,8 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 	fs := newFlagSet("import", std.out, std.err)
 	tenant := fs.String("tenant", "", "tenant (customer) to import into")
 	version := fs.String("version", "FACE3_1", "gallery version")
-	batch := fs.Int("batch", 500, "templates per transaction")
+	batch := fs.Int("batch", 2000, "templates per transaction")
+	hnsw := fs.Bool("hnsw", false, "build pgvector's HNSW index at the end even if search does not use it")
 	ids := fs.String("ids", "", ".npy: file with one external id per line")
 	restart := fs.Bool("restart", false, "ignore the checkpoint of an earlier run")
 	if err := fs.Parse(args); err != nil {
@@ -123,7 +124,12 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 	for _, p := range problems {
 		fmt.Fprintln(stderr, "  rejected", p)
 	}
-	// The approximate index is built once, after the data, not row by row.
+	// The approximate index is built once, after the data, not row by row,
+	// and only when search uses it.
+	if !*hnsw && !a.NeedsHNSW() {
+		fmt.Fprintln(stderr, "import: HNSW index not built: identify runs on the in-memory exact index (SEARCH_BACKEND=auto within SEARCH_MEMORY_BUDGET, or exact); -hnsw builds it now")
+		return nil
+	}
 	indexStart := time.Now()
 	built, err := a.Search.EnsureIndexes(ctx)
 	if err != nil {

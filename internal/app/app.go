@@ -98,7 +98,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 			return nil, err
 		}
 	}
-	deps := engine.Deps{Store: a.Store, Index: a.index, Jobs: a.Jobs, Log: log}
+	deps := engine.Deps{Store: a.Store, Index: a.index, Jobs: a.Jobs, NewScratch: vectorstore.NewScratch, Log: log}
 	if a.Mem != nil {
 		deps.Follower = a.Mem
 	}
@@ -212,8 +212,15 @@ func (a *App) StartWorker() {
 			a.errs <- err
 		}
 	})
-	a.background(func(ctx context.Context) { a.Search.KeepIndexes(ctx, a.cfg.ReconcileEvery, a.Log) })
+	a.background(func(ctx context.Context) { a.Search.KeepIndexes(ctx, a.cfg.ReconcileEvery, a.Log, a.NeedsHNSW) })
 	a.Log.Info("worker started", "queue", a.Jobs.Queue(), "concurrency", a.cfg.WorkerConc)
+}
+
+// NeedsHNSW reports whether identify may search pgvector's HNSW index:
+// SEARCH_BACKEND=pgvector, or auto with the in-memory index over its
+// budget. The exact index and the enroll decision never use it.
+func (a *App) NeedsHNSW() bool {
+	return a.cfg.SearchBackend == "pgvector" || (a.cfg.SearchBackend == "auto" && a.Mem != nil && !a.Mem.Active())
 }
 
 // WaitLoaded waits until the in-memory index (if any) has loaded, or ctx ends.
