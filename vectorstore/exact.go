@@ -253,7 +253,7 @@ func (s Scratch) Insert(g engine.Gallery, templateID, personID int64, e engine.E
 
 // newMatrix returns an empty matrix of one gallery and dimension.
 func (e *Exact) newMatrix(dim int) *matrix {
-	m := &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}}
+	m := &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}, templates: map[int64][]int64{}}
 	m.scans = batch.New(e.maxBatch, func(qs []query) [][]engine.Match { return m.search(qs, e.workers) })
 	return m
 }
@@ -264,10 +264,13 @@ func (e *Exact) newMatrix(dim int) *matrix {
 type matrix struct {
 	mu      sync.RWMutex
 	dim     int
-	f32     []float32 // rows back to back
-	ids     []int64   // template id per row
-	persons []int64   // person id per row
-	row     map[int64]int
+	f32     []float32     // rows back to back
+	ids     []int64       // template id per row
+	persons []int64       // person id per row
+	row     map[int64]int // row index per template id
+	// templates lists each person's template ids, so a person's rows are
+	// found without a pass over the matrix.
+	templates map[int64][]int64
 
 	// scans answers queries several per pass: those that arrive while a
 	// pass runs wait, and the next pass takes them together (up to the
@@ -281,7 +284,7 @@ type matrix struct {
 	qn   []float32 // ‖x̃‖ of each row, rounded up
 }
 
-const rowIDBytes = 8 + 8 + 16 // ids, persons, map entry (approximate)
+const rowIDBytes = 8 + 8 + 16 + 24 // ids, persons, map entries (approximate)
 
 func (m *matrix) rowBytes() int64 {
 	b := int64(m.dim*4 + rowIDBytes)
@@ -315,6 +318,10 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 	defer m.mu.Unlock()
 	if i, ok := m.row[id]; ok {
 		copy(m.f32[i*m.dim:], e)
+		if old := m.persons[i]; old != person {
+			m.forget(old, id)
+			m.templates[person] = append(m.templates[person], id)
+		}
 		m.persons[i] = person
 		if m.int8 {
 			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8[i*m.dim:(i+1)*m.dim])
@@ -322,6 +329,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		return 0
 	}
 	m.row[id] = len(m.ids)
+	m.templates[person] = append(m.templates[person], id)
 	m.f32 = append(m.f32, e...)
 	m.ids = append(m.ids, id)
 	m.persons = append(m.persons, person)
@@ -343,13 +351,14 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	var removed int64
-	for i := 0; i < len(m.ids); {
-		if m.persons[i] != person || keep[m.ids[i]] {
-			i++
+	var kept []int64
+	for _, id := range m.templates[person] {
+		if keep[id] {
+			kept = append(kept, id)
 			continue
 		}
-		last := len(m.ids) - 1
-		delete(m.row, m.ids[i])
+		i, last := m.row[id], len(m.ids)-1
+		delete(m.row, id)
 		if i != last {
 			copy(m.f32[i*m.dim:(i+1)*m.dim], m.f32[last*m.dim:])
 			m.ids[i], m.persons[i] = m.ids[last], m.persons[last]
@@ -365,7 +374,22 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 		}
 		removed -= m.rowBytes()
 	}
+	if len(kept) == 0 {
+		delete(m.templates, person)
+	} else {
+		m.templates[person] = kept
+	}
 	return removed
+}
+
+// forget drops template id from the person's list (the row stays).
+func (m *matrix) forget(person, id int64) {
+	ids := slices.DeleteFunc(m.templates[person], func(x int64) bool { return x == id })
+	if len(ids) == 0 {
+		delete(m.templates, person)
+	} else {
+		m.templates[person] = ids
+	}
 }
 
 // quantize writes x scaled to ±127 into dst and returns 1/scale, the norm

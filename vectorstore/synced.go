@@ -169,8 +169,8 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 	if err != nil {
 		return postgres.Translate(err)
 	}
-	for person, rs := range byPerson {
-		s.SetPerson(person, rs)
+	for _, rs := range byPerson { // persons new in that write: no rows to replace
+		s.Add(rs...)
 	}
 	if s.changed != nil {
 		s.changedMu.Lock()

@@ -1,16 +1,21 @@
-// Command gen writes a synthetic gallery for `biomatch import`: JSONL
-// ({"external_id", "embedding"} per line), identities × noisy samples from
-// internal/synth, so imports can be measured without real biometric data.
+// Command gen writes a synthetic gallery for `biomatch import`,
+// identities × noisy samples from internal/synth, so imports can be
+// measured without real biometric data: JSONL ({"external_id",
+// "embedding"} per line) or a float32 .npy matrix (rows only).
 //
 //	go run ./bench/gen -n 100000 -dim 512 > gallery.jsonl
+//	go run ./bench/gen -n 1000000 -dim 512 -format npy > gallery.npy
 package main
 
 import (
 	"bufio"
+	"encoding/binary"
 	"encoding/json"
 	"flag"
 	"fmt"
+	"math"
 	"os"
+	"strings"
 
 	"github.com/biomatch/biomatch/internal/synth"
 )
@@ -20,13 +25,36 @@ func main() {
 	dim := flag.Int("dim", 512, "dimensions")
 	samples := flag.Int("samples", 1, "templates per identity")
 	noise := flag.Float64("noise", 0.3, "per-sample noise")
+	seed := flag.Uint64("seed", 0, "first identity")
+	format := flag.String("format", "jsonl", "jsonl or npy")
 	flag.Parse()
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
-	enc := json.NewEncoder(w)
-	for i := range *n {
-		id := i / *samples
-		enc.Encode(map[string]any{"external_id": fmt.Sprintf("id-%d", id),
-			"embedding": synth.Vector(*dim, uint64(id), *noise, uint64(i%*samples))})
+	vec := func(i int) []float32 {
+		id := uint64(i / *samples)
+		return synth.Vector(*dim, *seed+id, *noise, uint64(i%*samples))
+	}
+	switch *format {
+	case "jsonl":
+		enc := json.NewEncoder(w)
+		for i := range *n {
+			enc.Encode(map[string]any{"external_id": fmt.Sprintf("id-%d", *seed+uint64(i / *samples)), "embedding": vec(i)})
+		}
+	case "npy":
+		hdr := fmt.Sprintf("{'descr': '<f4', 'fortran_order': False, 'shape': (%d, %d), }", *n, *dim)
+		hdr += strings.Repeat(" ", 64-(10+len(hdr)+1)%64) + "\n"
+		w.WriteString("\x93NUMPY\x01\x00")
+		binary.Write(w, binary.LittleEndian, uint16(len(hdr)))
+		w.WriteString(hdr)
+		buf := make([]byte, 4**dim)
+		for i := range *n {
+			for j, x := range vec(i) {
+				binary.LittleEndian.PutUint32(buf[4*j:], math.Float32bits(x))
+			}
+			w.Write(buf)
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "gen: -format is jsonl or npy")
+		os.Exit(2)
 	}
 	if err := w.Flush(); err != nil {
 		fmt.Fprintln(os.Stderr, "gen:", err)
