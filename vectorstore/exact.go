@@ -619,25 +619,45 @@ func (m *matrix) int8Scanner(qs []query) func(sels []selector, lo, hi int) {
 			dots := buf[:(end-start)*nq]
 			kernel.DotsI8(m.i8[start*m.dim:end*m.dim], m.dim, probes, dots)
 			rowInv, rowRes, rowQn := m.inv[start:end], m.res[start:end], m.qn[start:end]
+			var invMax, resMax, qnMax float32
+			for i := range rowInv {
+				invMax, resMax, qnMax = max(invMax, rowInv[i]), max(resMax, rowRes[i]), max(qnMax, rowQn[i])
+			}
 			for j := range sels {
 				s, inv, res := &sels[j], qInv[j], qRes[j]
-				floor := s.floor()
+				// A row is skipped on one integer comparison when its dot
+				// product is below skipBelow: then even the block's largest
+				// scale and error bound keep it under the k-th lower bound.
+				skipBelow := int32(math.MinInt32)
+				limit := func() {
+					skipBelow = math.MinInt32
+					if room := s.floor() - (float64(resMax) + float64(qnMax)*res + 1e-6); room > 0 && invMax > 0 && inv > 0 {
+						t := room/(float64(invMax)*inv)*(1-1e-9) - 1
+						skipBelow = int32(min(t, math.MaxInt32))
+					}
+				}
+				limit()
 				for i := range rowInv {
-					// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
-					a := float64(dots[i*nq+j]) * float64(rowInv[i]) * inv
-					b := float64(rowRes[i]) + float64(rowQn[i])*res + 1e-6
-					if a+b < floor {
+					d := dots[i*nq+j]
+					if d < skipBelow {
 						continue // most rows: cannot reach this query's top k
 					}
+					// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
+					a := float64(d) * float64(rowInv[i]) * inv
+					b := float64(rowRes[i]) + float64(rowQn[i])*res + 1e-6
+					if a+b < s.floor() {
+						continue
+					}
 					s.offer(start+i, a-b, a+b)
-					floor = s.floor()
+					limit()
 				}
 			}
 		}
 	}
 }
 
-// quantizeProbe scales the probe to int16 (±32767) and returns it with
+// quantizeProbe scales the probe to ±kernel.ProbeMax (int16 for the AVX2
+// kernel, a byte's range for VNNI) and returns it with
 // 1/scale and the residual norm, rounded up.
 func quantizeProbe(q engine.Embedding) ([]int16, float64, float64) {
 	var maxAbs float64
@@ -648,7 +668,7 @@ func quantizeProbe(q engine.Embedding) ([]int16, float64, float64) {
 	if maxAbs == 0 {
 		return out, 0, 0
 	}
-	scale := 32767 / maxAbs
+	scale := float64(kernel.ProbeMax) / maxAbs
 	var r2 float64
 	for i, v := range q {
 		x := math.Round(float64(v) * scale)

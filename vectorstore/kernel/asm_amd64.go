@@ -8,6 +8,40 @@ func init() {
 	}
 	DotsI8, NameI8, HasFastI8 = dotsI8AVX2, "avx2", true
 	asmI8["avx2"] = dotsI8AVX2
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI {
+		DotsI8, NameI8, ProbeMax = dotsI8VNNI, "avx512vnni", 127
+		asmI8["avx512vnni"] = dotsI8VNNI
+	}
+}
+
+// dotsI8VNNI runs each probe group's VNNI kernel over the rows (64 values
+// per step), then adds what lies past the last 64-value chunk. Probes
+// with a value beyond ±127 go to dotsI8AVX2.
+func dotsI8VNNI(m []int8, dim int, p *Probes, out []int32) {
+	nq := len(p.qs)
+	rows := len(out) / nq
+	if rows == 0 {
+		return
+	}
+	if p.groups8 == nil {
+		dotsI8AVX2(m, dim, p, out)
+		return
+	}
+	_ = m[rows*dim-1] // the kernels read rows·dim values
+	n64 := dim &^ 63
+	for _, g := range p.groups8 {
+		kernel := dotsI8x1VNNI
+		switch g.n {
+		case 8:
+			kernel = dotsI8x8VNNI
+		case 4:
+			kernel = dotsI8x4VNNI
+		case 2:
+			kernel = dotsI8x2VNNI
+		}
+		kernel(&m[0], rows, dim, n64, &g.packed[0], &g.corr[0], &out[g.first], nq)
+	}
+	addTail(m, dim, n64, p, out)
 }
 
 // dotsI8AVX2 runs each probe group's assembly kernel over the rows, then
@@ -21,7 +55,7 @@ func dotsI8AVX2(m []int8, dim int, p *Probes, out []int32) {
 	n16 := dim &^ 15
 	if n16 == 0 {
 		clear(out)
-		addTail(m, dim, p, out)
+		addTail(m, dim, 0, p, out)
 		return
 	}
 	_ = m[rows*dim-1] // the kernels read rows·dim values
@@ -37,5 +71,5 @@ func dotsI8AVX2(m []int8, dim int, p *Probes, out []int32) {
 		}
 		kernel(&m[0], rows, dim, n16, &g.packed[0], &out[g.first], nq)
 	}
-	addTail(m, dim, p, out)
+	addTail(m, dim, n16, p, out)
 }

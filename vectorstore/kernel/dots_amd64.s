@@ -67,7 +67,7 @@ row:
 	XORQ  R9, R9
 	MOVQ  SI, R10
 	MOVQ  DX, R11
-	SHLQ  $0x01, R11
+	SHLQ  $0x03, R11
 	ADDQ  AX, R11
 
 chunk:
@@ -117,7 +117,7 @@ row:
 	XORQ  R9, R9
 	MOVQ  SI, R10
 	MOVQ  DX, R11
-	SHLQ  $0x01, R11
+	SHLQ  $0x03, R11
 	ADDQ  AX, R11
 
 chunk:
@@ -176,7 +176,7 @@ row:
 	XORQ  R9, R9
 	MOVQ  SI, R10
 	MOVQ  DX, R11
-	SHLQ  $0x01, R11
+	SHLQ  $0x03, R11
 	ADDQ  AX, R11
 
 chunk:
@@ -218,6 +218,259 @@ chunk:
 	ADDQ         R8, DI
 	DECQ         CX
 	JNZ          row
+
+done:
+	VZEROUPPER
+	RET
+
+// func dotsI8x1VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI
+TEXT ·dotsI8x1VNNI(SB), NOSPLIT, $0-64
+	MOVQ         m+0(FP), AX
+	MOVQ         rows+8(FP), CX
+	MOVQ         stride+16(FP), DX
+	MOVQ         n64+24(FP), BX
+	MOVQ         qp+32(FP), SI
+	MOVQ         corr+40(FP), DI
+	MOVQ         out+48(FP), R8
+	MOVQ         ostride+56(FP), R9
+	SHLQ         $0x02, R9
+	MOVL         $0x80808080, R10
+	VPBROADCASTD R10, Z2
+	TESTQ        CX, CX
+	JZ           done
+
+row:
+	VPXORD Z0, Z0, Z0
+	XORQ   R10, R10
+	MOVQ   SI, R11
+
+chunk:
+	VPXORD        (AX)(R10*1), Z2, Z1
+	VPDPBUSD      (R11), Z1, Z0
+	ADDQ          $0x00000040, R11
+	ADDQ          $0x40, R10
+	CMPQ          R10, BX
+	JL            chunk
+	VEXTRACTI64X4 $0x01, Z0, Y1
+	VPADDD        Y1, Y0, Y0
+	VEXTRACTI128  $0x01, Y0, X1
+	VPADDD        X1, X0, X0
+	VPSHUFD       $0x4e, X0, X1
+	VPADDD        X1, X0, X0
+	VPSHUFD       $0xb1, X0, X1
+	VPADDD        X1, X0, X0
+	VMOVD         (DI), X1
+	VPSUBD        X1, X0, X0
+	VMOVD         X0, (R8)
+	ADDQ          DX, AX
+	ADDQ          R9, R8
+	DECQ          CX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func dotsI8x2VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, MMX+
+TEXT ·dotsI8x2VNNI(SB), NOSPLIT, $0-64
+	MOVQ         m+0(FP), AX
+	MOVQ         rows+8(FP), CX
+	MOVQ         stride+16(FP), DX
+	MOVQ         n64+24(FP), BX
+	MOVQ         qp+32(FP), SI
+	MOVQ         corr+40(FP), DI
+	MOVQ         out+48(FP), R8
+	MOVQ         ostride+56(FP), R9
+	SHLQ         $0x02, R9
+	MOVL         $0x80808080, R10
+	VPBROADCASTD R10, Z3
+	TESTQ        CX, CX
+	JZ           done
+
+row:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	XORQ   R10, R10
+	MOVQ   SI, R11
+	MOVQ   DX, R12
+	SHLQ   $0x03, R12
+	ADDQ   AX, R12
+
+chunk:
+	PREFETCHT0    (R12)(R10*1)
+	VPXORD        (AX)(R10*1), Z3, Z2
+	VPDPBUSD      (R11), Z2, Z0
+	VPDPBUSD      64(R11), Z2, Z1
+	ADDQ          $0x00000080, R11
+	ADDQ          $0x40, R10
+	CMPQ          R10, BX
+	JL            chunk
+	VEXTRACTI64X4 $0x01, Z0, Y2
+	VPADDD        Y2, Y0, Y0
+	VEXTRACTI64X4 $0x01, Z1, Y2
+	VPADDD        Y2, Y1, Y1
+	VPHADDD       Y1, Y0, Y0
+	VPHADDD       Y0, Y0, Y0
+	VEXTRACTI128  $0x01, Y0, X2
+	VPADDD        X2, X0, X0
+	VMOVQ         (DI), X2
+	VPSUBD        X2, X0, X0
+	VMOVQ         X0, (R8)
+	ADDQ          DX, AX
+	ADDQ          R9, R8
+	DECQ          CX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func dotsI8x4VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, MMX+
+TEXT ·dotsI8x4VNNI(SB), NOSPLIT, $0-64
+	MOVQ         m+0(FP), AX
+	MOVQ         rows+8(FP), CX
+	MOVQ         stride+16(FP), DX
+	MOVQ         n64+24(FP), BX
+	MOVQ         qp+32(FP), SI
+	MOVQ         corr+40(FP), DI
+	MOVQ         out+48(FP), R8
+	MOVQ         ostride+56(FP), R9
+	SHLQ         $0x02, R9
+	MOVL         $0x80808080, R10
+	VPBROADCASTD R10, Z5
+	TESTQ        CX, CX
+	JZ           done
+
+row:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	XORQ   R10, R10
+	MOVQ   SI, R11
+	MOVQ   DX, R12
+	SHLQ   $0x03, R12
+	ADDQ   AX, R12
+
+chunk:
+	PREFETCHT0    (R12)(R10*1)
+	VPXORD        (AX)(R10*1), Z5, Z4
+	VPDPBUSD      (R11), Z4, Z0
+	VPDPBUSD      64(R11), Z4, Z1
+	VPDPBUSD      128(R11), Z4, Z2
+	VPDPBUSD      192(R11), Z4, Z3
+	ADDQ          $0x00000100, R11
+	ADDQ          $0x40, R10
+	CMPQ          R10, BX
+	JL            chunk
+	VEXTRACTI64X4 $0x01, Z0, Y4
+	VPADDD        Y4, Y0, Y0
+	VEXTRACTI64X4 $0x01, Z1, Y4
+	VPADDD        Y4, Y1, Y1
+	VEXTRACTI64X4 $0x01, Z2, Y4
+	VPADDD        Y4, Y2, Y2
+	VEXTRACTI64X4 $0x01, Z3, Y4
+	VPADDD        Y4, Y3, Y3
+	VPHADDD       Y1, Y0, Y0
+	VPHADDD       Y3, Y2, Y2
+	VPHADDD       Y2, Y0, Y0
+	VEXTRACTI128  $0x01, Y0, X4
+	VPADDD        X4, X0, X0
+	VPSUBD        (DI), X0, X0
+	VMOVDQU       X0, (R8)
+	ADDQ          DX, AX
+	ADDQ          R9, R8
+	DECQ          CX
+	JNZ           row
+
+done:
+	VZEROUPPER
+	RET
+
+// func dotsI8x8VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// Requires: AVX, AVX2, AVX512F, AVX512VNNI, MMX+
+TEXT ·dotsI8x8VNNI(SB), NOSPLIT, $0-64
+	MOVQ         m+0(FP), AX
+	MOVQ         rows+8(FP), CX
+	MOVQ         stride+16(FP), DX
+	MOVQ         n64+24(FP), BX
+	MOVQ         qp+32(FP), SI
+	MOVQ         corr+40(FP), DI
+	MOVQ         out+48(FP), R8
+	MOVQ         ostride+56(FP), R9
+	SHLQ         $0x02, R9
+	MOVL         $0x80808080, R10
+	VPBROADCASTD R10, Z9
+	TESTQ        CX, CX
+	JZ           done
+
+row:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	XORQ   R10, R10
+	MOVQ   SI, R11
+	MOVQ   DX, R12
+	SHLQ   $0x03, R12
+	ADDQ   AX, R12
+
+chunk:
+	PREFETCHT0    (R12)(R10*1)
+	VPXORD        (AX)(R10*1), Z9, Z8
+	VPDPBUSD      (R11), Z8, Z0
+	VPDPBUSD      64(R11), Z8, Z1
+	VPDPBUSD      128(R11), Z8, Z2
+	VPDPBUSD      192(R11), Z8, Z3
+	VPDPBUSD      256(R11), Z8, Z4
+	VPDPBUSD      320(R11), Z8, Z5
+	VPDPBUSD      384(R11), Z8, Z6
+	VPDPBUSD      448(R11), Z8, Z7
+	ADDQ          $0x00000200, R11
+	ADDQ          $0x40, R10
+	CMPQ          R10, BX
+	JL            chunk
+	VEXTRACTI64X4 $0x01, Z0, Y8
+	VPADDD        Y8, Y0, Y0
+	VEXTRACTI64X4 $0x01, Z1, Y8
+	VPADDD        Y8, Y1, Y1
+	VEXTRACTI64X4 $0x01, Z2, Y8
+	VPADDD        Y8, Y2, Y2
+	VEXTRACTI64X4 $0x01, Z3, Y8
+	VPADDD        Y8, Y3, Y3
+	VEXTRACTI64X4 $0x01, Z4, Y8
+	VPADDD        Y8, Y4, Y4
+	VEXTRACTI64X4 $0x01, Z5, Y8
+	VPADDD        Y8, Y5, Y5
+	VEXTRACTI64X4 $0x01, Z6, Y8
+	VPADDD        Y8, Y6, Y6
+	VEXTRACTI64X4 $0x01, Z7, Y8
+	VPADDD        Y8, Y7, Y7
+	VPHADDD       Y1, Y0, Y0
+	VPHADDD       Y3, Y2, Y2
+	VPHADDD       Y2, Y0, Y0
+	VEXTRACTI128  $0x01, Y0, X8
+	VPADDD        X8, X0, X0
+	VPSUBD        (DI), X0, X0
+	VMOVDQU       X0, (R8)
+	VPHADDD       Y5, Y4, Y4
+	VPHADDD       Y7, Y6, Y6
+	VPHADDD       Y6, Y4, Y4
+	VEXTRACTI128  $0x01, Y4, X8
+	VPADDD        X8, X4, X4
+	VPSUBD        16(DI), X4, X4
+	VMOVDQU       X4, 16(R8)
+	ADDQ          DX, AX
+	ADDQ          R9, R8
+	DECQ          CX
+	JNZ           row
 
 done:
 	VZEROUPPER

@@ -33,7 +33,11 @@ var (
 	NameF32           = "gonum"
 	NameI8            = "go"
 	HasFastI8         = false // an assembly int8 kernel is in use
-	asmI8             = map[string]I8Func{}
+	// ProbeMax is the largest probe value DotsI8 takes at full speed:
+	// callers scale probes to ±ProbeMax (the VNNI kernel multiplies bytes;
+	// wider probes make it fall back to the AVX2 one).
+	ProbeMax = 32767
+	asmI8    = map[string]I8Func{}
 )
 
 // Kernels returns every float32 kernel of this build, by name, for
@@ -97,16 +101,24 @@ func DotsF32Go(m []float32, dim int, q []float32, out []float32) {
 
 // Probes is a batch of int16 probes of one dimension, also laid out for
 // the assembly kernels: groups of 8, 4, 2 and 1 probes, each group
-// interleaved by 16-value chunk.
+// interleaved by chunk (16 values for AVX2; 64 bytes for VNNI, when every
+// value fits a byte).
 type Probes struct {
-	qs     [][]int16
-	dim    int
-	groups []group
+	qs      [][]int16
+	dim     int
+	groups  []group
+	groups8 []group8 // nil unless every value is within ±127
 }
 
 type group struct {
 	first, n int
 	packed   []int16 // chunk c of probe j at (c*n+j)*16
+}
+
+type group8 struct {
+	first, n int
+	packed   []int8  // chunk c of probe j at (c*n+j)*64
+	corr     []int32 // 128·Σq of each probe of the group
 }
 
 // groupSizes are the probe counts of the assembly kernels, largest first.
@@ -133,7 +145,49 @@ func NewProbes(qs [][]int16, dim int) *Probes {
 		p.groups = append(p.groups, g)
 		first += n
 	}
+	p.groups8 = pack8(qs, dim)
 	return p
+}
+
+// pack8 lays the probes out for the VNNI kernels, or returns nil when a
+// value does not fit a byte or dim is under 64.
+func pack8(qs [][]int16, dim int) []group8 {
+	n64 := dim &^ 63
+	if n64 == 0 {
+		return nil
+	}
+	for _, q := range qs {
+		for _, v := range q[:dim] {
+			if v < -127 || v > 127 {
+				return nil
+			}
+		}
+	}
+	var out []group8
+	for first := 0; first < len(qs); {
+		n := 1
+		for _, s := range groupSizes {
+			if first+s <= len(qs) {
+				n = s
+				break
+			}
+		}
+		g := group8{first: first, n: n, packed: make([]int8, n*n64), corr: make([]int32, n)}
+		for j := range n {
+			q := qs[first+j]
+			for c := 0; c < n64/64; c++ {
+				for k := range 64 {
+					g.packed[(c*n+j)*64+k] = int8(q[c*64+k])
+				}
+			}
+			for _, v := range q[:n64] {
+				g.corr[j] += 128 * int32(v)
+			}
+		}
+		out = append(out, g)
+		first += n
+	}
+	return out
 }
 
 // Len is the number of probes.
@@ -160,10 +214,10 @@ func DotsI8Go(m []int8, dim int, p *Probes, out []int32) {
 	}
 }
 
-// addTail adds the products of the values past the last whole 16-value
-// chunk, which the assembly kernels leave out.
-func addTail(m []int8, dim int, p *Probes, out []int32) {
-	n16, nq := dim&^15, len(p.qs)
+// addTail adds the products of the values from index from on, past the
+// last whole chunk, which the assembly kernels leave out.
+func addTail(m []int8, dim, from int, p *Probes, out []int32) {
+	n16, nq := from, len(p.qs)
 	if n16 == dim {
 		return
 	}

@@ -3,12 +3,14 @@ package kernel
 import (
 	"bytes"
 	"fmt"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -61,46 +63,49 @@ func TestDotsF32Batch(t *testing.T) {
 // dimensions with and without a tail past the last 16-value chunk, and
 // the extreme values (−128 rows against ±32767 probes).
 func TestKernelsI8(t *testing.T) {
+	t.Logf("kernels on this CPU: %v (selected: %s)", slices.Sorted(maps.Keys(KernelsI8())), NameI8)
 	if runtime.GOARCH == "amd64" && len(KernelsI8()) < 2 {
 		t.Log("this CPU has no AVX2: only the portable kernel is checked")
 	}
 	r := rand.New(rand.NewPCG(2, 2))
-	for _, dim := range []int{16, 128, 131, 256, 500, 512} {
+	for _, dim := range []int{16, 64, 128, 131, 256, 500, 512} {
 		for nq := 1; nq <= 19; nq++ {
-			const rows = 13
-			m := make([]int8, rows*dim)
-			qs := make([][]int16, nq)
-			extreme := nq%5 == 0
-			for i := range m {
-				m[i] = int8(r.IntN(256) - 128)
-				if extreme {
-					m[i] = -128
-				}
-			}
-			for j := range qs {
-				qs[j] = make([]int16, dim)
-				for i := range qs[j] {
-					qs[j][i] = int16(r.IntN(65535) - 32767)
+			for _, probeMax := range []int{32767, 127} {
+				const rows = 13
+				m := make([]int8, rows*dim)
+				qs := make([][]int16, nq)
+				extreme := nq%5 == 0
+				for i := range m {
+					m[i] = int8(r.IntN(256) - 128)
 					if extreme {
-						qs[j][i] = 32767 * int16(1-2*(j%2))
+						m[i] = -128
 					}
 				}
-			}
-			p := NewProbes(qs, dim)
-			for name, k := range KernelsI8() {
-				out := make([]int32, rows*nq)
-				for i := range out {
-					out[i] = 12345 // the kernel must overwrite, not add
-				}
-				k(m, dim, p, out)
-				for i := range rows {
-					for j, q := range qs {
-						var want int64
-						for d := range dim {
-							want += int64(m[i*dim+d]) * int64(q[d])
+				for j := range qs {
+					qs[j] = make([]int16, dim)
+					for i := range qs[j] {
+						qs[j][i] = int16(r.IntN(2*probeMax+1) - probeMax)
+						if extreme {
+							qs[j][i] = int16(probeMax) * int16(1-2*(j%2))
 						}
-						if got := out[i*nq+j]; int64(got) != want {
-							t.Fatalf("%s dim %d, %d probes: row %d probe %d = %d, want %d", name, dim, nq, i, j, got, want)
+					}
+				}
+				p := NewProbes(qs, dim)
+				for name, k := range KernelsI8() {
+					out := make([]int32, rows*nq)
+					for i := range out {
+						out[i] = 12345 // the kernel must overwrite, not add
+					}
+					k(m, dim, p, out)
+					for i := range rows {
+						for j, q := range qs {
+							var want int64
+							for d := range dim {
+								want += int64(m[i*dim+d]) * int64(q[d])
+							}
+							if got := out[i*nq+j]; int64(got) != want {
+								t.Fatalf("%s dim %d, %d probes of ±%d: row %d probe %d = %d, want %d", name, dim, nq, probeMax, i, j, got, want)
+							}
 						}
 					}
 				}
@@ -155,7 +160,7 @@ func BenchmarkDotsI8Batch(b *testing.B) {
 			for j := range qs {
 				qs[j] = make([]int16, dim)
 				for i := range qs[j] {
-					qs[j][i] = int16(r.IntN(65535) - 32767)
+					qs[j][i] = int16(r.IntN(255) - 127) // within every kernel's ProbeMax
 				}
 			}
 			p := NewProbes(qs, dim)

@@ -21,12 +21,15 @@ var probeCounts = []int{1, 2, 4, 8}
 // prefetchRows is how far ahead the batch kernels prefetch: a row scored
 // against several probes takes long enough that the hardware prefetcher
 // alone falls behind (measured: half the in-cache rate when streaming).
-const prefetchShift = 1 // 2 rows
+const prefetchShift = 3 // 8 rows
 
 func main() {
 	ConstraintExpr("amd64")
 	for _, p := range probeCounts {
 		dotsI8(p)
+	}
+	for _, p := range probeCounts {
+		dotsVNNI(p)
 	}
 	Generate()
 }
@@ -128,6 +131,123 @@ func storeSums(acc []reg.VecVirtual, out reg.Register) {
 			lo, hi := a[0].AsX(), XMM()
 			VEXTRACTI128(Imm(1), a[0], hi)
 			VPADDD(hi, lo, lo)
+			VMOVDQU(lo, Mem{Base: out, Disp: 4 * g})
+		}
+	}
+}
+
+// dotsVNNI generates dotsI8x<p>VNNI: like dotsI8, with int8 probes, 64
+// values per step on AVX-512 VNNI (vpdpbusd: unsigned bytes times signed
+// bytes, four products summed into each int32 lane). The row is made
+// unsigned by flipping its sign bits (x+128, one vpxord per step for all
+// p probes); corr[j] = 128·Σq of probe j is subtracted at the end, so the
+// result is the exact Σ x·q. Probes are packed by 64-value chunk: chunk c
+// of probe j at qp[(c*p+j)*64 :].
+func dotsVNNI(p int) {
+	name := fmt.Sprintf("dotsI8x%dVNNI", p)
+	TEXT(name, NOSPLIT, "func(m *int8, rows, stride, n64 int, qp *int8, corr *int32, out *int32, ostride int)")
+	Doc(fmt.Sprintf("%s scores int8 rows against %d packed int8 probes (AVX-512 VNNI; n64 a positive multiple of 64).", name, p))
+	m := Load(Param("m"), GP64())
+	rows := Load(Param("rows"), GP64())
+	stride := Load(Param("stride"), GP64())
+	n64 := Load(Param("n64"), GP64())
+	qp := Load(Param("qp"), GP64())
+	corr := Load(Param("corr"), GP64())
+	out := Load(Param("out"), GP64())
+	ostride := Load(Param("ostride"), GP64())
+	SHLQ(U8(2), ostride)
+
+	acc := make([]reg.VecVirtual, p)
+	for j := range acc {
+		acc[j] = ZMM()
+	}
+	x, flip := ZMM(), ZMM()
+	bits := GP32()
+	MOVL(U32(0x80808080), bits)
+	VPBROADCASTD(bits, flip)
+	j, q := GP64(), GP64()
+
+	TESTQ(rows, rows)
+	JZ(LabelRef("done"))
+	Label("row")
+	for _, a := range acc {
+		VPXORD(a, a, a)
+	}
+	XORQ(j, j)
+	MOVQ(qp, q)
+	ahead := GP64()
+	if p > 1 {
+		MOVQ(stride, ahead)
+		SHLQ(U8(prefetchShift), ahead)
+		ADDQ(m, ahead)
+	}
+	Label("chunk")
+	if p > 1 {
+		PREFETCHT0(Mem{Base: ahead, Index: j, Scale: 1})
+	}
+	VPXORD(Mem{Base: m, Index: j, Scale: 1}, flip, x)
+	for k, a := range acc {
+		VPDPBUSD(Mem{Base: q, Disp: 64 * k}, x, a)
+	}
+	ADDQ(U32(64*p), q)
+	ADDQ(U8(64), j)
+	CMPQ(j, n64)
+	JL(LabelRef("chunk"))
+
+	ys := make([]reg.VecVirtual, p)
+	for k, a := range acc { // 16 lanes → 8
+		hi := YMM()
+		VEXTRACTI64X4(U8(1), a, hi)
+		VPADDD(hi, a.AsY(), a.AsY())
+		ys[k] = a
+	}
+	storeSumsMinus(ys, out, corr)
+
+	ADDQ(stride, m)
+	ADDQ(ostride, out)
+	DECQ(rows)
+	JNZ(LabelRef("row"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// storeSumsMinus is storeSums of the accumulators' low 256 bits, less
+// corr[0], corr[1], … .
+func storeSumsMinus(acc []reg.VecVirtual, out, corr reg.Register) {
+	switch len(acc) {
+	case 1:
+		a := acc[0].AsY()
+		lo, hi := acc[0].AsX(), XMM()
+		VEXTRACTI128(Imm(1), a, hi)
+		VPADDD(hi, lo, lo)
+		VPSHUFD(Imm(0x4e), lo, hi)
+		VPADDD(hi, lo, lo)
+		VPSHUFD(Imm(0xb1), lo, hi)
+		VPADDD(hi, lo, lo)
+		VMOVD(Mem{Base: corr}, hi)
+		VPSUBD(hi, lo, lo)
+		VMOVD(lo, Mem{Base: out})
+	case 2:
+		a, b := acc[0].AsY(), acc[1].AsY()
+		VPHADDD(b, a, a)
+		VPHADDD(a, a, a)
+		lo, hi := acc[0].AsX(), XMM()
+		VEXTRACTI128(Imm(1), a, hi)
+		VPADDD(hi, lo, lo)
+		VMOVQ(Mem{Base: corr}, hi)
+		VPSUBD(hi, lo, lo)
+		VMOVQ(lo, Mem{Base: out})
+	default:
+		for g := 0; g < len(acc); g += 4 {
+			a := []reg.Register{acc[g].AsY(), acc[g+1].AsY(), acc[g+2].AsY(), acc[g+3].AsY()}
+			VPHADDD(a[1], a[0], a[0])
+			VPHADDD(a[3], a[2], a[2])
+			VPHADDD(a[2], a[0], a[0])
+			lo, hi := acc[g].AsX(), XMM()
+			VEXTRACTI128(Imm(1), a[0], hi)
+			VPADDD(hi, lo, lo)
+			VPSUBD(Mem{Base: corr, Disp: 4 * g}, lo, lo)
 			VMOVDQU(lo, Mem{Base: out, Disp: 4 * g})
 		}
 	}
