@@ -182,6 +182,14 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
+		// One pass over the gallery for every template of the batch.
+		var probes []Embedding
+		for _, r := range append([]EnrollRequest{req}, others...) {
+			probes = append(probes, r.Templates...)
+		}
+		if err := tx.Prefetch(ctx, req.Gallery, probes, 1); err != nil {
+			return err
+		}
 		if err := s.finishEnroll(ctx, tx, req); err != nil {
 			return err // the asked-for request: its task retries
 		}

@@ -437,3 +437,7 @@ func (t *memTx) AuditAll(ctx context.Context, entries []engine.AuditEntry) error
 	t.audit = append(t.audit, entries...)
 	return nil
 }
+
+func (t *memTx) Prefetch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) error {
+	return nil
+}

@@ -448,6 +448,15 @@ type galleryTx struct {
 	search TxSearcher
 	seq    int64   // the gallery's change sequence when the lock was taken
 	added  []added // templates this transaction wrote, not yet in any index
+	// found holds Prefetch's results by probe (its first value's address):
+	// the committed gallery does not change while the lock is held.
+	found map[*float32]prefetched
+}
+
+type prefetched struct {
+	g  engine.Gallery
+	k  int
+	ms []engine.Match
 }
 
 type added struct {
@@ -501,10 +510,39 @@ func (t *galleryTx) Savepoint(ctx context.Context, fn func(ctx context.Context) 
 	return Translate(sp.Commit(ctx))
 }
 
+func (t *galleryTx) Prefetch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) error {
+	res, err := t.search.NearestBatchIn(ctx, t.tx, g, t.seq, probes, k)
+	if err != nil {
+		return err
+	}
+	if t.found == nil {
+		t.found = map[*float32]prefetched{}
+	}
+	for i, p := range probes {
+		if len(p) > 0 {
+			t.found[&p[0]] = prefetched{g, k, res[i]}
+		}
+	}
+	return nil
+}
+
 func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	ms, err := t.search.NearestIn(ctx, t.tx, g, t.seq, probe, k)
-	if err != nil || len(t.added) == 0 {
-		return ms, err
+	var ms []engine.Match
+	var f prefetched
+	var ok bool
+	if len(probe) > 0 {
+		f, ok = t.found[&probe[0]]
+	}
+	if ok && f.g == g && f.k >= k {
+		ms = slices.Clone(f.ms[:min(k, len(f.ms))])
+	} else {
+		var err error
+		if ms, err = t.search.NearestIn(ctx, t.tx, g, t.seq, probe, k); err != nil {
+			return nil, err
+		}
+	}
+	if len(t.added) == 0 {
+		return ms, nil
 	}
 	// The search may not see this transaction's own writes (an in-memory
 	// index sees commits only): they are compared here, the way a batch is
