@@ -5,6 +5,7 @@
 //
 //	go run ./bench/gen -n 100000 -dim 512 > gallery.jsonl
 //	go run ./bench/gen -n 1000000 -dim 512 -format npy > gallery.npy
+//	go run ./bench/gen -n 1000 -sample 1 > returning.jsonl   # new samples of 1000 of them
 package main
 
 import (
@@ -26,12 +27,13 @@ func main() {
 	samples := flag.Int("samples", 1, "templates per identity")
 	noise := flag.Float64("noise", 0.3, "per-sample noise")
 	seed := flag.Uint64("seed", 0, "first identity")
+	sample := flag.Uint64("sample", 0, "first sample of each identity (1: new samples of the identities sample 0 wrote)")
 	format := flag.String("format", "jsonl", "jsonl or npy")
 	flag.Parse()
 	w := bufio.NewWriterSize(os.Stdout, 1<<20)
 	vec := func(i int) []float32 {
 		id := uint64(i / *samples)
-		return synth.Vector(*dim, *seed+id, *noise, uint64(i%*samples))
+		return synth.Vector(*dim, *seed+id, *noise, *sample+uint64(i%*samples))
 	}
 	switch *format {
 	case "jsonl":
