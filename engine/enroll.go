@@ -182,14 +182,14 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		if err != nil {
 			return err
 		}
-		// One pass over the gallery for every template of the batch.
-		var probes []Embedding
-		for _, r := range append([]EnrollRequest{req}, others...) {
-			probes = append(probes, r.Templates...)
-		}
-		if err := tx.Prefetch(ctx, req.Gallery, probes, 1); err != nil {
+		batch := append([]EnrollRequest{req}, others...)
+		err = tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, batch) })
+		if err == nil || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return err
 		}
+		// Undone as a whole: decide them one by one, so an item that fails
+		// fails alone.
+		s.log.WarnContext(ctx, "a batch of enrolls failed as a whole; deciding its items one by one", "err", err)
 		if err := s.finishEnroll(ctx, tx, req); err != nil {
 			return err // the asked-for request: its task retries
 		}
@@ -203,6 +203,22 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		}
 		return nil
 	})
+}
+
+// finishBatch decides the requests together (one batched search, new
+// persons written in bulk) and records every result.
+func (s *Service) finishBatch(ctx context.Context, tx GalleryTx, reqs []EnrollRequest) error {
+	b := s.newBatch(tx, reqs[0].Gallery)
+	ids := make([]string, len(reqs))
+	for i, r := range reqs {
+		ids[i] = r.ID
+		b.items = append(b.items, batchItem{externalID: r.ExternalID, templates: r.Templates,
+			audit: AuditEntry{KeyID: r.KeyID, Action: "enroll", RequestID: r.RequestID}})
+	}
+	if err := b.decideAndWrite(ctx); err != nil {
+		return err
+	}
+	return tx.FinishEnrollRequests(ctx, ids, b.results)
 }
 
 // finishEnroll decides one request and records its result.

@@ -438,6 +438,11 @@ func (t *memTx) AuditAll(ctx context.Context, entries []engine.AuditEntry) error
 	return nil
 }
 
-func (t *memTx) Prefetch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) error {
+func (t *memTx) FinishEnrollRequests(ctx context.Context, ids []string, res []engine.EnrollResult) error {
+	for i, id := range ids {
+		if err := t.FinishEnrollRequest(ctx, id, res[i]); err != nil {
+			return err
+		}
+	}
 	return nil
 }

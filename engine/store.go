@@ -58,11 +58,6 @@ type GalleryTx interface {
 	Savepoint(ctx context.Context, fn func(ctx context.Context) error) error
 	// Nearest is Index.Nearest, seeing this transaction's own writes.
 	Nearest(ctx context.Context, g Gallery, probe Embedding, k int) ([]Match, error)
-	// Prefetch searches the committed gallery for all the probes in one
-	// pass (where the index can), so that this transaction's later Nearest
-	// calls for those same probes (the same slices) read the result instead
-	// of searching again. Results are unchanged; it only saves passes.
-	Prefetch(ctx context.Context, g Gallery, probes []Embedding, k int) error
 	// NearestBatch is Nearest for each probe, in one pass where the index
 	// can (the in-memory index reads each template once for many probes).
 	NearestBatch(ctx context.Context, g Gallery, probes []Embedding, k int) ([][]Match, error)
@@ -84,6 +79,8 @@ type GalleryTx interface {
 	// FinishEnrollRequest stores the result, clears the request's templates
 	// and marks it done (or failed for a rejection).
 	FinishEnrollRequest(ctx context.Context, id string, res EnrollResult) error
+	// FinishEnrollRequests is FinishEnrollRequest for each id, in bulk.
+	FinishEnrollRequests(ctx context.Context, ids []string, res []EnrollResult) error
 	// Audit records a in this transaction.
 	Audit(ctx context.Context, a AuditEntry) error
 	// AuditAll records entries in this transaction, in bulk.

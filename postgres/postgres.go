@@ -448,15 +448,6 @@ type galleryTx struct {
 	search TxSearcher
 	seq    int64   // the gallery's change sequence when the lock was taken
 	added  []added // templates this transaction wrote, not yet in any index
-	// found holds Prefetch's results by probe (its first value's address):
-	// the committed gallery does not change while the lock is held.
-	found map[*float32]prefetched
-}
-
-type prefetched struct {
-	g  engine.Gallery
-	k  int
-	ms []engine.Match
 }
 
 type added struct {
@@ -510,36 +501,10 @@ func (t *galleryTx) Savepoint(ctx context.Context, fn func(ctx context.Context) 
 	return Translate(sp.Commit(ctx))
 }
 
-func (t *galleryTx) Prefetch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) error {
-	res, err := t.search.NearestBatchIn(ctx, t.tx, g, t.seq, probes, k)
-	if err != nil {
-		return err
-	}
-	if t.found == nil {
-		t.found = map[*float32]prefetched{}
-	}
-	for i, p := range probes {
-		if len(p) > 0 {
-			t.found[&p[0]] = prefetched{g, k, res[i]}
-		}
-	}
-	return nil
-}
-
 func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
-	var ms []engine.Match
-	var f prefetched
-	var ok bool
-	if len(probe) > 0 {
-		f, ok = t.found[&probe[0]]
-	}
-	if ok && f.g == g && f.k >= k {
-		ms = slices.Clone(f.ms[:min(k, len(f.ms))])
-	} else {
-		var err error
-		if ms, err = t.search.NearestIn(ctx, t.tx, g, t.seq, probe, k); err != nil {
-			return nil, err
-		}
+	ms, err := t.search.NearestIn(ctx, t.tx, g, t.seq, probe, k)
+	if err != nil {
+		return nil, err
 	}
 	if len(t.added) == 0 {
 		return ms, nil
@@ -715,6 +680,28 @@ func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engi
 		return Translate(err)
 	}
 	_, err := t.tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', $1)`, id)
+	return Translate(err)
+}
+
+func (t *galleryTx) FinishEnrollRequests(ctx context.Context, ids []string, res []engine.EnrollResult) error {
+	states, outcomes, reasons := make([]string, len(ids)), make([]string, len(ids)), make([]string, len(ids))
+	persons, scores := make([]*int64, len(ids)), make([]float64, len(ids))
+	for i, r := range res {
+		states[i], outcomes[i], reasons[i], scores[i] = string(engine.Done), string(r.Outcome), r.Reason, r.Score
+		if r.Outcome == engine.Rejected {
+			states[i] = string(engine.Failed)
+		} else {
+			persons[i] = &res[i].Person.ID
+		}
+	}
+	if _, err := t.tx.Exec(ctx, `UPDATE enroll_requests r SET state = u.state, outcome = u.outcome, reason = u.reason,
+		person_id = u.person_id, score = u.score, templates = NULL, finished_at = now()
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[])
+			AS u(id, state, outcome, reason, person_id, score)
+		WHERE r.id = u.id`, ids, states, outcomes, reasons, persons, scores); err != nil {
+		return Translate(err)
+	}
+	_, err := t.tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', id) FROM unnest($1::text[]) AS id`, ids)
 	return Translate(err)
 }
 

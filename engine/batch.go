@@ -29,59 +29,83 @@ type Scratch interface {
 }
 
 // Import decides and writes a batch of a bulk import in one gallery-locked
-// transaction, by the enroll's dedup rule, and records done as the
-// source's checkpoint in that transaction. Each item is compared with the
-// whole gallery (one batched exact search for the batch) and with the
-// earlier items of the batch (a Scratch index). New persons and their
-// templates are written in bulk (COPY). An invalid item is reported in its
-// result (Rejected, Reason) and does not stop the batch.
+// transaction, by the enroll's dedup rule (decideBatch), and records done
+// as the source's checkpoint in that transaction. An invalid item is
+// reported in its result (Rejected, Reason) and does not stop the batch.
 func (s *Service) Import(ctx context.Context, g Gallery, items []ImportItem, source string, done int64) ([]EnrollResult, error) {
 	results := make([]EnrollResult, len(items))
 	err := s.store.InGallery(ctx, g, func(ctx context.Context, tx GalleryTx) error {
-		b := importBatch{s: s, tx: tx, g: g, items: items, results: results, scratch: s.newScratch()}
-		if err := b.decide(ctx); err != nil {
+		b := s.newBatch(tx, g)
+		for i, it := range items {
+			es, err := NewEmbeddings([][]float64{it.Vector})
+			if err != nil {
+				results[i] = rejected(err.Error())
+				es = nil
+			}
+			b.items = append(b.items, batchItem{externalID: it.ExternalID, templates: es,
+				audit: AuditEntry{Tenant: g.Tenant, Action: "import", RequestID: source}})
+		}
+		if err := b.decideAndWrite(ctx); err != nil {
 			return err
 		}
-		if err := b.write(ctx); err != nil {
-			return err
+		for i, r := range b.results {
+			if len(b.items[i].templates) > 0 {
+				results[i] = r
+			}
 		}
 		return tx.SaveImportProgress(ctx, source, done)
 	})
 	return results, err
 }
 
-// importBatch is one Import call's state.
-type importBatch struct {
+// batch decides many enrolls (or import items) of one gallery together,
+// under its lock: each item against the whole gallery (one batched search
+// for all templates of the batch) and against the batch's earlier items (a
+// Scratch index), by the dedup rule; then writes the new persons in bulk.
+type batch struct {
 	s       *Service
 	tx      GalleryTx
 	g       Gallery
-	items   []ImportItem
+	items   []batchItem
 	results []EnrollResult
 	scratch Scratch
 
-	created  []NewPerson // new persons, in item order; their index i is person id −(i+1) until written
+	created  []NewPerson // new persons, in item order; created[i] has stand-in id −(i+1) until written
 	ofItem   []int       // per item: index into created, or −1
 	existing map[int64]*Person
 	audit    []AuditEntry
 }
 
+// batchItem is one enroll of a batch: its validated templates (none: the
+// item is skipped) and the audit entry its outcome completes.
+type batchItem struct {
+	externalID string
+	templates  []Embedding
+	audit      AuditEntry
+}
+
+func (s *Service) newBatch(tx GalleryTx, g Gallery) *batch {
+	return &batch{s: s, tx: tx, g: g, scratch: s.newScratch(), existing: map[int64]*Person{}}
+}
+
+// decideAndWrite decides every item (results, in order) and writes.
+func (b *batch) decideAndWrite(ctx context.Context) error {
+	if err := b.decide(ctx); err != nil {
+		return err
+	}
+	return b.write(ctx)
+}
+
 // pendingID is the stand-in id of created[i] before it is written.
 func pendingID(i int) int64 { return -int64(i) - 1 }
 
-func (b *importBatch) decide(ctx context.Context) error {
-	es := make([]Embedding, len(b.items))
+func (b *batch) decide(ctx context.Context) error {
 	var probes []Embedding
 	var externals []string
-	for i, it := range b.items {
-		e, err := NewEmbeddings([][]float64{it.Vector})
-		if err != nil {
-			b.results[i] = rejected(err.Error())
-			continue
-		}
-		es[i] = e[0]
-		probes = append(probes, e[0])
-		if it.ExternalID != "" {
-			externals = append(externals, it.ExternalID)
+	for _, it := range b.items {
+		probes = append(probes, it.templates...)
+		if it.externalID != "" {
+			externals = append(externals, it.externalID)
 		}
 	}
 	gallery, err := b.tx.NearestBatch(ctx, b.g, probes, 1)
@@ -93,32 +117,36 @@ func (b *importBatch) decide(ctx context.Context) error {
 		return err
 	}
 	newByExternal := map[string]int{} // external id → index into created
+	b.results = make([]EnrollResult, len(b.items))
 	b.ofItem = make([]int, len(b.items))
-	b.existing = map[int64]*Person{}
 	dedup := b.s.cfg.Thresholds(b.g.Version).Dedup
+	maxLevel := b.s.cfg.MaxTemplatesPerPerson
 	next := 0 // index into probes and gallery
 	var templateID int64
 	for i, it := range b.items {
 		b.ofItem[i] = -1
-		e := es[i]
-		if e == nil {
+		if len(it.templates) == 0 {
 			continue
 		}
 		best := Match{Score: -2}
-		if ms := gallery[next]; len(ms) > 0 {
-			best = ms[0]
+		for _, t := range it.templates {
+			if ms := gallery[next]; len(ms) > 0 && ms[0].Score > best.Score {
+				best = ms[0]
+			}
+			next++
+			ms, err := b.scratch.Nearest(ctx, b.g, t, 1)
+			if err != nil {
+				return err
+			}
+			if len(ms) > 0 && ms[0].Score > best.Score {
+				best = ms[0]
+			}
 		}
-		next++
-		if ms, err := b.scratch.Nearest(ctx, b.g, e, 1); err != nil {
-			return err
-		} else if len(ms) > 0 && ms[0].Score > best.Score {
-			best = ms[0]
-		}
-		var known *Person // the person of it.ExternalID, if any
-		if it.ExternalID != "" {
-			if j, ok := newByExternal[it.ExternalID]; ok {
+		var known *Person // the person of it.externalID, if any
+		if it.externalID != "" {
+			if j, ok := newByExternal[it.externalID]; ok {
 				known = &b.created[j].Person
-			} else if p, ok := byExternal[it.ExternalID]; ok {
+			} else if p, ok := byExternal[it.externalID]; ok {
 				known = &p
 			}
 		}
@@ -131,63 +159,75 @@ func (b *importBatch) decide(ctx context.Context) error {
 			case known != nil && known.ID != p.ID:
 				b.results[i] = rejected("the face is enrolled under another user_identifier")
 				continue
-			case it.ExternalID != "" && p.ExternalID != "" && p.ExternalID != it.ExternalID:
+			case it.externalID != "" && p.ExternalID != "" && p.ExternalID != it.externalID:
 				b.results[i] = rejected("the face is enrolled under another user_identifier")
 				continue
-			case it.ExternalID != "" && p.ExternalID == "":
+			case it.externalID != "" && p.ExternalID == "":
 				if p.ID > 0 {
-					if err := b.tx.SetExternalID(ctx, p.ID, it.ExternalID); err != nil {
+					if err := b.tx.SetExternalID(ctx, p.ID, it.externalID); err != nil {
 						return err
 					}
 				} else {
-					newByExternal[it.ExternalID] = int(-p.ID - 1)
+					newByExternal[it.externalID] = int(-p.ID - 1)
 				}
-				p.ExternalID = it.ExternalID
+				p.ExternalID = it.externalID
 			}
-			if p.EnrollLevel < b.s.cfg.MaxTemplatesPerPerson {
+			if room := maxLevel - p.EnrollLevel; room > 0 {
+				add := it.templates[:min(room, len(it.templates))]
 				if p.ID > 0 {
-					if p.EnrollLevel, err = b.tx.AddTemplates(ctx, *p, []Embedding{e}); err != nil {
+					if p.EnrollLevel, err = b.tx.AddTemplates(ctx, *p, add); err != nil {
 						return err
 					}
 				} else {
 					np := &b.created[-p.ID-1]
-					np.Templates = append(np.Templates, e)
-					p.EnrollLevel++
+					np.Templates = append(np.Templates, add...)
+					p.EnrollLevel += len(add)
 				}
-				templateID++
-				b.scratch.Insert(b.g, templateID, p.ID, e)
+				for _, t := range add {
+					templateID++
+					b.scratch.Insert(b.g, templateID, p.ID, t)
+				}
 			}
 			b.results[i] = EnrollResult{Outcome: Existing, Person: *p, Score: RoundScore(best.Score)}
 			if p.ID < 0 {
 				b.ofItem[i] = int(-p.ID - 1)
 			}
-			b.audit = append(b.audit, AuditEntry{Tenant: b.g.Tenant, Action: "import", PUID: p.PUID, Detail: string(Existing)})
+			b.auditItem(it, p.PUID, Existing)
 			continue
 		}
 		if known != nil {
 			b.results[i] = rejected("user_identifier is enrolled with a different face")
 			continue
 		}
+		ts := it.templates[:min(maxLevel, len(it.templates))]
 		j := len(b.created)
 		b.created = append(b.created, NewPerson{
-			Person:    Person{ID: pendingID(j), Gallery: b.g, PUID: NewID(), GUID: NewID(), ExternalID: it.ExternalID, EnrollLevel: 1},
-			Templates: []Embedding{e},
+			Person:    Person{ID: pendingID(j), Gallery: b.g, PUID: NewID(), GUID: NewID(), ExternalID: it.externalID, EnrollLevel: len(ts)},
+			Templates: slices.Clone(ts),
 		})
-		if it.ExternalID != "" {
-			newByExternal[it.ExternalID] = j
+		if it.externalID != "" {
+			newByExternal[it.externalID] = j
 		}
-		templateID++
-		b.scratch.Insert(b.g, templateID, pendingID(j), e)
+		for _, t := range ts {
+			templateID++
+			b.scratch.Insert(b.g, templateID, pendingID(j), t)
+		}
 		b.ofItem[i] = j
-		b.results[i] = EnrollResult{Outcome: Created, Score: 1}
-		b.audit = append(b.audit, AuditEntry{Tenant: b.g.Tenant, Action: "import", PUID: b.created[j].Person.PUID, Detail: string(Created)})
+		b.results[i] = EnrollResult{Outcome: Created, Person: Person{EnrollLevel: len(ts)}, Score: RoundScore(consistency(ts))}
+		b.auditItem(it, b.created[j].Person.PUID, Created)
 	}
 	return nil
 }
 
+func (b *batch) auditItem(it batchItem, puid string, o Outcome) {
+	a := it.audit
+	a.Tenant, a.PUID, a.Detail = b.g.Tenant, puid, string(o)
+	b.audit = append(b.audit, a)
+}
+
 // person returns the person of a match: written earlier (cached, as this
 // batch changes its level) or created by this batch (a stand-in id).
-func (b *importBatch) person(ctx context.Context, id int64) (*Person, error) {
+func (b *batch) person(ctx context.Context, id int64) (*Person, error) {
 	if id < 0 {
 		return &b.created[-id-1].Person, nil
 	}
@@ -204,7 +244,7 @@ func (b *importBatch) person(ctx context.Context, id int64) (*Person, error) {
 
 // write stores the new persons in bulk, fills in the results that name
 // them, and audits every accepted item.
-func (b *importBatch) write(ctx context.Context) error {
+func (b *batch) write(ctx context.Context) error {
 	if len(b.created) > 0 {
 		persons, err := b.tx.CreatePersons(ctx, b.g, b.created)
 		if err != nil {
@@ -215,7 +255,9 @@ func (b *importBatch) write(ctx context.Context) error {
 		}
 		for i, j := range b.ofItem {
 			if j >= 0 {
+				level := b.results[i].Person.EnrollLevel // as this item left it
 				b.results[i].Person = persons[j]
+				b.results[i].Person.EnrollLevel = level
 			}
 		}
 	}
