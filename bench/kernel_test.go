@@ -68,12 +68,7 @@ func BenchmarkKernel(b *testing.B) {
 // template comparisons per second.
 func BenchmarkExactConcurrent(b *testing.B) {
 	const n, dim = 100_000, 512
-	g := engine.Gallery{Tenant: "bench", Version: "FACE3_1"}
-	rows := make([]vectorstore.Row, n)
-	for i := range rows {
-		rows[i] = vectorstore.Row{TemplateID: int64(i), PersonID: int64(i / 5), Gallery: g,
-			Embedding: synth.Vector(dim, uint64(i/5), 0.6, uint64(i%5))}
-	}
+	g, rows := galleryRows(n, dim)
 	for _, clients := range []int{1, 8, 32} {
 		e := vectorstore.NewExact(vectorstore.ExactConfig{})
 		e.Add(rows...)
@@ -108,12 +103,7 @@ func BenchmarkExactConcurrent(b *testing.B) {
 // cores), with and without the int8 pre-scan, on identity-clustered data.
 func BenchmarkExact(b *testing.B) {
 	const n, dim = 100_000, 512
-	g := engine.Gallery{Tenant: "bench", Version: "FACE3_1"}
-	rows := make([]vectorstore.Row, n)
-	for i := range rows {
-		rows[i] = vectorstore.Row{TemplateID: int64(i), PersonID: int64(i / 5), Gallery: g,
-			Embedding: synth.Vector(dim, uint64(i/5), 0.6, uint64(i%5))}
-	}
+	g, rows := galleryRows(n, dim)
 	for _, int8 := range []string{"off", "on"} {
 		e := vectorstore.NewExact(vectorstore.ExactConfig{Int8: int8})
 		e.Add(rows...)
@@ -124,4 +114,16 @@ func BenchmarkExact(b *testing.B) {
 			}
 		})
 	}
+}
+
+// galleryRows is a gallery of n identity-clustered templates: n/5
+// identities, 5 samples each (noise 0.6).
+func galleryRows(n, dim int) (engine.Gallery, []vectorstore.Row) {
+	g := engine.Gallery{Tenant: "bench", Version: "FACE3_1"}
+	rows := make([]vectorstore.Row, n)
+	for i := range rows {
+		rows[i] = vectorstore.Row{TemplateID: int64(i), PersonID: int64(i / 5), Gallery: g,
+			Embedding: synth.Vector(dim, uint64(i/5), 0.6, uint64(i%5))}
+	}
+	return g, rows
 }

@@ -10,9 +10,9 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/biomatch/biomatch/engine"
-	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/vectorstore"
 )
 

@@ -14,6 +14,8 @@ package kernel
 //go:generate go run ./internal/gen -out dots_amd64.s -stubs dots_amd64.go -pkg kernel
 
 import (
+	"iter"
+
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/blas32"
 )
@@ -124,18 +126,31 @@ type group8 struct {
 // groupSizes are the probe counts of the assembly kernels, largest first.
 var groupSizes = []int{8, 4, 2, 1}
 
+// groupSpans yields the groups of n probes, as (first probe, group size),
+// largest groups first.
+func groupSpans(n int) iter.Seq2[int, int] {
+	return func(yield func(int, int) bool) {
+		for first := 0; first < n; {
+			size := 1
+			for _, s := range groupSizes {
+				if first+s <= n {
+					size = s
+					break
+				}
+			}
+			if !yield(first, size) {
+				return
+			}
+			first += size
+		}
+	}
+}
+
 // NewProbes lays out qs (each of length dim) for the kernels. It keeps qs.
 func NewProbes(qs [][]int16, dim int) *Probes {
 	p := &Probes{qs: qs, dim: dim}
 	n16 := dim &^ 15
-	for first := 0; first < len(qs); {
-		n := 1
-		for _, s := range groupSizes {
-			if first+s <= len(qs) {
-				n = s
-				break
-			}
-		}
+	for first, n := range groupSpans(len(qs)) {
 		g := group{first: first, n: n, packed: make([]int16, n*n16)}
 		for c := 0; c < n16/16; c++ {
 			for j := range n {
@@ -143,7 +158,6 @@ func NewProbes(qs [][]int16, dim int) *Probes {
 			}
 		}
 		p.groups = append(p.groups, g)
-		first += n
 	}
 	p.groups8 = pack8(qs, dim)
 	return p
@@ -164,14 +178,7 @@ func pack8(qs [][]int16, dim int) []group8 {
 		}
 	}
 	var out []group8
-	for first := 0; first < len(qs); {
-		n := 1
-		for _, s := range groupSizes {
-			if first+s <= len(qs) {
-				n = s
-				break
-			}
-		}
+	for first, n := range groupSpans(len(qs)) {
 		g := group8{first: first, n: n, packed: make([]int8, n*n64), corr: make([]int32, n)}
 		for j := range n {
 			q := qs[first+j]
@@ -185,7 +192,6 @@ func pack8(qs [][]int16, dim int) []group8 {
 			}
 		}
 		out = append(out, g)
-		first += n
 	}
 	return out
 }

@@ -88,7 +88,7 @@ func dotsI8(p int) {
 	CMPQ(j, n16)
 	JL(LabelRef("chunk"))
 
-	storeSums(acc, out)
+	storeSums(acc, out, nil)
 
 	ADDQ(stride, m)
 	ADDQ(ostride, out)
@@ -100,37 +100,49 @@ func dotsI8(p int) {
 }
 
 // storeSums writes the horizontal sum of each accumulator's eight int32
-// lanes to out[0], out[1], … (the accumulators are clobbered).
-func storeSums(acc []reg.VecVirtual, out reg.Register) {
+// lanes (its low 256 bits), less corr[j] when corr is not nil, to out[0],
+// out[1], … (the accumulators are clobbered).
+func storeSums(acc []reg.VecVirtual, out, corr reg.Register) {
+	minus := func(k int, lo reg.Register, load func(Op, Op)) {
+		if corr != nil {
+			t := XMM()
+			load(Mem{Base: corr, Disp: 4 * k}, t)
+			VPSUBD(t, lo, lo)
+		}
+	}
 	switch len(acc) {
 	case 1:
-		a := acc[0]
-		lo := a.AsX()
-		hi := XMM()
+		a, lo, hi := acc[0].AsY(), acc[0].AsX(), XMM()
 		VEXTRACTI128(Imm(1), a, hi)
 		VPADDD(hi, lo, lo)
 		VPSHUFD(Imm(0x4e), lo, hi) // swap the 64-bit halves
 		VPADDD(hi, lo, lo)
 		VPSHUFD(Imm(0xb1), lo, hi) // swap neighbouring lanes
 		VPADDD(hi, lo, lo)
+		minus(0, lo, func(m, r Op) { VMOVD(m, r) })
 		VMOVD(lo, Mem{Base: out})
 	case 2:
-		// [a0+a1 a2+a3 b0+b1 b2+b3] per 128-bit lane, then again: [a a b b].
-		VPHADDD(acc[1], acc[0], acc[0])
-		VPHADDD(acc[0], acc[0], acc[0])
+		// [a0+a1 a2+a3 b0+b1 b2+b3] per 128-bit lane, then again: [a b a b].
+		a, b := acc[0].AsY(), acc[1].AsY()
+		VPHADDD(b, a, a)
+		VPHADDD(a, a, a)
 		lo, hi := acc[0].AsX(), XMM()
-		VEXTRACTI128(Imm(1), acc[0], hi)
+		VEXTRACTI128(Imm(1), a, hi)
 		VPADDD(hi, lo, lo)
+		minus(0, lo, func(m, r Op) { VMOVQ(m, r) })
 		VMOVQ(lo, Mem{Base: out})
 	default:
 		for g := 0; g < len(acc); g += 4 {
-			a := acc[g : g+4]
+			a := []reg.Register{acc[g].AsY(), acc[g+1].AsY(), acc[g+2].AsY(), acc[g+3].AsY()}
 			VPHADDD(a[1], a[0], a[0])
 			VPHADDD(a[3], a[2], a[2])
 			VPHADDD(a[2], a[0], a[0]) // per 128-bit lane: one partial sum of each of the four
-			lo, hi := a[0].AsX(), XMM()
+			lo, hi := acc[g].AsX(), XMM()
 			VEXTRACTI128(Imm(1), a[0], hi)
 			VPADDD(hi, lo, lo)
+			if corr != nil {
+				VPSUBD(Mem{Base: corr, Disp: 4 * g}, lo, lo)
+			}
 			VMOVDQU(lo, Mem{Base: out, Disp: 4 * g})
 		}
 	}
@@ -201,7 +213,7 @@ func dotsVNNI(p int) {
 		VPADDD(hi, a.AsY(), a.AsY())
 		ys[k] = a
 	}
-	storeSumsMinus(ys, out, corr)
+	storeSums(ys, out, corr)
 
 	ADDQ(stride, m)
 	ADDQ(ostride, out)
@@ -210,45 +222,4 @@ func dotsVNNI(p int) {
 	Label("done")
 	VZEROUPPER()
 	RET()
-}
-
-// storeSumsMinus is storeSums of the accumulators' low 256 bits, less
-// corr[0], corr[1], … .
-func storeSumsMinus(acc []reg.VecVirtual, out, corr reg.Register) {
-	switch len(acc) {
-	case 1:
-		a := acc[0].AsY()
-		lo, hi := acc[0].AsX(), XMM()
-		VEXTRACTI128(Imm(1), a, hi)
-		VPADDD(hi, lo, lo)
-		VPSHUFD(Imm(0x4e), lo, hi)
-		VPADDD(hi, lo, lo)
-		VPSHUFD(Imm(0xb1), lo, hi)
-		VPADDD(hi, lo, lo)
-		VMOVD(Mem{Base: corr}, hi)
-		VPSUBD(hi, lo, lo)
-		VMOVD(lo, Mem{Base: out})
-	case 2:
-		a, b := acc[0].AsY(), acc[1].AsY()
-		VPHADDD(b, a, a)
-		VPHADDD(a, a, a)
-		lo, hi := acc[0].AsX(), XMM()
-		VEXTRACTI128(Imm(1), a, hi)
-		VPADDD(hi, lo, lo)
-		VMOVQ(Mem{Base: corr}, hi)
-		VPSUBD(hi, lo, lo)
-		VMOVQ(lo, Mem{Base: out})
-	default:
-		for g := 0; g < len(acc); g += 4 {
-			a := []reg.Register{acc[g].AsY(), acc[g+1].AsY(), acc[g+2].AsY(), acc[g+3].AsY()}
-			VPHADDD(a[1], a[0], a[0])
-			VPHADDD(a[3], a[2], a[2])
-			VPHADDD(a[2], a[0], a[0])
-			lo, hi := acc[g].AsX(), XMM()
-			VEXTRACTI128(Imm(1), a[0], hi)
-			VPADDD(hi, lo, lo)
-			VPSUBD(Mem{Base: corr, Disp: 4 * g}, lo, lo)
-			VMOVDQU(lo, Mem{Base: out, Disp: 4 * g})
-		}
-	}
 }
