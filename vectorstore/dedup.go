@@ -2,6 +2,7 @@ package vectorstore
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -20,6 +21,11 @@ type Dedup struct {
 	Mem  *Synced // nil: always the SQL scan
 	PG   *PGVector
 	Wait time.Duration // how long to wait for the index to catch up; 0: 1 s
+	// BatchWait is Wait for a batched search (an enroll batch, an import
+	// batch), whose SQL fallback scans once per probe; 0: 10 s (a third of
+	// a worker task's time).
+	BatchWait time.Duration
+	Log       *slog.Logger // nil: no log
 
 	mu     sync.Mutex
 	behind map[engine.Gallery]int64 // the gallery's sequence the index last failed to reach in time
@@ -27,7 +33,11 @@ type Dedup struct {
 
 // NearestIn implements postgres.TxSearcher.
 func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probe engine.Embedding, k int) ([]engine.Match, error) {
-	if d.current(ctx, g, seq) {
+	wait := d.Wait
+	if wait <= 0 {
+		wait = time.Second
+	}
+	if d.current(ctx, g, seq, wait) {
 		return d.Mem.Exact.Nearest(ctx, g, probe, k)
 	}
 	if ctx.Err() != nil {
@@ -39,7 +49,11 @@ func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gall
 // NearestBatchIn implements postgres.TxSearcher: one pass of the in-memory
 // index for all the probes, else the SQL scan per probe.
 func (d *Dedup) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int) ([][]engine.Match, error) {
-	if d.current(ctx, g, seq) {
+	wait := d.BatchWait
+	if wait <= 0 {
+		wait = 10 * time.Second
+	}
+	if d.current(ctx, g, seq, wait) {
 		return d.Mem.Exact.NearestBatch(ctx, g, probes, k)
 	}
 	if ctx.Err() != nil {
@@ -49,14 +63,10 @@ func (d *Dedup) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine
 }
 
 // current reports whether the in-memory index reflects every change of g
-// up to seq, waiting for it up to Wait: once per transaction (seq) that
-// finds it behind.
-func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64) bool {
+// up to seq, waiting for it up to wait: once per transaction (seq) that
+// finds it behind, which is logged.
+func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64, wait time.Duration) bool {
 	if d.Mem != nil && d.Mem.Active() && d.Mem.Loaded() {
-		wait := d.Wait
-		if wait <= 0 {
-			wait = time.Second
-		}
 		d.mu.Lock()
 		late := d.behind[g] == seq && seq > 0 // this transaction's earlier items waited already
 		d.mu.Unlock()
@@ -73,6 +83,10 @@ func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64) bool {
 			}
 			d.behind[g] = seq
 			d.mu.Unlock()
+			if d.Log != nil {
+				d.Log.Warn("the in-memory index is behind the gallery: this decision searches PostgreSQL (an exact scan per probe)",
+					"tenant", g.Tenant, "version", g.Version, "seq", seq, "waited", wait)
+			}
 		}
 	}
 	return false

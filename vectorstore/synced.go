@@ -152,9 +152,11 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 		s.people[i].Lock()
 		defer s.people[i].Unlock()
 	}
-	rows, err := q.Query(ctx, `SELECT id, person_id, embedding::real[] FROM templates
-		WHERE tenant = $1 AND version = $2 AND id BETWEEN $3 AND $4 ORDER BY person_id, id`,
-		ch.Tenant, ch.Version, ch.FirstTemplate, ch.LastTemplate)
+	// By the id range alone, so that the primary key is the only index the
+	// plan can use (with the gallery's too, a generic plan may read the
+	// whole gallery); other galleries' rows in the range are skipped here.
+	rows, err := q.Query(ctx, `SELECT id, person_id, tenant, version, embedding::real[] FROM templates
+		WHERE id BETWEEN $1 AND $2`, ch.FirstTemplate, ch.LastTemplate)
 	if err != nil {
 		return postgres.Translate(err)
 	}
@@ -162,8 +164,10 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 	byPerson := map[int64][]Row{}
 	var r Row
 	var emb []float32
-	_, err = pgx.ForEachRow(rows, []any{&r.TemplateID, &r.PersonID, &emb}, func() error {
-		byPerson[r.PersonID] = append(byPerson[r.PersonID], Row{TemplateID: r.TemplateID, PersonID: r.PersonID, Gallery: g, Embedding: emb})
+	_, err = pgx.ForEachRow(rows, []any{&r.TemplateID, &r.PersonID, &r.Gallery.Tenant, &r.Gallery.Version, &emb}, func() error {
+		if r.Gallery == g {
+			byPerson[r.PersonID] = append(byPerson[r.PersonID], Row{TemplateID: r.TemplateID, PersonID: r.PersonID, Gallery: g, Embedding: emb})
+		}
 		return nil
 	})
 	if err != nil {

@@ -80,7 +80,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 		case <-time.After(wait):
 		}
 	}
-	dedup := &vectorstore.Dedup{PG: pg}
+	dedup := &vectorstore.Dedup{PG: pg, Log: log}
 	a := &App{Pool: pool, Redis: rdb, Search: pg, Store: postgres.NewStore(pool, dedup), Keys: postgres.NewKeys(pool, cfg.MasterKey),
 		Jobs: queue.NewClient(rdb, cfg.Queue), Metrics: metrics.New(), Log: log, cfg: cfg, index: pg, errs: make(chan error, 2)}
 	// The in-memory index serves identify (serve) and the enroll decision's
