@@ -155,8 +155,10 @@ func pollDelay(interval time.Duration, n int) time.Duration {
 // gallery lock, with the other enrolls of that gallery waiting at that
 // moment (up to Config.EnrollBatch, in one transaction and one commit; each is
 // compared with the gallery and with the earlier ones of the batch, so two
-// enrolls of one new face make one person), and records the results. An
-// item that fails is undone alone and stays pending for its own task. It is
+// enrolls of one new face make one person), and records the results, in
+// bulk. If the bulk write fails, the batch is undone and decided item by
+// item: an item that fails is undone alone and stays pending for its own
+// task. It is
 // idempotent: a request already done is left alone. A missing request
 // returns ErrNotFound.
 func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
