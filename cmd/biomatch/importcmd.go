@@ -55,7 +55,7 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 	if err != nil {
 		return err
 	}
-	a, err := newMigratedApp(ctx, cfg)
+	a, err := newMigratedApp(ctx, cfg, stderr)
 	if err != nil {
 		return err
 	}
@@ -364,7 +364,7 @@ func runExport(ctx context.Context, config func() (app.Config, error), args []st
 		defer f.Close()
 		out = f
 	}
-	a, err := newMigratedApp(ctx, cfg)
+	a, err := newMigratedApp(ctx, cfg, std.err)
 	if err != nil {
 		return err
 	}
@@ -390,9 +390,10 @@ func runExport(ctx context.Context, config func() (app.Config, error), args []st
 }
 
 // newMigratedApp is newApp for the command-line tools, refusing a database
-// whose schema is behind the binary.
-func newMigratedApp(ctx context.Context, cfg app.Config) (*app.App, error) {
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), false)
+// whose schema is behind the binary. Warnings and errors are logged to
+// stderr.
+func newMigratedApp(ctx context.Context, cfg app.Config, stderr io.Writer) (*app.App, error) {
+	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), false)
 	if err != nil {
 		return nil, err
 	}
