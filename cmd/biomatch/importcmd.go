@@ -50,6 +50,13 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 	if err != nil {
 		return err
 	}
+	// The import deduplicates on an in-memory index of its own, within
+	// SEARCH_MEMORY_BUDGET, even when the servers search pgvector: its SQL
+	// fallback scans the gallery once per item.
+	serving := cfg.SearchBackend
+	if cfg.SearchBackend == "pgvector" {
+		cfg.SearchBackend = "auto"
+	}
 	path := fs.Arg(0)
 	r, total, err := openItems(path, *ids)
 	if err != nil {
@@ -126,7 +133,7 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 	}
 	// The approximate index is built once, after the data, not row by row,
 	// and only when search uses it.
-	if !*hnsw && !a.NeedsHNSW() {
+	if !*hnsw && serving != "pgvector" && !a.NeedsHNSW() {
 		fmt.Fprintln(stderr, "import: HNSW index not built: identify runs on the in-memory exact index (SEARCH_BACKEND=auto within SEARCH_MEMORY_BUDGET, or exact); -hnsw builds it now")
 		return nil
 	}
