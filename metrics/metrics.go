@@ -70,6 +70,27 @@ func (m *Metrics) IndexBytes(bytes func() int64) {
 	}, func() float64 { return float64(bytes()) }))
 }
 
+// Batching reports how many passes over the rows the in-memory index's
+// searches made and how many queries they answered (queries per scan: the
+// mean batch), and how many group commits wrote how many audit entries.
+func (m *Metrics) Batching(scans func() (int64, int64), audits func() (int64, int64)) {
+	for _, c := range []struct {
+		name, help string
+		value      func() float64
+	}{
+		{"biomatch_index_scans_total", "Passes over a gallery's rows by the in-memory index's searches.",
+			func() float64 { n, _ := scans(); return float64(n) }},
+		{"biomatch_index_queries_total", "Searches those passes answered (several per pass under load).",
+			func() float64 { _, n := scans(); return float64(n) }},
+		{"biomatch_audit_commits_total", "Group commits of identify and verify audit entries.",
+			func() float64 { n, _ := audits(); return float64(n) }},
+		{"biomatch_audit_entries_total", "Audit entries those commits wrote.",
+			func() float64 { _, n := audits(); return float64(n) }},
+	} {
+		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, c.value))
+	}
+}
+
 // PoolConns reports the PostgreSQL pool's connections by state
 // (acquired, idle, total) at each scrape.
 func (m *Metrics) PoolConns(pool *pgxpool.Pool) {

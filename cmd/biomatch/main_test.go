@@ -187,6 +187,11 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 			t.Errorf("%s moved by %v, want %v", series, got, delta)
 		}
 	}
+	for _, series := range []string{"biomatch_index_scans_total", "biomatch_index_queries_total", "biomatch_audit_commits_total", "biomatch_audit_entries_total"} {
+		if got := after[series] - before[series]; got < 1 {
+			t.Errorf("%s moved by %v after an identify, want at least 1", series, got)
+		}
+	}
 	if after["biomatch_index_memory_bytes"] <= 0 {
 		t.Errorf("biomatch_index_memory_bytes = %v, want > 0", after["biomatch_index_memory_bytes"])
 	}

@@ -137,6 +137,13 @@ func (a *App) wireSearch() error {
 	if a.Mem != nil {
 		a.Metrics.IndexBytes(a.Mem.Bytes)
 	}
+	scans := func() (int64, int64) {
+		if a.Mem == nil {
+			return 0, 0
+		}
+		return a.Mem.Scans()
+	}
+	a.Metrics.Batching(scans, func() (int64, int64) { c, e, _ := a.Store.AuditStats(); return c, e })
 	a.Metrics.Galleries(a.Pool, log)
 	a.Metrics.PoolConns(a.Pool)
 	a.Metrics.Queue(a.Jobs.Inspector(), a.Jobs.Queue(), log)
