@@ -192,11 +192,11 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		// Undone as a whole: decide them one by one, so an item that fails
 		// fails alone.
 		s.log.WarnContext(ctx, "a batch of enrolls failed as a whole; deciding its items one by one", "err", err)
-		if err := s.finishEnroll(ctx, tx, req); err != nil {
+		if err := s.finishBatch(ctx, tx, []EnrollRequest{req}); err != nil {
 			return err // the asked-for request: its task retries
 		}
 		for _, r := range others {
-			if err := tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishEnroll(ctx, tx, r) }); err != nil {
+			if err := tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, []EnrollRequest{r}) }); err != nil {
 				if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 					return err
 				}
@@ -221,85 +221,6 @@ func (s *Service) finishBatch(ctx context.Context, tx GalleryTx, reqs []EnrollRe
 		return err
 	}
 	return tx.FinishEnrollRequests(ctx, ids, b.results)
-}
-
-// finishEnroll decides one request and records its result.
-func (s *Service) finishEnroll(ctx context.Context, tx GalleryTx, req EnrollRequest) error {
-	res, err := s.decideEnroll(ctx, tx, req)
-	if err != nil {
-		return err
-	}
-	if res.Outcome != Rejected {
-		if err := tx.Audit(ctx, AuditEntry{KeyID: req.KeyID, Tenant: req.Gallery.Tenant, Action: "enroll",
-			PUID: res.Person.PUID, RequestID: req.RequestID, Detail: string(res.Outcome)}); err != nil {
-			return err
-		}
-	}
-	return tx.FinishEnrollRequest(ctx, req.ID, res)
-}
-
-// decideEnroll applies the dedup rule: the best match at or above the
-// version's dedup threshold is the same person; else a new person.
-func (s *Service) decideEnroll(ctx context.Context, tx GalleryTx, req EnrollRequest) (EnrollResult, error) {
-	g := req.Gallery
-	best := Match{Score: -2}
-	for _, t := range req.Templates {
-		ms, err := tx.Nearest(ctx, g, t, 1)
-		if err != nil {
-			return EnrollResult{}, err
-		}
-		if len(ms) > 0 && ms[0].Score > best.Score {
-			best = ms[0]
-		}
-	}
-	var byExternal Person
-	if req.ExternalID != "" {
-		p, err := tx.PersonByExternalID(ctx, g, req.ExternalID)
-		switch {
-		case err == nil:
-			byExternal = p
-		case !errors.Is(err, ErrNotFound):
-			return EnrollResult{}, err
-		}
-	}
-
-	if best.Score >= s.cfg.Thresholds(g.Version).Dedup {
-		p, err := tx.Person(ctx, best.PersonID)
-		if err != nil {
-			return EnrollResult{}, err
-		}
-		switch {
-		case byExternal.ID != 0 && byExternal.ID != p.ID:
-			return rejected("the face is enrolled under another user_identifier"), nil
-		case req.ExternalID != "" && p.ExternalID != "" && p.ExternalID != req.ExternalID:
-			return rejected("the face is enrolled under another user_identifier"), nil
-		case req.ExternalID != "" && p.ExternalID == "":
-			if err := tx.SetExternalID(ctx, p.ID, req.ExternalID); err != nil {
-				return EnrollResult{}, err
-			}
-			p.ExternalID = req.ExternalID
-		}
-		if room := s.cfg.MaxTemplatesPerPerson - p.EnrollLevel; room > 0 {
-			add := req.Templates[:min(room, len(req.Templates))]
-			if p.EnrollLevel, err = tx.AddTemplates(ctx, p, add); err != nil {
-				return EnrollResult{}, err
-			}
-		}
-		return EnrollResult{Outcome: Existing, Person: p, Score: RoundScore(best.Score)}, nil
-	}
-	if byExternal.ID != 0 {
-		return rejected("user_identifier is enrolled with a different face"), nil
-	}
-
-	p, err := tx.CreatePerson(ctx, Person{Gallery: g, PUID: NewID(), GUID: NewID(), ExternalID: req.ExternalID})
-	if err != nil {
-		return EnrollResult{}, err
-	}
-	ts := req.Templates[:min(s.cfg.MaxTemplatesPerPerson, len(req.Templates))]
-	if p.EnrollLevel, err = tx.AddTemplates(ctx, p, ts); err != nil {
-		return EnrollResult{}, err
-	}
-	return EnrollResult{Outcome: Created, Person: p, Score: RoundScore(consistency(ts))}, nil
 }
 
 func rejected(reason string) EnrollResult { return EnrollResult{Outcome: Rejected, Reason: reason} }

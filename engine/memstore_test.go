@@ -349,25 +349,6 @@ func (t *memTx) AddTemplates(ctx context.Context, p engine.Person, ts []engine.E
 	return stored.EnrollLevel, nil
 }
 
-func (t *memTx) FinishEnrollRequest(ctx context.Context, id string, res engine.EnrollResult) error {
-	if t.failFinish[id] {
-		return fmt.Errorf("finish %s: disk full", id)
-	}
-	r := t.st.requests[id]
-	r.State, r.Result, r.Templates = engine.Done, res, nil
-	if res.Outcome == engine.Rejected {
-		r.State = engine.Failed
-	}
-	t.st.requests[id] = r
-	t.requests[id] = true
-	return nil
-}
-
-func (t *memTx) Audit(ctx context.Context, a engine.AuditEntry) error {
-	t.audit = append(t.audit, a)
-	return nil
-}
-
 func (t *memTx) SaveImportProgress(ctx context.Context, source string, done int64) error {
 	t.st.progress[source] = done
 	return nil
@@ -440,9 +421,16 @@ func (t *memTx) AuditAll(ctx context.Context, entries []engine.AuditEntry) error
 
 func (t *memTx) FinishEnrollRequests(ctx context.Context, ids []string, res []engine.EnrollResult) error {
 	for i, id := range ids {
-		if err := t.FinishEnrollRequest(ctx, id, res[i]); err != nil {
-			return err
+		if t.failFinish[id] {
+			return fmt.Errorf("finish %s: disk full", id)
 		}
+		r := t.st.requests[id]
+		r.State, r.Result, r.Templates = engine.Done, res[i], nil
+		if res[i].Outcome == engine.Rejected {
+			r.State = engine.Failed
+		}
+		t.st.requests[id] = r
+		t.requests[id] = true
 	}
 	return nil
 }

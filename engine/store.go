@@ -76,13 +76,9 @@ type GalleryTx interface {
 	SetExternalID(ctx context.Context, personID int64, externalID string) error
 	// AddTemplates stores templates for p and returns its new enroll level.
 	AddTemplates(ctx context.Context, p Person, ts []Embedding) (int, error)
-	// FinishEnrollRequest stores the result, clears the request's templates
-	// and marks it done (or failed for a rejection).
-	FinishEnrollRequest(ctx context.Context, id string, res EnrollResult) error
-	// FinishEnrollRequests is FinishEnrollRequest for each id, in bulk.
+	// FinishEnrollRequests stores each request's result, clears its
+	// templates and marks it done (or failed for a rejection).
 	FinishEnrollRequests(ctx context.Context, ids []string, res []EnrollResult) error
-	// Audit records a in this transaction.
-	Audit(ctx context.Context, a AuditEntry) error
 	// AuditAll records entries in this transaction, in bulk.
 	AuditAll(ctx context.Context, entries []AuditEntry) error
 	// SaveImportProgress records a bulk import's checkpoint.

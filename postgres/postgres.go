@@ -606,8 +606,15 @@ func (t *galleryTx) CreatePersons(ctx context.Context, g engine.Gallery, ps []en
 	if err != nil {
 		return nil, err
 	}
-	_, err = t.tx.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1)`, string(payload))
-	return out, Translate(err)
+	if _, err = t.tx.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1)`, string(payload)); err != nil {
+		return nil, Translate(err)
+	}
+	for i, np := range ps {
+		for _, e := range np.Templates {
+			t.added = append(t.added, added{person: out[i].ID, gallery: g, e: e})
+		}
+	}
+	return out, nil
 }
 
 func (t *galleryTx) AuditAll(ctx context.Context, entries []engine.AuditEntry) error {
@@ -666,23 +673,6 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 	return level, Translate(notifyPerson(ctx, t.tx, p.ID, p.Gallery, seq))
 }
 
-func (t *galleryTx) FinishEnrollRequest(ctx context.Context, id string, res engine.EnrollResult) error {
-	state := engine.Done
-	var personID *int64
-	if res.Outcome == engine.Rejected {
-		state = engine.Failed
-	} else {
-		personID = &res.Person.ID
-	}
-	if _, err := t.tx.Exec(ctx, `UPDATE enroll_requests SET state = $2, outcome = $3, reason = $4, person_id = $5,
-		score = $6, templates = NULL, finished_at = now() WHERE id = $1`,
-		id, state, res.Outcome, res.Reason, personID, res.Score); err != nil {
-		return Translate(err)
-	}
-	_, err := t.tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', $1)`, id)
-	return Translate(err)
-}
-
 func (t *galleryTx) FinishEnrollRequests(ctx context.Context, ids []string, res []engine.EnrollResult) error {
 	states, outcomes, reasons := make([]string, len(ids)), make([]string, len(ids)), make([]string, len(ids))
 	persons, scores := make([]*int64, len(ids)), make([]float64, len(ids))
@@ -703,10 +693,6 @@ func (t *galleryTx) FinishEnrollRequests(ctx context.Context, ids []string, res 
 	}
 	_, err := t.tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', id) FROM unnest($1::text[]) AS id`, ids)
 	return Translate(err)
-}
-
-func (t *galleryTx) Audit(ctx context.Context, a engine.AuditEntry) error {
-	return Translate(audit(ctx, t.tx, a))
 }
 
 // ImportProgress implements engine.Store.

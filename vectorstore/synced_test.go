@@ -92,8 +92,20 @@ func TestBulkWriteReachesFollowers(t *testing.T) {
 	var persons []engine.Person
 	err := store.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
 		var err error
-		persons, err = tx.CreatePersons(ctx, gallery, news)
-		return err
+		if persons, err = tx.CreatePersons(ctx, gallery, news); err != nil {
+			return err
+		}
+		// The same transaction sees its own bulk write (no index has it yet).
+		own, err := tx.NearestBatch(ctx, gallery, probes[:3], 1)
+		if err != nil {
+			return err
+		}
+		for i, ms := range own {
+			if len(ms) == 0 || ms[0].PersonID != persons[i].ID {
+				t.Errorf("probe %d in the writing transaction: %v, want person %d", i, ms, persons[i].ID)
+			}
+		}
+		return nil
 	})
 	if err != nil {
 		t.Fatal(err)

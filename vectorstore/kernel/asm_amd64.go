@@ -2,6 +2,15 @@ package kernel
 
 import "golang.org/x/sys/cpu"
 
+// The assembly kernels by the number of probes they score per row read
+// (the sizes of groupSizes).
+var (
+	avx2ByProbes = [...]func(m *int8, rows, stride, n16 int, qp *int16, out *int32, ostride int){
+		1: dotsI8x1AVX2, 2: dotsI8x2AVX2, 4: dotsI8x4AVX2, 8: dotsI8x8AVX2}
+	vnniByProbes = [...]func(m *int8, rows, stride, n64 int, qp *int8, corr *int32, out *int32, ostride int){
+		1: dotsI8x1VNNI, 2: dotsI8x2VNNI, 4: dotsI8x4VNNI, 8: dotsI8x8VNNI}
+)
+
 func init() {
 	if !cpu.X86.HasAVX2 {
 		return
@@ -30,16 +39,7 @@ func dotsI8VNNI(m []int8, dim int, p *Probes, out []int32) {
 	_ = m[rows*dim-1] // the kernels read rows·dim values
 	n64 := dim &^ 63
 	for _, g := range p.groups8 {
-		kernel := dotsI8x1VNNI
-		switch g.n {
-		case 8:
-			kernel = dotsI8x8VNNI
-		case 4:
-			kernel = dotsI8x4VNNI
-		case 2:
-			kernel = dotsI8x2VNNI
-		}
-		kernel(&m[0], rows, dim, n64, &g.packed[0], &g.corr[0], &out[g.first], nq)
+		vnniByProbes[g.n](&m[0], rows, dim, n64, &g.packed[0], &g.corr[0], &out[g.first], nq)
 	}
 	addTail(m, dim, n64, p, out)
 }
@@ -60,16 +60,7 @@ func dotsI8AVX2(m []int8, dim int, p *Probes, out []int32) {
 	}
 	_ = m[rows*dim-1] // the kernels read rows·dim values
 	for _, g := range p.groups {
-		kernel := dotsI8x1AVX2
-		switch g.n {
-		case 8:
-			kernel = dotsI8x8AVX2
-		case 4:
-			kernel = dotsI8x4AVX2
-		case 2:
-			kernel = dotsI8x2AVX2
-		}
-		kernel(&m[0], rows, dim, n16, &g.packed[0], &out[g.first], nq)
+		avx2ByProbes[g.n](&m[0], rows, dim, n16, &g.packed[0], &out[g.first], nq)
 	}
 	addTail(m, dim, n16, p, out)
 }
