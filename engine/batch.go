@@ -119,7 +119,11 @@ func (b *batch) decide(ctx context.Context) error {
 	newByExternal := map[string]int{} // external id → index into created
 	b.results = make([]EnrollResult, len(b.items))
 	b.ofItem = make([]int, len(b.items))
-	dedup := b.s.cfg.Thresholds(b.g.Version).Dedup
+	n, err := b.s.gallerySize(ctx, b.g)
+	if err != nil {
+		return err
+	}
+	dedup := b.s.decide(b.g.Version, b.s.dedupLevel(b.g.Version), n, true).Threshold
 	maxLevel := b.s.cfg.MaxTemplatesPerPerson
 	next := 0 // index into probes and gallery
 	var templateID int64

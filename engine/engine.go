@@ -29,6 +29,8 @@ var (
 	ErrRejected = errors.New("enrollment rejected")
 	// ErrUnavailable: a dependency (database, queue) is down; retry later.
 	ErrUnavailable = errors.New("service unavailable")
+	// ErrForbidden: the caller's key does not allow what it asked for.
+	ErrForbidden = errors.New("forbidden")
 )
 
 // Gallery is the unit of search: one tenant's templates of one version.
@@ -74,7 +76,8 @@ type Candidate struct {
 	Score  float64 // cosine similarity, rounded to 4 decimals
 }
 
-// Thresholds are the cosine-similarity cut-offs of one version.
+// Thresholds are bare cosine-similarity cut-offs of one version, set by an
+// operator who insists; without them decisions follow security Levels.
 type Thresholds struct {
 	Match float64 // identify/verify: candidates at or above it are matches
 	Dedup float64 // enroll: a probe at or above it is an existing person
@@ -82,8 +85,11 @@ type Thresholds struct {
 
 // Config tunes the Service.
 type Config struct {
-	// Default applies to versions without an entry in PerVersion; nil means
-	// DefaultThresholds. Zero thresholds are honoured as set.
+	// Levels decide thresholds from security levels (the default).
+	Levels Levels
+	// Default, when not nil, replaces the levels of every version without
+	// an entry in PerVersion with bare thresholds; PerVersion does so for
+	// its versions. Zero thresholds are honoured as set.
 	Default               *Thresholds
 	PerVersion            map[string]Thresholds
 	MaxTemplatesPerPerson int           // default 5
@@ -94,22 +100,7 @@ type Config struct {
 	EnrollBatch int
 }
 
-// Thresholds returns the thresholds of version.
-func (c Config) Thresholds(version string) Thresholds {
-	if t, ok := c.PerVersion[version]; ok {
-		return t
-	}
-	return *c.Default
-}
-
-// DefaultThresholds are the match and dedup thresholds when none is configured.
-var DefaultThresholds = Thresholds{Match: 0.5, Dedup: 0.5}
-
 func (c Config) withDefaults() Config {
-	if c.Default == nil {
-		d := DefaultThresholds
-		c.Default = &d
-	}
 	if c.MaxTemplatesPerPerson <= 0 {
 		c.MaxTemplatesPerPerson = 5
 	}
@@ -150,6 +141,9 @@ type Key struct {
 	// MinEncryption is the lowest x-encryption-version the key may use
 	// (3: only biomatch's authenticated version).
 	MinEncryption int
+	// SecurityLevel is the level of the key's match decisions, and the
+	// laxest it may ask for ("": the server's level for the version).
+	SecurityLevel string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
 }

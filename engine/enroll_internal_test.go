@@ -14,19 +14,22 @@ func TestPollDelay(t *testing.T) {
 	}
 }
 
-// TestZeroThresholdsAreHonoured: an operator's 0 is a threshold, not "unset".
+// TestZeroThresholdsAreHonoured: an operator's 0 is a threshold, not "unset";
+// without bare thresholds the levels decide.
 func TestZeroThresholdsAreHonoured(t *testing.T) {
 	for _, tc := range []struct {
 		cfg  Config
 		want Thresholds
+		bare bool
 	}{
-		{Config{}, DefaultThresholds},
-		{Config{Default: &Thresholds{}}, Thresholds{}},
-		{Config{Default: &Thresholds{Match: 0, Dedup: 0.7}}, Thresholds{Match: 0, Dedup: 0.7}},
-		{Config{Default: &Thresholds{Match: -0.2, Dedup: 0}}, Thresholds{Match: -0.2, Dedup: 0}},
+		{Config{}, Thresholds{}, false},
+		{Config{Default: &Thresholds{}}, Thresholds{}, true},
+		{Config{Default: &Thresholds{Match: 0, Dedup: 0.7}}, Thresholds{Match: 0, Dedup: 0.7}, true},
+		{Config{Default: &Thresholds{Match: -0.2, Dedup: 0}}, Thresholds{Match: -0.2, Dedup: 0}, true},
 	} {
-		if got := tc.cfg.withDefaults().Thresholds("FACE3_1"); got != tc.want {
-			t.Errorf("%+v: thresholds %+v, want %+v", tc.cfg, got, tc.want)
+		s := &Service{cfg: tc.cfg.withDefaults()}
+		if got, bare := s.bareThreshold("FACE3_1"); got != tc.want || bare != tc.bare {
+			t.Errorf("%+v: thresholds %+v (bare %v), want %+v (bare %v)", tc.cfg, got, bare, tc.want, tc.bare)
 		}
 	}
 }

@@ -143,6 +143,17 @@ func (s *memStore) InGallery(ctx context.Context, g engine.Gallery, fn func(cont
 	return nil
 }
 
+func (s *memStore) GallerySize(ctx context.Context, g engine.Gallery) (n int, err error) {
+	s.read(func(st *memState) {
+		for _, t := range st.templates {
+			if t.g == g {
+				n++
+			}
+		}
+	})
+	return n, nil
+}
+
 func (s *memStore) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
 	out := map[int64]engine.Person{}
 	s.read(func(st *memState) {

@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"maps"
+	"slices"
+	"strings"
 )
 
 // Service enrolls, identifies, verifies and deletes persons.
@@ -15,6 +18,8 @@ type Service struct {
 	jobs     Jobs
 	scratch  func() Scratch
 	cfg      Config
+	cal      *Calibration
+	sizes    gallerySizes
 	log      *slog.Logger
 }
 
@@ -36,21 +41,60 @@ type Deps struct {
 }
 
 // NewService returns a Service over its dependencies. Zero fields of cfg take
-// their documented defaults.
-func NewService(d Deps, cfg Config) *Service {
-	return &Service{store: d.Store, index: d.Index, follower: d.Follower, finished: d.Finished, jobs: d.Jobs, scratch: d.NewScratch, cfg: cfg.withDefaults(), log: d.Log}
+// their documented defaults (cfg.Levels.Calibration: the embedded one). It
+// fails when a level or model cfg names is not in the calibration.
+func NewService(d Deps, cfg Config) (*Service, error) {
+	cal := cfg.Levels.Calibration
+	if cal == nil {
+		var err error
+		if cal, err = EmbeddedCalibration(); err != nil {
+			return nil, err
+		}
+	}
+	s := &Service{store: d.Store, index: d.Index, follower: d.Follower, finished: d.Finished, jobs: d.Jobs,
+		scratch: d.NewScratch, cfg: cfg.withDefaults(), cal: cal, log: d.Log}
+	l := cfg.Levels
+	for setting, name := range map[string]string{"match level": l.Match, "dedup level": l.Dedup} {
+		if err := s.CheckLevel(name); err != nil {
+			return nil, fmt.Errorf("%s: %w", setting, err)
+		}
+	}
+	for v, name := range l.PerVersion {
+		if err := s.CheckLevel(name); err != nil {
+			return nil, fmt.Errorf("level of version %s: %w", v, err)
+		}
+	}
+	for v, id := range l.Models {
+		if _, ok := cal.Models[id]; !ok {
+			return nil, fmt.Errorf("%w: version %s: the calibration has no model %q (it has %s)", ErrInvalid, v, id, modelNames(cal))
+		}
+	}
+	return s, nil
+}
+
+func modelNames(cal *Calibration) string {
+	return strings.Join(slices.Sorted(maps.Keys(cal.Models)), ", ")
 }
 
 // Identify returns up to k persons (at least 1) of g whose best template
-// scores at or above the version's match threshold, best first, one entry
-// per person. No match is an empty result, not an error.
-func (s *Service) Identify(ctx context.Context, g Gallery, probe Embedding, k int) ([]Candidate, error) {
+// scores at or above the threshold of the security level (level "": the
+// version's) for a search of the whole gallery, best first, one entry per
+// person, and how it decided. No match is an empty result, not an error.
+func (s *Service) Identify(ctx context.Context, g Gallery, probe Embedding, k int, level string) ([]Candidate, Decision, error) {
 	k = max(k, 1)
+	n, err := s.gallerySize(ctx, g)
+	if err != nil {
+		return nil, Decision{}, err
+	}
+	d := s.decide(g.Version, s.matchLevel(g.Version, level), n, false)
 	matches, err := s.index.Nearest(ctx, g, probe, k*s.cfg.MaxTemplatesPerPerson)
 	if err != nil {
-		return nil, fmt.Errorf("search %s: %w", g, err)
+		return nil, d, fmt.Errorf("search %s: %w", g, err)
 	}
-	threshold := s.cfg.Thresholds(g.Version).Match
+	if len(matches) > 0 {
+		d = s.withScore(g.Version, d, matches[0].Score)
+	}
+	threshold := d.Threshold
 	var ids []int64
 	scores := map[int64]float64{}
 	for _, m := range matches {
@@ -64,11 +108,11 @@ func (s *Service) Identify(ctx context.Context, g Gallery, probe Embedding, k in
 		ids = append(ids, m.PersonID)
 	}
 	if len(ids) == 0 {
-		return nil, nil
+		return nil, d, nil
 	}
 	persons, err := s.store.Persons(ctx, ids)
 	if err != nil {
-		return nil, err
+		return nil, d, err
 	}
 	out := make([]Candidate, 0, len(ids))
 	for _, id := range ids {
@@ -76,28 +120,34 @@ func (s *Service) Identify(ctx context.Context, g Gallery, probe Embedding, k in
 			out = append(out, Candidate{Person: p, Score: RoundScore(scores[id])})
 		}
 	}
-	return out, nil
+	return out, d, nil
 }
 
 // Verify compares the probe with one person of g, named by external id or
-// puid, and reports whether the best of its templates reaches the match
-// threshold. An unknown person returns ErrNotFound.
-func (s *Service) Verify(ctx context.Context, g Gallery, identifier string, probe Embedding) (Candidate, bool, error) {
+// puid, and reports whether the best of its templates reaches the
+// threshold of the security level (level "": the version's) for that many
+// comparisons, and how it decided. An unknown person returns ErrNotFound.
+func (s *Service) Verify(ctx context.Context, g Gallery, identifier string, probe Embedding, level string) (Candidate, bool, Decision, error) {
 	p, err := s.store.PersonByIdentifier(ctx, g, identifier)
 	if err != nil {
-		return Candidate{}, false, err
+		return Candidate{}, false, Decision{}, err
 	}
 	ts, err := s.store.PersonTemplates(ctx, p.ID)
 	if err != nil {
-		return Candidate{}, false, err
+		return Candidate{}, false, Decision{}, err
 	}
-	best := -1.0
+	best, n := -1.0, 0
 	for _, t := range ts {
 		if len(t) == len(probe) {
 			best = max(best, Cosine(t, probe))
+			n++
 		}
 	}
-	return Candidate{Person: p, Score: RoundScore(best)}, best >= s.cfg.Thresholds(g.Version).Match, nil
+	d := s.decide(g.Version, s.matchLevel(g.Version, level), max(n, 1), false)
+	if n > 0 {
+		d = s.withScore(g.Version, d, best)
+	}
+	return Candidate{Person: p, Score: RoundScore(best)}, n > 0 && best >= d.Threshold, d, nil
 }
 
 // Delete erases the tenant's person with that puid, its templates included,

@@ -43,7 +43,7 @@ func newService(t *testing.T, cfg engine.Config) (*engine.Service, *memStore) {
 		cfg.EnrollWait = 5 * time.Second
 	}
 	cfg.PollInterval = time.Millisecond
-	svc := engine.NewService(engine.Deps{Store: store, Index: store, Follower: store, Jobs: jobs,
+	svc := mustService(engine.Deps{Store: store, Index: store, Follower: store, Jobs: jobs,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
 	jobs.svc = svc
 	t.Cleanup(jobs.wg.Wait)
@@ -145,17 +145,17 @@ func TestIdentifyThresholdAndOnePerPerson(t *testing.T) {
 	bob := enroll(t, svc, face(2, 1), "").Person
 	ctx := context.Background()
 
-	cands, err := svc.Identify(ctx, g, probe(t, 1, 9), 5)
+	cands, _, err := svc.Identify(ctx, g, probe(t, 1, 9), 5, "")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(cands) != 1 || cands[0].Person.ID != alice.ID || cands[0].Person.EnrollLevel != 2 {
 		t.Errorf("Identify(alice, k=5) = %+v, want alice alone (one entry though she has 2 templates; bob under the threshold)", cands)
 	}
-	if cands, _ := svc.Identify(ctx, g, probe(t, 3, 1), 1); len(cands) != 0 {
+	if cands, _, _ := svc.Identify(ctx, g, probe(t, 3, 1), 1, ""); len(cands) != 0 {
 		t.Errorf("Identify(a stranger) = %+v, want none", cands)
 	}
-	if cands, _ := svc.Identify(ctx, engine.Gallery{Tenant: "other", Version: g.Version}, probe(t, 1, 9), 1); len(cands) != 0 {
+	if cands, _, _ := svc.Identify(ctx, engine.Gallery{Tenant: "other", Version: g.Version}, probe(t, 1, 9), 1, ""); len(cands) != 0 {
 		t.Errorf("Identify in another tenant's gallery = %+v, want none", cands)
 	}
 	_ = bob
@@ -186,7 +186,7 @@ func TestZeroMatchThresholdIsHonoured(t *testing.T) {
 	} {
 		svc, _ := newService(t, tc.cfg)
 		enroll(t, svc, face(1, 1), "")
-		cands, err := svc.Identify(context.Background(), g, weak, 1)
+		cands, _, err := svc.Identify(context.Background(), g, weak, 1, "")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -211,12 +211,12 @@ func TestVerify(t *testing.T) {
 		{"alice", probe(t, 2, 7), false},
 		{"bob", probe(t, 1, 7), false},
 	} {
-		_, matched, err := svc.Verify(ctx, g, tc.identifier, tc.probe)
+		_, matched, _, err := svc.Verify(ctx, g, tc.identifier, tc.probe, "")
 		if err != nil || matched != tc.match {
 			t.Errorf("Verify(%s) = %v, %v; want %v", tc.identifier, matched, err, tc.match)
 		}
 	}
-	if _, _, err := svc.Verify(ctx, g, "carol", probe(t, 1, 7)); !errors.Is(err, engine.ErrNotFound) {
+	if _, _, _, err := svc.Verify(ctx, g, "carol", probe(t, 1, 7), ""); !errors.Is(err, engine.ErrNotFound) {
 		t.Errorf("Verify(unknown) error = %v, want ErrNotFound", err)
 	}
 }
@@ -234,7 +234,7 @@ func TestDeleteErases(t *testing.T) {
 	if store.followed[len(store.followed)-1] != alice.ID {
 		t.Error("the follower was not told of the delete")
 	}
-	if cands, _ := svc.Identify(ctx, g, probe(t, 1, 2), 1); len(cands) != 0 {
+	if cands, _, _ := svc.Identify(ctx, g, probe(t, 1, 2), 1, ""); len(cands) != 0 {
 		t.Errorf("Identify after delete = %+v", cands)
 	}
 	if ts, _ := store.PersonTemplates(ctx, alice.ID); len(ts) != 0 {
@@ -251,7 +251,7 @@ func TestDeleteErases(t *testing.T) {
 func TestEnrollIsDurableAndIdempotent(t *testing.T) {
 	store := newMemStore()
 	jobs := &heldJobs{}
-	svc := engine.NewService(engine.Deps{Store: store, Index: store, Jobs: jobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	svc := mustService(engine.Deps{Store: store, Index: store, Jobs: jobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		engine.Config{EnrollWait: 20 * time.Millisecond, PollInterval: time.Millisecond})
 	ctx := context.Background()
 	req, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: g, Vectors: face(1, 1)})
@@ -364,7 +364,7 @@ func submitPending(t *testing.T, svc *engine.Service, vectors ...[][]float64) []
 
 func newHeldService() (*engine.Service, *memStore) {
 	store := newMemStore()
-	svc := engine.NewService(engine.Deps{Store: store, Index: store, Jobs: &heldJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	svc := mustService(engine.Deps{Store: store, Index: store, Jobs: &heldJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		engine.Config{EnrollWait: time.Millisecond, PollInterval: time.Millisecond})
 	return svc, store
 }
@@ -428,4 +428,13 @@ func TestBatchFailsOnlyTheBadItem(t *testing.T) {
 	if r, _ := store.EnrollRequest(ctx, ids[1]); r.State != engine.Done || len(store.st.persons) != 3 {
 		t.Errorf("the failed item retried: %s with %d persons, want done with 3", r.State, len(store.st.persons))
 	}
+}
+
+// mustService is engine.NewService for configurations that are valid.
+func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
+	s, err := engine.NewService(d, cfg)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -25,6 +25,8 @@ type Store interface {
 	// lock, so two enrolls of one gallery never decide concurrently.
 	InGallery(ctx context.Context, g Gallery, fn func(ctx context.Context, tx GalleryTx) error) error
 
+	// GallerySize returns how many templates g holds (0 for a new gallery).
+	GallerySize(ctx context.Context, g Gallery) (int, error)
 	// Persons returns the persons with the given ids that still exist.
 	Persons(ctx context.Context, ids []int64) (map[int64]Person, error)
 	// PersonByIdentifier finds a person of g by external id, else by puid (ErrNotFound).

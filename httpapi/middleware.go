@@ -12,6 +12,7 @@ import (
 
 	"github.com/gin-gonic/gin"
 
+	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/metrics"
 )
 
@@ -85,6 +86,9 @@ func logRequests(log *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 			slog.Float64("latency_ms", float64(time.Since(start).Microseconds())/1000),
 			slog.String("key_prefix", c.GetString(ctxKeyPrefix)),
 			slog.String("tenant", c.GetString(ctxTenant)),
+		}
+		if v, ok := c.Get(ctxDecision); ok {
+			attrs = append(attrs, decisionAttr(v.(engine.Decision)))
 		}
 		level := slog.LevelInfo
 		// Internal errors were recorded with c.Error by the error table: this

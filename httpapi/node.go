@@ -82,8 +82,16 @@ func handlePredict(svc *engine.Service) gin.HandlerFunc {
 			return
 		}
 		ctx := c.Request.Context()
+		level, err := matchLevel(svc, c, call)
+		if err != nil {
+			nodeError(c, err)
+			return
+		}
 		if id := call.req.UserIdentifier; id != "" {
-			cand, matched, err := svc.Verify(ctx, call.gallery, id, probe)
+			cand, matched, d, err := svc.Verify(ctx, call.gallery, id, probe, level)
+			if err == nil {
+				reportDecision(c, d)
+			}
 			switch {
 			case errors.Is(err, engine.ErrNotFound):
 				c.JSON(http.StatusOK, notEnrolled)
@@ -99,11 +107,12 @@ func handlePredict(svc *engine.Service) gin.HandlerFunc {
 			return
 		}
 		k := int(call.req.K)
-		cands, err := svc.Identify(ctx, call.gallery, probe, k)
+		cands, d, err := svc.Identify(ctx, call.gallery, probe, k, level)
 		if err != nil {
 			nodeError(c, err)
 			return
 		}
+		reportDecision(c, d)
 		if len(cands) == 0 {
 			c.JSON(http.StatusOK, notEnrolled)
 			return

@@ -34,6 +34,9 @@ type KeyOptions struct {
 	UsagePlanID   string
 	ProductCode   string
 	MinEncryption int // 0 or 1: any version; 3: v3 only (needs a master key)
+	// SecurityLevel is the key's level ("": the server's); the caller
+	// checks the name against the calibration.
+	SecurityLevel string
 }
 
 // Create makes a new random key for a customer and returns the clear key
@@ -54,7 +57,8 @@ func (s *Keys) Import(ctx context.Context, secret string, o KeyOptions) (engine.
 		return engine.Key{}, fmt.Errorf("%w: a key must have at least 16 characters", engine.ErrInvalid)
 	}
 	k := engine.Key{ID: uuid.NewString(), Prefix: crypto.KeyPrefix(secret), CustomerID: o.CustomerID,
-		APIID: o.APIID, UsagePlanID: o.UsagePlanID, ProductCode: o.ProductCode, Status: "active", MinEncryption: max(o.MinEncryption, 1)}
+		APIID: o.APIID, UsagePlanID: o.UsagePlanID, ProductCode: o.ProductCode, Status: "active", MinEncryption: max(o.MinEncryption, 1),
+		SecurityLevel: o.SecurityLevel}
 	if k.MinEncryption > 3 {
 		return engine.Key{}, fmt.Errorf("%w: min encryption version must be 1, 2 or 3", engine.ErrInvalid)
 	}
@@ -67,9 +71,10 @@ func (s *Keys) Import(ctx context.Context, secret string, o KeyOptions) (engine.
 	} else if k.MinEncryption == 3 {
 		return engine.Key{}, fmt.Errorf("%w: a v3-only key needs MASTER_KEY", engine.ErrInvalid)
 	}
-	err := s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, key_hash, key_prefix, customer_id, api_id, usage_plan_id, product_code, secret_sealed, min_encryption)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (key_hash) DO NOTHING RETURNING when_created, last_updated`,
-		k.ID, crypto.HashAPIKey(secret), k.Prefix, k.CustomerID, k.APIID, k.UsagePlanID, k.ProductCode, sealed, k.MinEncryption).Scan(&k.CreatedAt, &k.UpdatedAt)
+	err := s.pool.QueryRow(ctx, `INSERT INTO api_keys (id, key_hash, key_prefix, customer_id, api_id, usage_plan_id, product_code, secret_sealed, min_encryption, security_level)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (key_hash) DO NOTHING RETURNING when_created, last_updated`,
+		k.ID, crypto.HashAPIKey(secret), k.Prefix, k.CustomerID, k.APIID, k.UsagePlanID, k.ProductCode, sealed, k.MinEncryption,
+		k.SecurityLevel).Scan(&k.CreatedAt, &k.UpdatedAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return engine.Key{}, fmt.Errorf("%w: that key is already stored", engine.ErrConflict)
 	}
@@ -79,12 +84,12 @@ func (s *Keys) Import(ctx context.Context, secret string, o KeyOptions) (engine.
 	return k, s.audit(ctx, k, "key.create")
 }
 
-const keyColumns = `id::text, key_prefix, customer_id, api_id, usage_plan_id, product_code, status, min_encryption, when_created, last_updated`
+const keyColumns = `id::text, key_prefix, customer_id, api_id, usage_plan_id, product_code, status, min_encryption, security_level, when_created, last_updated`
 
 // keyDest is where a row of keyColumns, then the extra ones, is scanned into.
 func keyDest(k *engine.Key, extra ...any) []any {
 	return append([]any{&k.ID, &k.Prefix, &k.CustomerID, &k.APIID, &k.UsagePlanID, &k.ProductCode,
-		&k.Status, &k.MinEncryption, &k.CreatedAt, &k.UpdatedAt}, extra...)
+		&k.Status, &k.MinEncryption, &k.SecurityLevel, &k.CreatedAt, &k.UpdatedAt}, extra...)
 }
 
 func scanKey(row pgx.CollectableRow) (engine.Key, error) {

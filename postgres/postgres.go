@@ -265,6 +265,15 @@ func onePerson(rows pgx.Rows, err error) (engine.Person, error) {
 }
 
 // Persons implements engine.Store.
+func (p *Store) GallerySize(ctx context.Context, g engine.Gallery) (int, error) {
+	var n int
+	err := p.pool.QueryRow(ctx, `SELECT templates FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	return n, Translate(err)
+}
+
 func (p *Store) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
 	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = ANY($1)`, ids)
 	if err != nil {

@@ -80,7 +80,7 @@ func setup(t *testing.T) (*pgxpool.Pool, *postgres.Store, *vectorstore.PGVector,
 }
 
 func newService(store *postgres.Store, search *vectorstore.PGVector, jobs engine.Jobs, cfg engine.Config) *engine.Service {
-	return engine.NewService(engine.Deps{Store: store, Index: search, Jobs: jobs,
+	return mustService(engine.Deps{Store: store, Index: search, Jobs: jobs,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
 }
 
@@ -150,4 +150,13 @@ func TestReconcilerRecoversLostEnqueue(t *testing.T) {
 		got, err := store.EnrollRequest(context.Background(), req.ID)
 		return err == nil && got.State == engine.Done && got.Result.Outcome == engine.Created
 	})
+}
+
+// mustService is engine.NewService for configurations that are valid.
+func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
+	s, err := engine.NewService(d, cfg)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -41,7 +41,7 @@ func decide(t *testing.T, svc *engine.Service, store engine.Store, v []float32) 
 }
 
 func newDedupService(store engine.Store, index engine.Index) *engine.Service {
-	return engine.NewService(engine.Deps{Store: store, Index: index, Jobs: noJobs{},
+	return mustService(engine.Deps{Store: store, Index: index, Jobs: noJobs{},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: 1})
 }
 
@@ -173,7 +173,7 @@ func TestWaitingEnrollIsWoken(t *testing.T) {
 	wg.Go(func() { finished.Follow(ctx) })
 	defer func() { cancel(); wg.Wait() }()
 	jobs := &workerJobs{}
-	svc := engine.NewService(engine.Deps{Store: pg.Store, Index: pg, Finished: finished, Jobs: jobs,
+	svc := mustService(engine.Deps{Store: pg.Store, Index: pg, Finished: finished, Jobs: jobs,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: 30 * time.Second, PollInterval: time.Hour})
 	jobs.svc = svc
 	<-finished.Listening()
@@ -197,4 +197,13 @@ type workerJobs struct {
 func (j *workerJobs) EnqueueEnroll(ctx context.Context, id string) error {
 	j.wg.Go(func() { j.svc.ProcessEnroll(context.Background(), id) })
 	return nil
+}
+
+// mustService is engine.NewService for configurations that are valid.
+func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
+	s, err := engine.NewService(d, cfg)
+	if err != nil {
+		panic(err)
+	}
+	return s
 }

@@ -25,12 +25,18 @@ func runAPIKey(ctx context.Context, config func() (app.Config, error), args []st
 	fs.StringVar(&o.UsagePlanID, "usage-plan-id", "", "CryptoNets usage_plan_id")
 	fs.StringVar(&o.ProductCode, "product-code", "", "CryptoNets product_code")
 	fs.IntVar(&o.MinEncryption, "min-encryption", 1, "lowest x-encryption-version the key may use (3: authenticated only; needs MASTER_KEY)")
+	fs.StringVar(&o.SecurityLevel, "security-level", "", "the key's security level, and the laxest its requests may ask for: low, medium, high, very_high or highest (default: the server's)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	cfg, err := config()
 	if err != nil {
 		return err
+	}
+	if cal := cfg.Engine.Levels.Calibration; o.SecurityLevel != "" {
+		if _, ok := cal.Level(o.SecurityLevel); !ok {
+			return fmt.Errorf("--security-level %q: unknown level; want one of %s", o.SecurityLevel, cal.LevelNames())
+		}
 	}
 	pool, err := postgres.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
@@ -54,9 +60,13 @@ func runAPIKey(ctx context.Context, config func() (app.Config, error), args []st
 			return err
 		}
 		tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "ID\tPREFIX\tCUSTOMER\tSTATUS\tCREATED")
+		fmt.Fprintln(tw, "ID\tPREFIX\tCUSTOMER\tSTATUS\tLEVEL\tCREATED")
 		for _, k := range list {
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.CustomerID, k.Status, k.CreatedAt.Format("2006-01-02 15:04:05"))
+			level := k.SecurityLevel
+			if level == "" {
+				level = "(server's)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", k.ID, k.Prefix, k.CustomerID, k.Status, level, k.CreatedAt.Format("2006-01-02 15:04:05"))
 		}
 		return tw.Flush()
 	case "revoke":

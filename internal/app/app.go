@@ -106,7 +106,13 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 		a.finished = postgres.NewFinished(pool, log)
 		deps.Finished = a.finished
 	}
-	a.Service = engine.NewService(deps, cfg.Engine)
+	if a.Service, err = engine.NewService(deps, cfg.Engine); err != nil {
+		a.Close()
+		return nil, err
+	}
+	if w := cfg.BareThresholdWarning(); w != "" {
+		log.Warn(w)
+	}
 	return a, nil
 }
 

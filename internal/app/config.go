@@ -4,6 +4,9 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"maps"
+	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -53,8 +56,13 @@ var EnvDefaults = map[string]string{
 	"READ_HEADER_TIMEOUT":      "10s",
 	"LOG_LEVEL":                "info",
 	"ENROLL_WAIT":              "4s",
-	"MATCH_THRESHOLD":          "0.5",
-	"DEDUP_THRESHOLD":          "0.5",
+	"SECURITY_LEVEL":           "",
+	"DEDUP_SECURITY_LEVEL":     "",
+	"VERSION_SECURITY_LEVELS":  "",
+	"VERSION_MODELS":           "",
+	"CALIBRATION_FILE":         "",
+	"MATCH_THRESHOLD":          "",
+	"DEDUP_THRESHOLD":          "",
 	"VERSION_THRESHOLDS":       "",
 	"MAX_TEMPLATES_PER_PERSON": "5",
 	"HNSW_MIN_TEMPLATES":       "10000",
@@ -160,10 +168,28 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		bad("LOG_LEVEL", "want debug, info, warn or error")
 	}
 	c.Engine = engine.Config{
-		Default:               &engine.Thresholds{Match: floatVar("MATCH_THRESHOLD"), Dedup: floatVar("DEDUP_THRESHOLD")},
 		PerVersion:            map[string]engine.Thresholds{},
 		MaxTemplatesPerPerson: int(intVar("MAX_TEMPLATES_PER_PERSON", 1, 100)),
 		EnrollWait:            durVar("ENROLL_WAIT"),
+	}
+	c.Engine.Levels = loadLevels(env, bad)
+	// Bare thresholds replace the levels for every version (one of the two
+	// set: both take it).
+	if m, d := env("MATCH_THRESHOLD"), env("DEDUP_THRESHOLD"); m != "" || d != "" {
+		t := engine.Thresholds{}
+		if m != "" {
+			t.Match = floatVar("MATCH_THRESHOLD")
+		}
+		if d != "" {
+			t.Dedup = floatVar("DEDUP_THRESHOLD")
+		}
+		if m == "" {
+			t.Match = t.Dedup
+		}
+		if d == "" {
+			t.Dedup = t.Match
+		}
+		c.Engine.Default = &t
 	}
 	if c.Engine.EnrollWait > MaxEnrollWait {
 		bad("ENROLL_WAIT", fmt.Sprintf("at most %s: the PrivateID SDKs give up on a request after 5 s, so a longer wait "+
@@ -192,6 +218,68 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		return c, fmt.Errorf("configuration: %s", strings.Join(errs, "; "))
 	}
 	return c, nil
+}
+
+// BareThresholdWarning says, when the operator set bare thresholds, that
+// their decisions carry no stated error rate ("" otherwise).
+func (c Config) BareThresholdWarning() string {
+	if c.Engine.Default == nil && len(c.Engine.PerVersion) == 0 {
+		return ""
+	}
+	return "MATCH_THRESHOLD, DEDUP_THRESHOLD or VERSION_THRESHOLDS is set: those decisions use bare cosine thresholds, " +
+		"not the calibrated security levels, so no false match rate can be stated for them (replies carry no x-fmr); " +
+		"prefer SECURITY_LEVEL (docs/accuracy.md)"
+}
+
+// loadLevels reads the calibration (CALIBRATION_FILE, else the embedded
+// one) and the level settings, each checked against it.
+func loadLevels(env func(string) string, bad func(name, why string)) engine.Levels {
+	cal, err := engine.EmbeddedCalibration()
+	if path := env("CALIBRATION_FILE"); path != "" {
+		var b []byte
+		if b, err = os.ReadFile(path); err == nil {
+			cal, err = engine.ParseCalibration(b)
+		}
+		if err != nil {
+			bad("CALIBRATION_FILE", err.Error())
+			return engine.Levels{}
+		}
+	} else if err != nil {
+		bad("CALIBRATION_FILE", "the embedded calibration: "+err.Error())
+		return engine.Levels{}
+	}
+	l := engine.Levels{Calibration: cal, PerVersion: map[string]string{}, Models: map[string]string{}}
+	level := func(name, value string) bool {
+		if _, ok := cal.Level(value); !ok {
+			bad(name, fmt.Sprintf("unknown security level %q: want one of %s", value, cal.LevelNames()))
+			return false
+		}
+		return true
+	}
+	if l.Match = env("SECURITY_LEVEL"); l.Match != "" {
+		level("SECURITY_LEVEL", l.Match)
+	}
+	if l.Dedup = env("DEDUP_SECURITY_LEVEL"); l.Dedup != "" {
+		level("DEDUP_SECURITY_LEVEL", l.Dedup)
+	}
+	for name, into := range map[string]map[string]string{"VERSION_SECURITY_LEVELS": l.PerVersion, "VERSION_MODELS": l.Models} {
+		for _, item := range parseList(env(name)) {
+			version, value, ok := strings.Cut(item, "=")
+			if !ok || version == "" || value == "" {
+				bad(name, "want VERSION=VALUE[,…], e.g. FACE3_1=high")
+				break
+			}
+			if name == "VERSION_SECURITY_LEVELS" && !level(name, value) {
+				break
+			}
+			if _, ok := cal.Models[value]; name == "VERSION_MODELS" && !ok {
+				bad(name, fmt.Sprintf("%s: the calibration has no model %q (it has %s)", version, value, strings.Join(slices.Sorted(maps.Keys(cal.Models)), ", ")))
+				break
+			}
+			into[version] = value
+		}
+	}
+	return l
 }
 
 // MaxEnrollWait is the longest ENROLL_WAIT accepted: the reply must reach

@@ -67,7 +67,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if th := zero.Engine.Thresholds("FACE3_1"); th != (engine.Thresholds{}) {
+	if th := zero.Engine.Default; th == nil || *th != (engine.Thresholds{}) {
 		t.Errorf("MATCH_THRESHOLD=0 DEDUP_THRESHOLD=0: thresholds %+v, want 0/0", th)
 	}
 	cfg, err := LoadConfig(func(k string) string {
@@ -79,11 +79,14 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if th := cfg.Engine.Thresholds("FACE3_2"); th.Match != 0.6 || th.Dedup != 0.7 {
+	if th := cfg.Engine.PerVersion["FACE3_2"]; th.Match != 0.6 || th.Dedup != 0.7 {
 		t.Errorf("FACE3_2 thresholds = %+v", th)
 	}
-	if th := cfg.Engine.Thresholds("FACE3_1"); th.Match != 0.5 || th.Dedup != 0.5 {
-		t.Errorf("default thresholds = %+v", th)
+	if cfg.Engine.Default != nil {
+		t.Errorf("no MATCH_THRESHOLD: bare default thresholds %+v, want none (the levels decide)", *cfg.Engine.Default)
+	}
+	if cfg.BareThresholdWarning() == "" {
+		t.Error("VERSION_THRESHOLDS set, but no warning that its decisions state no error rate")
 	}
 }
 
