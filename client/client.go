@@ -30,6 +30,9 @@ type Client struct {
 	// Tries is how many times check, predict and sync are attempted on a
 	// network error or a 503; 0 means 3, 1 turns retries off.
 	Tries int
+	// SecurityLevel, when set, asks for that level (x-security-level): no
+	// laxer than the key's.
+	SecurityLevel string
 }
 
 // Reply is a /node reply with puid and guid decrypted.
@@ -43,8 +46,13 @@ type Reply struct {
 	Score       float64           `json:"score,omitempty"`
 	PIList      []Candidate       `json:"PI_list,omitempty"`
 	PUIDState   map[string]int    `json:"puid_state,omitempty"`
-	Header      map[string]string `json:"headers,omitempty"` // x-request-id, x-enroll-request-id
+	Header      map[string]string `json:"headers,omitempty"` // replyHeaders that were set
 }
+
+// replyHeaders are what the server says beside a /node body: request ids
+// and, on predict, how the match was decided.
+var replyHeaders = []string{"x-request-id", "x-enroll-request-id", "x-security-level", "x-match-threshold",
+	"x-fmr", "x-fpir", "x-gallery-templates", "x-match-threshold-clamped"}
 
 // Candidate is one PI_list entry, ids decrypted.
 type Candidate struct {
@@ -186,6 +194,9 @@ func (c *Client) call(ctx context.Context, path string, fields map[string]any) (
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("x-encryption-version", fmt.Sprint(int(c.enc())))
+	if c.SecurityLevel != "" {
+		req.Header.Set("x-security-level", c.SecurityLevel)
+	}
 	if c.enc() == crypto.V3 {
 		req.Header.Set("x-key-id", c.KeyID)
 		req.Header.Set("x-timestamp", strconv.FormatInt(ts, 10))
@@ -216,7 +227,7 @@ func (c *Client) call(ctx context.Context, path string, fields map[string]any) (
 		}
 	}
 	r := Reply{HTTPStatus: resp.StatusCode, Header: map[string]string{}}
-	for _, h := range []string{"x-request-id", "x-enroll-request-id"} {
+	for _, h := range replyHeaders {
 		if v := resp.Header.Get(h); v != "" {
 			r.Header[h] = v
 		}

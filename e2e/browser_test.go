@@ -35,6 +35,7 @@ type exchange struct {
 	Request      string
 	Status       int
 	Response     string
+	ReplyHeader  http.Header
 }
 
 // recorder wraps the API and keeps every exchange.
@@ -50,7 +51,7 @@ func (rec *recorder) wrap(h http.Handler) http.Handler {
 		rw := &capture{ResponseWriter: w, status: 200}
 		h.ServeHTTP(rw, r)
 		rec.mu.Lock()
-		rec.seen = append(rec.seen, exchange{r.Method, r.URL.Path, r.Header.Clone(), string(body), rw.status, rw.body.String()})
+		rec.seen = append(rec.seen, exchange{r.Method, r.URL.Path, r.Header.Clone(), string(body), rw.status, rw.body.String(), rw.Header().Clone()})
 		rec.mu.Unlock()
 	})
 }
@@ -231,7 +232,7 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	}
 
 	// What crossed the wire.
-	var sawCheck, sawPreflight, sawK2 bool
+	var sawCheck, sawPreflight, sawK2, sawLevel bool
 	for _, x := range rec.all() {
 		route := x.Path[strings.LastIndex(x.Path, "/")+1:]
 		if x.Method == http.MethodOptions {
@@ -256,6 +257,16 @@ func TestPrivateIDWebSDK(t *testing.T) {
 		if route == "predict" && fmt.Sprint(body["K"]) == "2" {
 			sawK2 = true
 		}
+		// Predicts decide at the server's default security level, and say so.
+		if route == "predict" && x.Status == 200 {
+			if got := x.ReplyHeader.Get("x-security-level"); got != "high" {
+				t.Errorf("predict reply: x-security-level %q, want the default high", got)
+			}
+			sawLevel = true
+		}
+	}
+	if !sawLevel {
+		t.Error("no predict reply to check the security level of")
 	}
 	if !sawCheck {
 		t.Error("the SDK never checked its API key with us")

@@ -45,10 +45,16 @@ type Evaluation struct {
 	FitCheck     []fitPoint `json:"tail_fit_check"`
 
 	Levels []levelResult `json:"levels"`
+	// Gallery: for a search of N templates, the threshold each level takes
+	// (the level's FMR read as the search's FPIR) and the FNMR there.
+	Gallery []galleryRow `json:"by_gallery_size"`
 	Curve  []curvePoint  `json:"curve"`
 	Rates  []ratePoint   `json:"rates"`
 
-	Histogram histogram `json:"histogram"`
+	// DET: FMR (measured where ten false matches or more show it, else from
+	// the fitted tail) against FNMR, threshold by threshold.
+	DET       []detPoint `json:"det"`
+	Histogram histogram  `json:"histogram"`
 	// OldThreshold is the bare 0.5 every decision used before levels.
 	OldThreshold ratePoint `json:"old_threshold_0_5"`
 }
@@ -84,6 +90,23 @@ type levelResult struct {
 type curvePoint struct {
 	Threshold float64 `json:"threshold"`
 	FMR       float64 `json:"fmr"`
+	Measured  bool    `json:"measured"`
+}
+
+type galleryRow struct {
+	Level     string  `json:"level"`
+	N         int     `json:"templates"`
+	FMR       float64 `json:"fmr_per_comparison"`
+	Threshold float64 `json:"threshold"`
+	Clamped   bool    `json:"beyond_curve"`
+	FNMR      float64 `json:"fnmr"`
+	FNMRReal  float64 `json:"fnmr_real_second_photo"`
+}
+
+type detPoint struct {
+	Threshold float64 `json:"threshold"`
+	FMR       float64 `json:"fmr"`
+	FNMR      float64 `json:"fnmr"`
 	Measured  bool    `json:"measured"`
 }
 
@@ -276,6 +299,25 @@ func evaluate(m model, ids []string, emb embeddings, pairs pairKinds, bootstrap 
 	}
 	for t := -0.2; t <= 1.0001; t += 0.02 {
 		ev.Rates = append(ev.Rates, ratePoint{round4(t), fmr(impS, t), fnmr(genS, t)})
+	}
+	for _, l := range levels {
+		for _, n := range []int{1, 1_000, 100_000, 1_000_000} {
+			f := engine.PerComparisonFMR(l.FMR, n)
+			t, clamped := curve.Threshold(f)
+			r := galleryRow{Level: l.Name, N: n, FMR: f, Threshold: round4(t), Clamped: clamped, FNMR: fnmr(genS, t)}
+			if len(realS) > 0 {
+				r.FNMRReal = fnmr(realS, t)
+			}
+			ev.Gallery = append(ev.Gallery, r)
+		}
+	}
+	for t := 0.0; t <= 1.0001; t += 0.005 {
+		k := impS.atOrAbove(t)
+		p := detPoint{Threshold: round4(t), FMR: fmr(impS, t), FNMR: fnmr(genS, t), Measured: k >= minEvents}
+		if !p.Measured {
+			p.FMR = ev.Tail.fmr(t)
+		}
+		ev.DET = append(ev.DET, p)
 	}
 	ev.Histogram = histogram{From: -0.4, Width: 0.02, Impostor: make([]int, 70), Genuine: make([]int, 70)}
 	bin := func(s float64) int { return min(69, max(0, int((s+0.4)/0.02))) }

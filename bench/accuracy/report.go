@@ -75,6 +75,18 @@ func writeMarkdown(path string, ev Evaluation) error {
 		}
 		p("\nThat would be %d false matches in %d pairs (%.1g): beyond what the measured levels allow.\n\n", len(ev.Unsure), ev.ImpostorPairs+len(ev.Unsure), float64(len(ev.Unsure))/float64(ev.ImpostorPairs+len(ev.Unsure)))
 	}
+	p("## 1:N: the threshold follows the gallery\n\n")
+	p("For a search of N templates a level's FMR is the target false-positive identification rate of the whole\n")
+	p("search; each comparison then gets FMR 1 − (1 − FPIR)^(1/N) ≈ FPIR/N (all extrapolated below 1e-4).\n\n")
+	p("| level | N | FMR per comparison | threshold | FNMR | FNMR real photos |\n|---|---|---|---|---|---|\n")
+	for _, r := range ev.Gallery {
+		mark := ""
+		if r.Clamped {
+			mark = " (curve's end)"
+		}
+		p("| %s | %d | %.0e | %.4f%s | %.4f | %.3f |\n", r.Level, r.N, r.FMR, r.Threshold, mark, r.FNMR, r.FNMRReal)
+	}
+	p("\n")
 	p("How well the fit matches where both can be seen:\n\n| FMR | measured threshold | fitted threshold |\n|---|---|---|\n")
 	for _, f := range ev.FitCheck {
 		p("| %.0e | %.4f | %.4f |\n", f.FMR, f.EmpiricalThreshold, f.FittedThreshold)
@@ -130,25 +142,26 @@ func writePlot(path string, ev Evaluation) error {
 	hist.Legend.Top = true
 
 	det := plot.New()
-	det.Title.Text = "DET (dashed: extrapolated FMR)"
-	det.X.Label.Text = "false match rate (log)"
-	det.Y.Label.Text = "false non-match rate (log)"
+	det.Title.Text = "DET (dashed: FMR from the fitted tail)"
+	det.X.Label.Text = "false match rate"
+	det.Y.Label.Text = "false non-match rate"
 	det.X.Scale, det.Y.Scale = plot.LogScale{}, plot.LogScale{}
-	det.X.Tick.Marker, det.Y.Tick.Marker = plot.LogTicks{Prec: -1}, plot.LogTicks{Prec: -1}
+	det.X.Tick.Marker, det.Y.Tick.Marker = decades(-16, 0, 2), decades(-4, 0, 1)
 	det.Add(plotter.NewGrid())
-	floor := 1e-4
-	var measured, extrapolated plotter.XYs
-	for _, r := range ev.Rates {
-		if r.FMR > 0 {
-			measured = append(measured, plotter.XY{X: r.FMR, Y: max(r.FNMR, floor)})
+	const fmrFloor, fnmrFloor = 1e-16, 1e-4
+	var measured, fitted plotter.XYs
+	for _, r := range ev.DET {
+		pt := plotter.XY{X: max(r.FMR, fmrFloor), Y: max(r.FNMR, fnmrFloor)}
+		if r.Measured {
+			measured = append(measured, pt)
 		} else {
-			extrapolated = append(extrapolated, plotter.XY{X: max(ev.Tail.fmr(r.Threshold), 1e-12), Y: max(r.FNMR, floor)})
+			fitted = append(fitted, pt)
 		}
 	}
 	for _, s := range []struct {
 		xys    plotter.XYs
 		dashed bool
-	}{{measured, false}, {extrapolated, true}} {
+	}{{measured, false}, {fitted, true}} {
 		if len(s.xys) == 0 {
 			continue
 		}
@@ -163,8 +176,8 @@ func writePlot(path string, ev Evaluation) error {
 		}
 		det.Add(line)
 	}
-	det.X.Min, det.X.Max = 1e-8, 1
-	det.Y.Min, det.Y.Max = floor, 1
+	det.X.Min, det.X.Max = fmrFloor, 1
+	det.Y.Min, det.Y.Max = fnmrFloor, 1
 
 	const w, h = 11 * vg.Inch, 4.5 * vg.Inch
 	img := vgimg.New(w, h)
@@ -182,4 +195,20 @@ func writePlot(path string, ev Evaluation) error {
 		return err
 	}
 	return f.Close()
+}
+
+// decades labels every step-th power of ten from 10^lo to 10^hi.
+func decades(lo, hi, step int) plot.ConstantTicks {
+	var ticks []plot.Tick
+	for e := lo; e <= hi; e++ {
+		t := plot.Tick{Value: math.Pow(10, float64(e))}
+		if (e-lo)%step == 0 {
+			t.Label = fmt.Sprintf("1e%d", e)
+			if e == 0 {
+				t.Label = "1"
+			}
+		}
+		ticks = append(ticks, t)
+	}
+	return ticks
 }

@@ -105,7 +105,7 @@ func fitTail(imp []float64) tail {
 func atanh(s float64) float64 { return math.Atanh(max(-0.999999, min(0.999999, s))) }
 
 func (t tail) fmr(threshold float64) float64 {
-	return distuv.UnitNormal.Survival((math.Atanh(threshold) - t.Mean) / t.SD)
+	return distuv.UnitNormal.Survival((atanh(threshold) - t.Mean) / t.SD)
 }
 
 func (t tail) threshold(fmr float64) float64 {

@@ -8,6 +8,42 @@ import (
 	"github.com/biomatch/biomatch/engine"
 )
 
+// TestCalibrationFileIsChecked: an operator's calibration file that is not
+// monotonic, or lacks a model a version names, stops start-up naming the
+// setting; a good one is used.
+func TestCalibrationFileIsChecked(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) string {
+		path := dir + "/" + name
+		if err := os.WriteFile(path, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return path
+	}
+	levels := `"levels":[{"name":"low","fmr":0.01},{"name":"high","fmr":0.0001}],"default_level":"high","default_model":"m"`
+	good := write("good.json", `{`+levels+`,"models":{"m":{"curve":[{"threshold":0.2,"fmr":0.01},{"threshold":0.4,"fmr":0.0001}]}}}`)
+	falling := write("falling.json", `{`+levels+`,"models":{"m":{"curve":[{"threshold":0.4,"fmr":0.01},{"threshold":0.2,"fmr":0.0001}]}}}`)
+	for _, tc := range []struct {
+		env  map[string]string
+		want string // in the error; "" for none
+	}{
+		{map[string]string{"CALIBRATION_FILE": good, "SECURITY_LEVEL": "low"}, ""},
+		{map[string]string{"CALIBRATION_FILE": falling}, "CALIBRATION_FILE"},
+		{map[string]string{"CALIBRATION_FILE": good, "SECURITY_LEVEL": "medium"}, "SECURITY_LEVEL"}, // not in this file
+		{map[string]string{"CALIBRATION_FILE": good, "VERSION_MODELS": "FACE3_1=web-sdk-3.3.3"}, "VERSION_MODELS"},
+	} {
+		cfg, err := LoadConfig(func(k string) string { return tc.env[k] })
+		switch {
+		case tc.want == "" && err != nil:
+			t.Errorf("%v: %v", tc.env, err)
+		case tc.want == "" && cfg.Engine.Levels.Calibration.DefaultModel != "m":
+			t.Errorf("%v: the file was not used", tc.env)
+		case tc.want != "" && (err == nil || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("%v: error %v, want one naming %s", tc.env, err, tc.want)
+		}
+	}
+}
+
 func TestConfigErrorsNameTheVariable(t *testing.T) {
 	for name, value := range map[string]string{
 		"ENROLL_WAIT":        "soon",
@@ -17,6 +53,12 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"VERSION_THRESHOLDS": "FACE3_1=0.5",
 		"HNSW_EF_SEARCH":     "many",
 		"DEDUP_THRESHOLD":    "-1.5",
+		// Levels and models must be in the calibration.
+		"SECURITY_LEVEL":          "paranoid",
+		"DEDUP_SECURITY_LEVEL":    "HIGH",
+		"VERSION_SECURITY_LEVELS": "FACE3_2=extreme",
+		"VERSION_MODELS":          "FACE3_2=web-sdk-9.9.9",
+		"CALIBRATION_FILE":        "/nonexistent/calibration.json",
 	} {
 		_, err := LoadConfig(func(k string) string {
 			if k == name {
