@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 ENV := source .data/env
 
-.PHONY: run test chaos services services-down e2e-setup build migrate vet fuzz bench
+.PHONY: run test chaos services services-down e2e-setup build migrate vet fuzz bench accuracy
 
 ## run: start PostgreSQL+pgvector and Redis (installing them if missing), migrate,
 ## print a dev API key, and serve the API with the worker on 127.0.0.1:8000.
@@ -52,3 +52,11 @@ migrate: services build
 
 bench:
 	@$(ENV) && go test ./bench -run '^$$' -bench 'Kernel|Exact' -benchmem
+
+## accuracy: face embeddings from PrivateID's web SDKs (3.3.3, 4.4.3-alpha) in
+## headless Chromium on real portraits (npm, installed at run time, never
+## committed), scored into bench/results/accuracy_*.{json,md,png} and the
+## calibration the server embeds (engine/calibration.json). About 6 min.
+accuracy:
+	@bash bench/accuracy/setup.sh
+	@go run ./bench/accuracy

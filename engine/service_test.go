@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"testing"
 	"time"
 
@@ -437,4 +438,46 @@ func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
 		panic(err)
 	}
 	return s
+}
+
+// TestDedupDecidesAtItsLevel: enroll recognises an existing person at the
+// dedup level's threshold for the gallery's size: a face that resembles
+// one enrolled person as much as a lax level accepts is that person at
+// DEDUP level low, and a new person at the default (high).
+func TestDedupDecidesAtItsLevel(t *testing.T) {
+	cal, err := engine.EmbeddedCalibration()
+	if err != nil {
+		t.Fatal(err)
+	}
+	curve := cal.Models[cal.DefaultModel]
+	tLow, _ := curve.Threshold(1e-2)
+	tMedium, _ := curve.Threshold(1e-3)
+	// alice, and a face at cosine halfway between the low and medium
+	// thresholds of a one-template gallery.
+	alice := synth.Vector(512, 31, 0, 0)
+	other := synth.Vector(512, 32, 0, 0)
+	var dot, no float64
+	for i := range alice {
+		dot += float64(alice[i]) * float64(other[i])
+	}
+	c := (tLow + tMedium) / 2
+	near := make([]float64, len(alice))
+	for i := range alice {
+		near[i] = float64(other[i]) - dot*float64(alice[i]) // orthogonal to alice (unit vectors)
+		no += near[i] * near[i]
+	}
+	for i := range near {
+		near[i] = c*float64(alice[i]) + math.Sqrt(1-c*c)*near[i]/math.Sqrt(no)
+	}
+	for _, tc := range []struct {
+		level string
+		want  engine.Outcome
+	}{{"low", engine.Existing}, {"", engine.Created}} {
+		svc, _ := newService(t, engine.Config{Levels: engine.Levels{Dedup: tc.level}})
+		first := enroll(t, svc, [][]float64{synth.Float64s(alice)}, "")
+		got := enroll(t, svc, [][]float64{near}, "")
+		if got.Outcome != tc.want || (tc.want == engine.Existing) != (got.Person.ID == first.Person.ID) {
+			t.Errorf("dedup level %q: a face at cosine %.3f to alice: %+v, want %v", tc.level, c, got, tc.want)
+		}
+	}
 }

@@ -22,11 +22,11 @@ var levels = []level{{"low", 1e-2}, {"medium", 1e-3}, {"high", 1e-4}, {"very_hig
 
 // Evaluation is what bench/results/accuracy_<model>.json holds.
 type Evaluation struct {
-	Model       string `json:"model"`
-	Package     string `json:"package"`
-	Identities  int    `json:"identities"`
-	Images      int    `json:"images"`
-	RefusedBySD int    `json:"refused_by_sdk"`
+	Model        string `json:"model"`
+	Package      string `json:"package"`
+	Identities   int    `json:"identities"`
+	Images       int    `json:"images"`
+	RefusedBySDK int    `json:"refused_by_sdk"`
 
 	ImpostorPairs  int    `json:"impostor_pairs"`
 	GenuinePairs   int    `json:"genuine_pairs"`
@@ -34,10 +34,13 @@ type Evaluation struct {
 	GenuineCaveat  string `json:"genuine_caveat"`
 	ImpostorSource string `json:"impostor_source"`
 
-	ImpostorMean, ImpostorSD, ImpostorMax float64
-	GenuineMean, GenuineMin               float64
-	RealScores                            []float64    `json:"real_second_photo_scores"`
-	Unsure                                []unsurePair `json:"unsure_pairs"`
+	ImpostorMean float64      `json:"impostor_mean"`
+	ImpostorSD   float64      `json:"impostor_sd"`
+	ImpostorMax  float64      `json:"impostor_max"`
+	GenuineMean  float64      `json:"genuine_mean"`
+	GenuineMin   float64      `json:"genuine_min"`
+	RealScores   []float64    `json:"real_second_photo_scores"`
+	Unsure       []unsurePair `json:"unsure_pairs"`
 
 	EER          float64    `json:"eer"`
 	EERThreshold float64    `json:"eer_threshold"`
@@ -48,8 +51,8 @@ type Evaluation struct {
 	// Gallery: for a search of N templates, the threshold each level takes
 	// (the level's FMR read as the search's FPIR) and the FNMR there.
 	Gallery []galleryRow `json:"by_gallery_size"`
-	Curve  []curvePoint  `json:"curve"`
-	Rates  []ratePoint   `json:"rates"`
+	Curve   []curvePoint `json:"curve"`
+	Rates   []ratePoint  `json:"rates"`
 
 	// DET: FMR (measured where ten false matches or more show it, else from
 	// the fitted tail) against FNMR, threshold by threshold.
@@ -72,11 +75,11 @@ type fitPoint struct {
 }
 
 type levelResult struct {
-	Name        string     `json:"name"`
-	FMR         float64    `json:"fmr"`
-	Threshold   float64    `json:"threshold"`
-	Source      string     `json:"source"` // "measured" or "extrapolated"
-	ThresholdCI [2]float64 `json:"threshold_ci95,omitempty"`
+	Name        string    `json:"name"`
+	FMR         float64   `json:"fmr"`
+	Threshold   float64   `json:"threshold"`
+	Source      string    `json:"source"`                   // "measured" or "extrapolated"
+	ThresholdCI []float64 `json:"threshold_ci95,omitempty"` // extrapolated levels: 2.5 and 97.5 percentiles
 	// FalseMatches are the impostor pairs at or above the threshold, and
 	// FMRUpper95 the one-sided 95 % upper bound of the FMR they allow.
 	FalseMatches int        `json:"false_matches"`
@@ -117,9 +120,10 @@ type ratePoint struct {
 }
 
 type histogram struct {
-	From, Width float64
-	Impostor    []int `json:"impostor"`
-	Genuine     []int `json:"genuine"`
+	From     float64 `json:"from"`
+	Width    float64 `json:"width"`
+	Impostor []int   `json:"impostor"`
+	Genuine  []int   `json:"genuine"`
 }
 
 // curveFMRs are the FMRs of the calibration curve: a quarter decade apart
@@ -189,7 +193,7 @@ func evaluate(m model, ids []string, emb embeddings, pairs pairKinds, bootstrap 
 			if emb[id][v] != nil {
 				ev.Images++
 			} else {
-				ev.RefusedBySD++
+				ev.RefusedBySDK++
 			}
 		}
 	}
@@ -293,7 +297,7 @@ func evaluate(m model, ids []string, emb embeddings, pairs pairKinds, bootstrap 
 			r.FNMRReal = fnmr(realS, t)
 		}
 		if src == "extrapolated" {
-			r.ThresholdCI = [2]float64{lo[i], hi[i]}
+			r.ThresholdCI = []float64{lo[i], hi[i]}
 		}
 		ev.Levels = append(ev.Levels, r)
 	}

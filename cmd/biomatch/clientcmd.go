@@ -30,6 +30,7 @@ func runClient(ctx context.Context, args []string, std stdio) error {
 	puid := fs.String("puid", "", "delete/sync: the person's puid (sync: comma-separated)")
 	dim := fs.Int("dim", 512, "vector: dimension")
 	seed := fs.Uint64("seed", 1, "vector: the seed (one seed = one synthetic identity)")
+	level := fs.String("security-level", "", "predict: ask for this security level (no laxer than the key's); the reply's headers say which decided")
 	noise := fs.Float64("noise", 0, "vector: relative noise added to the identity (0.1 = another photo of the same face)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -43,7 +44,7 @@ func runClient(ctx context.Context, args []string, std stdio) error {
 	if *enc < 1 || *enc > 3 {
 		return fmt.Errorf("--enc must be 1, 2 or 3")
 	}
-	c := &client.Client{BaseURL: *url, APIKey: *key, KeyID: *keyID, Version: *version, Enc: crypto.Version(*enc)}
+	c := &client.Client{BaseURL: *url, APIKey: *key, KeyID: *keyID, Version: *version, Enc: crypto.Version(*enc), SecurityLevel: *level}
 	var reply client.Reply
 	var err error
 	switch args[0] {
