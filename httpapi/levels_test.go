@@ -38,7 +38,8 @@ func atCosine(v []float32, c float64, seed uint64) []float32 {
 // decides its predicts, a request may ask for a stricter level but not a
 // laxer one, and the reply's headers say the level, threshold and rates.
 func TestSecurityLevelsEndToEnd(t *testing.T) {
-	h := newHarness(t)
+	logs := newSyncWriter()
+	h := newHarnessWith(t, options{logs: logs})
 	ctx := context.Background()
 	keyOf := func(level string) string {
 		secret, _, err := h.keys.Create(ctx, postgres.KeyOptions{CustomerID: "acme", SecurityLevel: level})
@@ -87,6 +88,20 @@ func TestSecurityLevelsEndToEnd(t *testing.T) {
 		if err1 != nil || err2 != nil || fmr <= 0 || fmr > 1e-2 || th < tLow-1e-4 {
 			t.Errorf("key asking %q: x-fmr %q, x-match-threshold %q", tc.ask, r.Header["x-fmr"], r.Header["x-match-threshold"])
 		}
+	}
+
+	// The request's log line says how it decided, and carries no vector.
+	var decided int
+	for _, line := range strings.Split(logs.String(), "\n") {
+		if strings.Contains(line, `"route":"/node/:version/predict"`) && strings.Contains(line, `"decision":{"level":"`) {
+			decided++
+			if !strings.Contains(line, `"fmr":`) || !strings.Contains(line, `"fpir":`) || !strings.Contains(line, `"threshold":`) {
+				t.Errorf("predict log line without the decision's rates: %s", line)
+			}
+		}
+	}
+	if decided != 5 {
+		t.Errorf("%d predict log lines carry a decision, want 5:\n%s", decided, logs.String())
 	}
 
 	// Laxer than the key's level, or unknown: refused, saying why.
