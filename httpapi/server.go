@@ -120,9 +120,10 @@ func corsMiddleware(origins []string) gin.HandlerFunc {
 	cfg := cors.Config{
 		AllowMethods: []string{"POST", "OPTIONS", "GET"},
 		AllowHeaders: []string{"content-type", "x-api-key", "x-encryption-version", "x-correlation-id", "requestID",
-			"x-key-id", "x-timestamp"},
-		ExposeHeaders: []string{headerRequestID, headerCorrelationID, headerEnrollRequest, headerSecurityLevel, headerThreshold, headerFMR, headerFPIR, headerGalleryTemplates},
-		MaxAge:        10 * time.Minute,
+			"x-key-id", "x-timestamp", headerSecurityLevel},
+		ExposeHeaders: []string{headerRequestID, headerCorrelationID, headerEnrollRequest, headerSecurityLevel, headerThreshold, headerFMR, headerFPIR,
+			headerGalleryTemplates, headerClamped},
+		MaxAge: 10 * time.Minute,
 	}
 	if len(origins) == 0 || (len(origins) == 1 && origins[0] == "*") {
 		cfg.AllowAllOrigins = true
