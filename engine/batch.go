@@ -34,6 +34,7 @@ type Scratch interface {
 // reported in its result (Rejected, Reason) and does not stop the batch.
 func (s *Service) Import(ctx context.Context, g Gallery, items []ImportItem, source string, done int64) ([]EnrollResult, error) {
 	results := make([]EnrollResult, len(items))
+	defer s.forgetSize(g)
 	err := s.store.InGallery(ctx, g, func(ctx context.Context, tx GalleryTx) error {
 		b := s.newBatch(tx, g)
 		for i, it := range items {

@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 )
 
@@ -146,7 +147,33 @@ type Key struct {
 	SecurityLevel string
 	CreatedAt     time.Time
 	UpdatedAt     time.Time
+	// Session is set when the caller holds a short-lived session key minted
+	// for this (parent) key: it may do only what the session allows.
+	Session *Session
 }
+
+// Session is the scope of a short-lived session key.
+type Session struct {
+	ID             string
+	Operations     []string // of SessionOperations
+	UserIdentifier string   // when set, the only person the session may enroll or match
+	UsesLeft       int
+	ExpiresAt      time.Time
+}
+
+// SessionOptions scope a new session key.
+type SessionOptions struct {
+	Operations     []string      // of SessionOperations; at least one
+	UserIdentifier string        // optional: the only person it may enroll or match
+	MaxUses        int           // how many requests it may make
+	TTL            time.Duration // how long it lives
+}
+
+// SessionOperations are what a session key may be allowed: never delete.
+var SessionOperations = []string{"enroll", "predict"}
+
+// Allows reports whether the session may do op.
+func (s *Session) Allows(op string) bool { return slices.Contains(s.Operations, op) }
 
 // Active reports whether the key may be used.
 func (k Key) Active() bool { return k.Status == "active" }

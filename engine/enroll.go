@@ -133,6 +133,7 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, woken <-ch
 		}
 		if got.State != Pending {
 			if got.State == Done {
+				s.forgetSize(got.Gallery)
 				s.followWrite(ctx, got.Result.Person.ID)
 			}
 			return got, nil
@@ -172,6 +173,7 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 	if err := s.store.CountEnrollAttempt(ctx, id); err != nil {
 		return err
 	}
+	defer s.forgetSize(req.Gallery)
 	return s.store.InGallery(ctx, req.Gallery, func(ctx context.Context, tx GalleryTx) error {
 		req, err := tx.LockEnrollRequest(ctx, id)
 		if err != nil {

@@ -137,6 +137,15 @@ type sizeAt struct {
 	at time.Time
 }
 
+// forgetSize drops g's cached size after this Service changed the gallery,
+// so its next decision counts what it just wrote (other processes' writes
+// show within sizeTTL).
+func (s *Service) forgetSize(g Gallery) {
+	s.sizes.mu.Lock()
+	delete(s.sizes.m, g)
+	s.sizes.mu.Unlock()
+}
+
 // gallerySize returns g's template count (at least 1), at most sizeTTL old.
 func (s *Service) gallerySize(ctx context.Context, g Gallery) (int, error) {
 	s.sizes.mu.Lock()

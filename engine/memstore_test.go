@@ -154,6 +154,63 @@ func (s *memStore) GallerySize(ctx context.Context, g engine.Gallery) (n int, er
 	return n, nil
 }
 
+func (s *memStore) Galleries(ctx context.Context, tenant string) ([]engine.GalleryInfo, error) {
+	by := map[string]*engine.GalleryInfo{}
+	s.read(func(st *memState) {
+		for _, p := range st.persons {
+			if p.Gallery.Tenant == tenant {
+				if by[p.Gallery.Version] == nil {
+					by[p.Gallery.Version] = &engine.GalleryInfo{Version: p.Gallery.Version}
+				}
+				by[p.Gallery.Version].Persons++
+			}
+		}
+		for _, t := range st.templates {
+			if g := by[t.g.Version]; g != nil && t.g.Tenant == tenant {
+				g.Templates++
+			}
+		}
+	})
+	var out []engine.GalleryInfo
+	for _, v := range slices.Sorted(maps.Keys(by)) {
+		out = append(out, *by[v])
+	}
+	return out, nil
+}
+
+// personsWhere returns the persons that keep says, by id.
+func (s *memStore) personsWhere(keep func(engine.Person) bool) []engine.Person {
+	var out []engine.Person
+	s.read(func(st *memState) {
+		for _, p := range st.persons {
+			if keep(p) {
+				out = append(out, p)
+			}
+		}
+	})
+	slices.SortFunc(out, func(a, b engine.Person) int { return cmp.Compare(a.ID, b.ID) })
+	return out
+}
+
+func (s *memStore) ListPersons(ctx context.Context, g engine.Gallery, after int64, limit int) ([]engine.Person, error) {
+	out := s.personsWhere(func(p engine.Person) bool { return p.Gallery == g && p.ID > after })
+	return out[:min(limit, len(out))], nil
+}
+
+func (s *memStore) PersonsByExternalID(ctx context.Context, tenant, externalID, version string) ([]engine.Person, error) {
+	return s.personsWhere(func(p engine.Person) bool {
+		return p.Gallery.Tenant == tenant && p.ExternalID == externalID && (version == "" || p.Gallery.Version == version)
+	}), nil
+}
+
+func (s *memStore) PersonByPUID(ctx context.Context, tenant, puid string) (engine.Person, error) {
+	out := s.personsWhere(func(p engine.Person) bool { return p.Gallery.Tenant == tenant && p.PUID == puid })
+	if len(out) == 0 {
+		return engine.Person{}, engine.ErrNotFound
+	}
+	return out[0], nil
+}
+
 func (s *memStore) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
 	out := map[int64]engine.Person{}
 	s.read(func(st *memState) {

@@ -156,6 +156,7 @@ func (s *Service) Delete(ctx context.Context, tenant, puid string, a AuditEntry)
 	a.Tenant, a.Action, a.PUID = tenant, "delete", puid
 	p, err := s.store.DeletePerson(ctx, tenant, puid, a)
 	if err == nil {
+		s.forgetSize(p.Gallery)
 		s.followWrite(ctx, p.ID)
 	}
 	return p, err

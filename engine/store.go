@@ -27,6 +27,15 @@ type Store interface {
 
 	// GallerySize returns how many templates g holds (0 for a new gallery).
 	GallerySize(ctx context.Context, g Gallery) (int, error)
+	// Galleries returns the tenant's galleries and their sizes, by version.
+	Galleries(ctx context.Context, tenant string) ([]GalleryInfo, error)
+	// ListPersons returns up to limit persons of g with ids above after, by id.
+	ListPersons(ctx context.Context, g Gallery, after int64, limit int) ([]Person, error)
+	// PersonsByExternalID returns the tenant's persons with that external
+	// id (in version's gallery only, unless version is ""), by id.
+	PersonsByExternalID(ctx context.Context, tenant, externalID, version string) ([]Person, error)
+	// PersonByPUID returns the tenant's person with that puid (ErrNotFound).
+	PersonByPUID(ctx context.Context, tenant, puid string) (Person, error)
 	// Persons returns the persons with the given ids that still exist.
 	Persons(ctx context.Context, ids []int64) (map[int64]Person, error)
 	// PersonByIdentifier finds a person of g by external id, else by puid (ErrNotFound).

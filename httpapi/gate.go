@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -119,6 +120,9 @@ func (g gate) admit(c *gin.Context) (*nodeCall, bool) {
 	}
 	c.Set(ctxKeyPrefix, call.key.Prefix)
 	c.Set(ctxTenant, call.key.CustomerID)
+	if call.key.Session != nil && !g.admitSession(c, call) {
+		return nil, false
+	}
 	if !g.keyAllowed(c, call.key) {
 		return nil, false
 	}
@@ -134,6 +138,55 @@ func (g gate) admit(c *gin.Context) (*nodeCall, bool) {
 	}
 	call.gallery = engine.Gallery{Tenant: call.key.CustomerID, Version: version}
 	return call, true
+}
+
+// admitSession holds a session key to its scope: the route's operation
+// must be one it allows (the key check is always allowed and uses
+// nothing), a session bound to one person acts only for that person, and
+// each request takes one of its uses. Out of scope, expired or used up:
+// the generic 403. On failure it has answered.
+func (g gate) admitSession(c *gin.Context, call *nodeCall) bool {
+	sess := call.key.Session
+	op := sessionOperation(c.FullPath())
+	if op == "check" {
+		return true
+	}
+	if !sess.Allows(op) {
+		g.refuse(c)
+		return false
+	}
+	if u := sess.UserIdentifier; u != "" {
+		switch call.req.UserIdentifier {
+		case "":
+			call.req.UserIdentifier = u
+		case u:
+		default:
+			g.refuse(c)
+			return false
+		}
+	}
+	if err := g.keys.keys.UseSession(c.Request.Context(), sess.ID); err != nil {
+		if errors.Is(err, engine.ErrNotFound) {
+			g.refuse(c)
+		} else {
+			nodeError(c, err)
+		}
+		return false
+	}
+	return true
+}
+
+// sessionOperation names what a /node route does, in session terms.
+func sessionOperation(route string) string {
+	switch route[strings.LastIndex(route, "/")+1:] {
+	case "checkApiKeyValid":
+		return "check"
+	case "enroll", "plainEnroll":
+		return "enroll"
+	case "predict", "plainPredict", "syncUUID":
+		return "predict"
+	}
+	return "delete"
 }
 
 // keyAllowed takes one request from the key's rate limit. A Redis outage

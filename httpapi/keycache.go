@@ -12,7 +12,7 @@ import (
 	"github.com/biomatch/biomatch/engine"
 )
 
-// KeyLookup finds API keys (postgres.Keys). Both methods return
+// KeyLookup finds API keys (postgres.Keys). The lookups return
 // ErrNotFound for an unknown or inactive key, ErrUnavailable when the
 // store cannot be reached.
 type KeyLookup interface {
@@ -20,6 +20,9 @@ type KeyLookup interface {
 	BySecret(ctx context.Context, secret string) (engine.Key, error)
 	// ByID returns the key with that id and its version-3 secret.
 	ByID(ctx context.Context, id string) (engine.Key, []byte, error)
+	// UseSession takes one use of a session key (ErrNotFound: expired or
+	// used up). Never cached.
+	UseSession(ctx context.Context, id string) error
 }
 
 // KeyCacheTTL is how long a valid key is remembered: a revoked key stops

@@ -10,6 +10,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/gin-contrib/cors"
@@ -41,9 +42,11 @@ type Check func(ctx context.Context) error
 type Deps struct {
 	Service *engine.Service
 	Keys    KeyLookup
-	Log     *slog.Logger
-	Ready   map[string]Check // name → probe, for /ready
-	Metrics *metrics.Metrics // nil: nothing observed (the metrics are served elsewhere: METRICS_ADDR)
+	// Sessions mints session keys (POST /v1/sessions); nil: no /v1 routes.
+	Sessions Sessions
+	Log      *slog.Logger
+	Ready    map[string]Check // name → probe, for /ready
+	Metrics  *metrics.Metrics // nil: nothing observed (the metrics are served elsewhere: METRICS_ADDR)
 	// Limiter limits requests per API key; nil: no limit.
 	Limiter RateLimiter
 	// AuthFailures limits failed authentications per client address; nil: no limit.
@@ -108,19 +111,31 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 		}
 	}
 
+	if d.Sessions != nil {
+		addV1(r, g, svc, d.Sessions)
+	}
+
 	r.NoRoute(func(c *gin.Context) {
+		if strings.HasPrefix(c.Request.URL.Path, "/v1/") {
+			writeProblem(c, http.StatusNotFound, "not-found", "no such route: "+c.Request.URL.Path)
+			return
+		}
 		c.JSON(http.StatusNotFound, statusReply{Status: -1, Message: "no such route: " + c.Request.URL.Path})
 	})
 	r.NoMethod(func(c *gin.Context) {
+		if strings.HasPrefix(c.Request.URL.Path, "/v1/") {
+			writeProblem(c, http.StatusMethodNotAllowed, "method-not-allowed", "method not allowed on "+c.Request.URL.Path)
+			return
+		}
 		c.JSON(http.StatusMethodNotAllowed, statusReply{Status: -1, Message: "method not allowed: use POST"})
 	})
 }
 
 func corsMiddleware(origins []string) gin.HandlerFunc {
 	cfg := cors.Config{
-		AllowMethods: []string{"POST", "OPTIONS", "GET"},
+		AllowMethods: []string{"POST", "OPTIONS", "GET", "DELETE"},
 		AllowHeaders: []string{"content-type", "x-api-key", "x-encryption-version", "x-correlation-id", "requestID",
-			"x-key-id", "x-timestamp", headerSecurityLevel},
+			"x-key-id", "x-timestamp", headerSecurityLevel, "authorization"},
 		ExposeHeaders: []string{headerRequestID, headerCorrelationID, headerEnrollRequest, headerSecurityLevel, headerThreshold, headerFMR, headerFPIR,
 			headerGalleryTemplates, headerClamped},
 		MaxAge: 10 * time.Minute,

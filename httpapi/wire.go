@@ -60,6 +60,8 @@ func jsonProblem(err error) string {
 		return fmt.Sprintf("syntax error at byte %d", syntax.ByteOffset)
 	case errors.As(err, &semantic) && semantic.JSONPointer == "":
 		return "a JSON object is expected"
+	case errors.As(err, &semantic) && errors.Is(semantic.Err, json.ErrUnknownName):
+		return fmt.Sprintf("unknown field %s", pointer(semantic.JSONPointer))
 	case errors.As(err, &semantic) && semantic.Err != nil && !errors.Is(semantic.Err, json.ErrUnknownName):
 		var inner *json.SemanticError
 		if !errors.As(semantic.Err, &inner) {

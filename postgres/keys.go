@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
@@ -112,6 +113,9 @@ func (s *Keys) List(ctx context.Context, customer string) ([]engine.Key, error) 
 // key returns ErrNotFound, the same for both; a database that cannot be
 // reached, ErrUnavailable.
 func (s *Keys) BySecret(ctx context.Context, secret string) (engine.Key, error) {
+	if strings.HasPrefix(secret, SessionPrefix) {
+		return s.bySessionSecret(ctx, secret)
+	}
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+`, key_hash FROM api_keys WHERE key_prefix = $1`, crypto.KeyPrefix(secret))
 	if err != nil {
 		return engine.Key{}, Translate(err)

@@ -274,6 +274,46 @@ func (p *Store) GallerySize(ctx context.Context, g engine.Gallery) (int, error) 
 	return n, Translate(err)
 }
 
+// Galleries implements engine.Store.
+func (p *Store) Galleries(ctx context.Context, tenant string) ([]engine.GalleryInfo, error) {
+	rows, err := p.pool.Query(ctx, `SELECT version, persons, templates FROM galleries WHERE tenant = $1 ORDER BY version`, tenant)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	out, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (engine.GalleryInfo, error) {
+		var g engine.GalleryInfo
+		return g, row.Scan(&g.Version, &g.Persons, &g.Templates)
+	})
+	return out, Translate(err)
+}
+
+// ListPersons implements engine.Store.
+func (p *Store) ListPersons(ctx context.Context, g engine.Gallery, after int64, limit int) ([]engine.Person, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND version = $2 AND id > $3
+		ORDER BY id LIMIT $4`, g.Tenant, g.Version, after, limit)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	out, err := pgx.CollectRows(rows, scanPerson)
+	return out, Translate(err)
+}
+
+// PersonsByExternalID implements engine.Store.
+func (p *Store) PersonsByExternalID(ctx context.Context, tenant, externalID, version string) ([]engine.Person, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND external_id = $2
+		AND ($3 = '' OR version = $3) ORDER BY id`, tenant, externalID, version)
+	if err != nil {
+		return nil, Translate(err)
+	}
+	out, err := pgx.CollectRows(rows, scanPerson)
+	return out, Translate(err)
+}
+
+// PersonByPUID implements engine.Store.
+func (p *Store) PersonByPUID(ctx context.Context, tenant, puid string) (engine.Person, error) {
+	return onePerson(p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND puid = $2`, tenant, puid))
+}
+
 func (p *Store) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
 	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = ANY($1)`, ids)
 	if err != nil {

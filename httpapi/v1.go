@@ -1,0 +1,512 @@
+package httpapi
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/biomatch/biomatch/engine"
+)
+
+// The native API, /v1: JSON in and out, errors as RFC 9457 problems, the
+// caller authenticated by its tenant's API key as a bearer token. What the
+// CryptoNets routes cannot say lives here: session keys for browsers,
+// enrollment status, person lookup and listing, 1:1 verify against a named
+// person, gallery sizes.
+
+// Sessions mints short-lived session keys (postgres.Keys): the clear key,
+// shown once, and its scope. Invalid options are ErrInvalid.
+type Sessions interface {
+	CreateSession(ctx context.Context, parent engine.Key, o engine.SessionOptions) (string, engine.Session, error)
+}
+
+// Session key defaults.
+const (
+	DefaultSessionUses = 10
+	DefaultSessionTTL  = 10 * time.Minute
+)
+
+const ctxV1Key = "v1_key" // engine.Key
+
+func v1KeyFrom(c *gin.Context) engine.Key { return c.MustGet(ctxV1Key).(engine.Key) }
+
+// v1Auth authenticates a /v1 caller: `Authorization: Bearer <API key>` (or
+// x-api-key). Session keys are for the /node routes a browser calls and
+// are refused here. A failed attempt counts against the client address.
+func (g gate) v1Auth() gin.HandlerFunc {
+	return func(c *gin.Context) {
+		secret, ok := strings.CutPrefix(c.GetHeader("Authorization"), "Bearer ")
+		if !ok {
+			secret = c.GetHeader("x-api-key")
+		}
+		if strings.TrimSpace(secret) == "" {
+			c.Header("WWW-Authenticate", `Bearer realm="biomatch"`)
+			writeProblem(c, http.StatusUnauthorized, "unauthenticated", "send your API key as Authorization: Bearer <key>")
+			return
+		}
+		if g.failures != nil {
+			if ok, wait, err := g.failures.Peek(c.Request.Context(), "authfail:"+c.ClientIP()); err == nil && !ok {
+				c.Header("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+				writeProblem(c, http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address")
+				return
+			}
+		}
+		key, err := g.keys.bySecret(c.Request.Context(), strings.TrimSpace(secret))
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+			if g.failures != nil {
+				_, _, _ = g.failures.Allow(c.Request.Context(), "authfail:"+c.ClientIP())
+			}
+			c.Header("WWW-Authenticate", `Bearer realm="biomatch", error="invalid_token"`)
+			writeProblem(c, http.StatusUnauthorized, "unauthenticated", "unknown, revoked or expired key")
+			return
+		case err != nil:
+			v1Error(c, err)
+			return
+		case key.Session != nil:
+			writeProblem(c, http.StatusForbidden, "forbidden", "a session key works only on the /node routes a browser SDK calls; /v1 takes the tenant's API key")
+			return
+		}
+		c.Set(ctxKeyPrefix, key.Prefix)
+		c.Set(ctxTenant, key.CustomerID)
+		if g.limiter != nil {
+			if ok, wait, err := g.limiter.Allow(c.Request.Context(), "key:"+key.ID); err == nil && !ok {
+				c.Header("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
+				writeProblem(c, http.StatusTooManyRequests, "rate-limited", "rate limit exceeded for this key")
+				return
+			}
+		}
+		c.Set(ctxV1Key, key)
+		c.Next()
+	}
+}
+
+// addV1 lists the /v1 routes.
+func addV1(r *gin.Engine, g gate, svc *engine.Service, sessions Sessions) {
+	v1 := r.Group("/v1", g.v1Auth())
+	v1.POST("/sessions", handleCreateSession(sessions))
+	v1.GET("/enrollments/:id", handleEnrollment(svc))
+	v1.GET("/galleries", handleGalleries(svc))
+	v1.GET("/galleries/:version/persons", handleListPersons(svc))
+	v1.POST("/galleries/:version/persons", handleV1Enroll(svc))
+	v1.POST("/galleries/:version/identify", handleV1Identify(svc))
+	v1.POST("/galleries/:version/verify", handleV1Verify(svc))
+	v1.GET("/persons", handleFindPersons(svc))
+	v1.GET("/persons/:puid", handlePerson(svc))
+	v1.DELETE("/persons/:puid", handleV1Delete(svc))
+}
+
+// ---- wire types ----
+
+// SessionRequest is POST /v1/sessions.
+type SessionRequest struct {
+	Operations     []string `json:"operations"`
+	UserIdentifier string   `json:"user_identifier,omitempty"`
+	MaxUses        *int     `json:"max_uses,omitempty"`    // default 10
+	TTLSeconds     *int     `json:"ttl_seconds,omitempty"` // default 600
+}
+
+type sessionReply struct {
+	ID             string    `json:"id"`
+	Key            string    `json:"key"`
+	Operations     []string  `json:"operations"`
+	UserIdentifier string    `json:"user_identifier,omitempty"`
+	MaxUses        int       `json:"max_uses"`
+	ExpiresAt      time.Time `json:"expires_at"`
+}
+
+type personJSON struct {
+	PUID           string    `json:"puid"`
+	GUID           string    `json:"guid"`
+	UserIdentifier string    `json:"user_identifier,omitempty"`
+	Gallery        string    `json:"gallery"`
+	EnrollLevel    int       `json:"enroll_level"`
+	CreatedAt      time.Time `json:"created_at"`
+}
+
+func toPersonJSON(p engine.Person) personJSON {
+	return personJSON{PUID: p.PUID, GUID: p.GUID, UserIdentifier: p.ExternalID, Gallery: p.Gallery.Version,
+		EnrollLevel: p.EnrollLevel, CreatedAt: p.CreatedAt}
+}
+
+type enrollmentJSON struct {
+	ID        string      `json:"id"`
+	Gallery   string      `json:"gallery"`
+	State     string      `json:"state"` // pending, done, failed
+	Outcome   string      `json:"outcome,omitempty"`
+	Person    *personJSON `json:"person,omitempty"`
+	Score     *float64    `json:"score,omitempty"`
+	Reason    string      `json:"reason,omitempty"`
+	CreatedAt time.Time   `json:"created_at"`
+}
+
+func toEnrollmentJSON(r engine.EnrollRequest) enrollmentJSON {
+	e := enrollmentJSON{ID: r.ID, Gallery: r.Gallery.Version, State: string(r.State), CreatedAt: r.CreatedAt}
+	if r.State != engine.Pending {
+		e.Outcome, e.Reason = string(r.Result.Outcome), r.Result.Reason
+	}
+	if r.State == engine.Done {
+		p := toPersonJSON(r.Result.Person)
+		score := engine.RoundScore(r.Result.Score)
+		e.Person, e.Score = &p, &score
+	}
+	return e
+}
+
+type decisionJSON struct {
+	SecurityLevel string   `json:"security_level,omitempty"`
+	Threshold     float64  `json:"threshold"`
+	Compared      int      `json:"compared"`
+	FMR           *float64 `json:"fmr,omitempty"`
+	FPIR          *float64 `json:"fpir,omitempty"`
+	Clamped       bool     `json:"beyond_calibration,omitempty"`
+}
+
+func toDecisionJSON(d engine.Decision) decisionJSON {
+	out := decisionJSON{SecurityLevel: d.Level, Threshold: engine.RoundScore(d.Threshold), Compared: d.Compared, Clamped: d.Clamped}
+	if d.Scored && d.Level != "" {
+		out.FMR, out.FPIR = &d.FMR, &d.FPIR
+	}
+	return out
+}
+
+type probeRequest struct {
+	Embedding     []float64 `json:"embedding"`
+	K             int       `json:"k,omitempty"`
+	Person        string    `json:"person,omitempty"` // verify: puid or user_identifier
+	SecurityLevel string    `json:"security_level,omitempty"`
+}
+
+type enrollRequest struct {
+	// Embeddings are one or more frames of one person (Embedding: one).
+	Embedding      []float64   `json:"embedding,omitempty"`
+	Embeddings     [][]float64 `json:"embeddings,omitempty"`
+	UserIdentifier string      `json:"user_identifier,omitempty"`
+}
+
+type candidateJSON struct {
+	Person personJSON `json:"person"`
+	Score  float64    `json:"score"`
+}
+
+// ---- handlers ----
+
+func handleCreateSession(sessions Sessions) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		var req SessionRequest
+		if !bindJSON(c, &req) {
+			return
+		}
+		o := engine.SessionOptions{Operations: req.Operations, UserIdentifier: req.UserIdentifier,
+			MaxUses: DefaultSessionUses, TTL: DefaultSessionTTL}
+		if req.MaxUses != nil {
+			o.MaxUses = *req.MaxUses
+		}
+		if req.TTLSeconds != nil {
+			o.TTL = time.Duration(*req.TTLSeconds) * time.Second
+		}
+		secret, sess, err := sessions.CreateSession(c.Request.Context(), v1KeyFrom(c), o)
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		c.JSON(http.StatusCreated, sessionReply{ID: sess.ID, Key: secret, Operations: sess.Operations,
+			UserIdentifier: sess.UserIdentifier, MaxUses: sess.UsesLeft, ExpiresAt: sess.ExpiresAt.UTC()})
+	}
+}
+
+func handleEnrollment(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		r, err := svc.Enrollment(c.Request.Context(), v1KeyFrom(c).CustomerID, c.Param("id"))
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, toEnrollmentJSON(r))
+	}
+}
+
+func handleGalleries(svc *engine.Service) gin.HandlerFunc {
+	type galleryJSON struct {
+		Version   string `json:"version"`
+		Persons   int    `json:"persons"`
+		Templates int    `json:"templates"`
+	}
+	return func(c *gin.Context) {
+		gs, err := svc.Galleries(c.Request.Context(), v1KeyFrom(c).CustomerID)
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		out := make([]galleryJSON, 0, len(gs))
+		for _, g := range gs {
+			out = append(out, galleryJSON{g.Version, g.Persons, g.Templates})
+		}
+		c.JSON(http.StatusOK, gin.H{"galleries": out})
+	}
+}
+
+// v1Gallery reads the :version segment; on failure it has answered.
+func v1Gallery(c *gin.Context) (engine.Gallery, bool) {
+	version := c.Param("version")
+	if !versionPattern.MatchString(version) {
+		writeProblem(c, http.StatusBadRequest, "invalid-input", "version must be 1 to 64 letters, digits, '_', '.' or '-'")
+		return engine.Gallery{}, false
+	}
+	return engine.Gallery{Tenant: v1KeyFrom(c).CustomerID, Version: version}, true
+}
+
+// Cursors are opaque to clients: the last person id of a page.
+func encodeCursor(id int64) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(id, 10)))
+}
+
+func decodeCursor(s string) (int64, error) {
+	if s == "" {
+		return 0, nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	id, err2 := strconv.ParseInt(string(b), 10, 64)
+	if err != nil || err2 != nil || id < 0 {
+		return 0, fmt.Errorf("%w: cursor: not one this server gave", engine.ErrInvalid)
+	}
+	return id, nil
+}
+
+func handleListPersons(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		g, ok := v1Gallery(c)
+		if !ok {
+			return
+		}
+		limit := 100
+		if s := c.Query("limit"); s != "" {
+			n, err := strconv.Atoi(s)
+			if err != nil {
+				v1Error(c, fmt.Errorf("%w: limit: want a whole number from 1 to %d", engine.ErrInvalid, engine.MaxListLimit))
+				return
+			}
+			limit = n
+		}
+		after, err := decodeCursor(c.Query("cursor"))
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		ps, err := svc.ListPersons(c.Request.Context(), g, after, limit)
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		out := gin.H{"persons": personsJSON(ps)}
+		if len(ps) == limit {
+			out["next_cursor"] = encodeCursor(ps[len(ps)-1].ID)
+		}
+		c.JSON(http.StatusOK, out)
+	}
+}
+
+func personsJSON(ps []engine.Person) []personJSON {
+	out := make([]personJSON, 0, len(ps))
+	for _, p := range ps {
+		out = append(out, toPersonJSON(p))
+	}
+	return out
+}
+
+func handleFindPersons(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		version := c.Query("gallery")
+		if version != "" && !versionPattern.MatchString(version) {
+			writeProblem(c, http.StatusBadRequest, "invalid-input", "gallery must be 1 to 64 letters, digits, '_', '.' or '-'")
+			return
+		}
+		ps, err := svc.FindPersons(c.Request.Context(), v1KeyFrom(c).CustomerID, c.Query("external_id"), version)
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"persons": personsJSON(ps)})
+	}
+}
+
+func handlePerson(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		p, err := svc.PersonByPUID(c.Request.Context(), v1KeyFrom(c).CustomerID, c.Param("puid"))
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, toPersonJSON(p))
+	}
+}
+
+func handleV1Delete(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		key := v1KeyFrom(c)
+		_, err := svc.Delete(c.Request.Context(), key.CustomerID, c.Param("puid"),
+			engine.AuditEntry{KeyID: key.ID, RequestID: c.GetString(ctxRequestID), Detail: "v1"})
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		c.Status(http.StatusNoContent)
+	}
+}
+
+func handleV1Enroll(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		g, ok := v1Gallery(c)
+		if !ok {
+			return
+		}
+		var req enrollRequest
+		if !bindJSON(c, &req) {
+			return
+		}
+		vectors := req.Embeddings
+		if len(req.Embedding) > 0 {
+			vectors = append([][]float64{req.Embedding}, vectors...)
+		}
+		if len(vectors) == 0 {
+			v1Error(c, fmt.Errorf("%w: embedding: required (or embeddings: several frames of one person)", engine.ErrInvalid))
+			return
+		}
+		key := v1KeyFrom(c)
+		r, err := svc.SubmitEnroll(c.Request.Context(), engine.EnrollInput{Gallery: g, KeyID: key.ID,
+			RequestID: c.GetString(ctxRequestID), ExternalID: req.UserIdentifier, Vectors: vectors})
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		c.Header(headerEnrollRequest, r.ID)
+		status := http.StatusOK
+		if r.State == engine.Pending {
+			status = http.StatusAccepted
+			c.Header("Location", "/v1/enrollments/"+r.ID)
+		}
+		c.JSON(status, toEnrollmentJSON(r))
+	}
+}
+
+// v1Probe reads a probe request; on failure it has answered.
+func v1Probe(c *gin.Context, svc *engine.Service) (probeRequest, engine.Embedding, string, bool) {
+	var req probeRequest
+	if !bindJSON(c, &req) {
+		return req, nil, "", false
+	}
+	if len(req.Embedding) == 0 {
+		v1Error(c, fmt.Errorf("%w: embedding: required", engine.ErrInvalid))
+		return req, nil, "", false
+	}
+	probe, err := engine.Probe([][]float64{req.Embedding})
+	if err != nil {
+		v1Error(c, err)
+		return req, nil, "", false
+	}
+	key := v1KeyFrom(c)
+	if err := svc.CheckLevel(key.SecurityLevel); err != nil {
+		v1Error(c, fmt.Errorf("this API key's level is not in the server's calibration (ask its operator): %w", err))
+		return req, nil, "", false
+	}
+	if err := svc.LevelAllowed(key.SecurityLevel, req.SecurityLevel); err != nil {
+		v1Error(c, fmt.Errorf("security_level: %w", err))
+		return req, nil, "", false
+	}
+	level := req.SecurityLevel
+	if level == "" {
+		level = key.SecurityLevel
+	}
+	return req, probe, level, true
+}
+
+func handleV1Identify(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		g, ok := v1Gallery(c)
+		if !ok {
+			return
+		}
+		req, probe, level, ok := v1Probe(c, svc)
+		if !ok {
+			return
+		}
+		if req.Person != "" {
+			v1Error(c, fmt.Errorf("%w: person: identify searches the whole gallery; use /verify for one person", engine.ErrInvalid))
+			return
+		}
+		k := req.K
+		if k == 0 {
+			k = 1
+		}
+		if k < 1 || k > 50 {
+			v1Error(c, fmt.Errorf("%w: k: want 1 to 50", engine.ErrInvalid))
+			return
+		}
+		cands, d, err := svc.Identify(c.Request.Context(), g, probe, k, level)
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		reportDecision(c, d)
+		puid := ""
+		if len(cands) > 0 {
+			puid = cands[0].Person.PUID
+		}
+		key := v1KeyFrom(c)
+		if err := svc.Audit(c.Request.Context(), engine.AuditEntry{KeyID: key.ID, Tenant: key.CustomerID, Action: "identify",
+			PUID: puid, RequestID: c.GetString(ctxRequestID), Detail: "v1"}); err != nil {
+			v1Error(c, err)
+			return
+		}
+		out := make([]candidateJSON, 0, len(cands))
+		for _, cand := range cands {
+			out = append(out, candidateJSON{toPersonJSON(cand.Person), cand.Score})
+		}
+		c.JSON(http.StatusOK, gin.H{"candidates": out, "decision": toDecisionJSON(d)})
+	}
+}
+
+func handleV1Verify(svc *engine.Service) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		g, ok := v1Gallery(c)
+		if !ok {
+			return
+		}
+		req, probe, level, ok := v1Probe(c, svc)
+		if !ok {
+			return
+		}
+		if req.Person == "" {
+			v1Error(c, fmt.Errorf("%w: person: the puid or user_identifier to verify against is required", engine.ErrInvalid))
+			return
+		}
+		if req.K != 0 {
+			v1Error(c, fmt.Errorf("%w: k: verify compares with one person; use /identify for top-K", engine.ErrInvalid))
+			return
+		}
+		cand, matched, d, err := svc.Verify(c.Request.Context(), g, req.Person, probe, level)
+		if err != nil {
+			v1Error(c, err)
+			return
+		}
+		reportDecision(c, d)
+		key := v1KeyFrom(c)
+		detail := "v1 no match"
+		if matched {
+			detail = "v1 match"
+		}
+		if err := svc.Audit(c.Request.Context(), engine.AuditEntry{KeyID: key.ID, Tenant: key.CustomerID, Action: "verify",
+			PUID: cand.Person.PUID, RequestID: c.GetString(ctxRequestID), Detail: detail}); err != nil {
+			v1Error(c, err)
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"match": matched, "score": cand.Score, "person": toPersonJSON(cand.Person), "decision": toDecisionJSON(d)})
+	}
+}
