@@ -91,6 +91,10 @@ type sdkState struct {
 	Error *string   `json:"error"`
 }
 
+func (s sdkState) has(name string) bool {
+	return slices.ContainsFunc(s.Steps, func(st sdkStep) bool { return st.Name == name })
+}
+
 func (s sdkState) value(name string) map[string]any {
 	for _, st := range s.Steps {
 		if st.Name == name {
@@ -188,7 +192,15 @@ func TestPrivateIDWebSDK(t *testing.T) {
 		return b.String()
 	}
 
-	target := page.URL + "/index.html?" + url.Values{"api": {stack.URL}, "key": {key}}.Encode()
+	// The app's server mints a session key with the tenant's key; only the
+	// session key goes to the page.
+	session := v1(t, "POST", stack.URL+"/v1/sessions", key, `{"operations":["enroll","predict"],"max_uses":200}`)
+	sessionKey, _ := session["key"].(string)
+	if sessionKey == "" {
+		t.Fatalf("POST /v1/sessions: %v", session)
+	}
+	target := page.URL + "/index.html?" + url.Values{"api": {stack.URL}, "key": {sessionKey}}.Encode()
+	serverDeleted := false
 	if err := chromedp.Do(bctx, chromedp.Navigate(target)); err != nil {
 		t.Fatalf("navigate: %v", err)
 	}
@@ -201,6 +213,15 @@ func TestPrivateIDWebSDK(t *testing.T) {
 		json.Unmarshal([]byte(raw), &state)
 		if state.Done {
 			break
+		}
+		// The SDK's delete was refused to the session: the server deletes.
+		if state.has("deleted") && !serverDeleted {
+			puid, _ := state.value("enrolled")["puid"].(string)
+			v1(t, "DELETE", stack.URL+"/v1/persons/"+puid, key, "")
+			if _, err := chromedp.Run(bctx, chromedp.Evaluate[bool](`window.__serverDeleted = true`)); err != nil {
+				t.Fatalf("signal the page: %v", err)
+			}
+			serverDeleted = true
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("the SDK did not finish in time\n%s", report())
@@ -232,8 +253,17 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	}
 
 	// What crossed the wire.
-	var sawCheck, sawPreflight, sawK2, sawLevel bool
+	var sawCheck, sawPreflight, sawK2, sawLevel, sawDeleteRefused bool
 	for _, x := range rec.all() {
+		if strings.HasPrefix(x.Path, "/v1/") {
+			continue // the app server's own calls, with the tenant's key
+		}
+		if strings.Contains(x.Request, key) || strings.Contains(fmt.Sprint(x.Header), key) {
+			t.Errorf("%s %s carries the tenant's API key: the page must hold only the session key", x.Method, x.Path)
+		}
+		if strings.HasSuffix(x.Path, "/deleteUser") && x.Status == http.StatusForbidden {
+			sawDeleteRefused = true
+		}
 		route := x.Path[strings.LastIndex(x.Path, "/")+1:]
 		if x.Method == http.MethodOptions {
 			sawPreflight = true
@@ -268,6 +298,9 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	if !sawLevel {
 		t.Error("no predict reply to check the security level of")
 	}
+	if !sawDeleteRefused {
+		t.Error("the SDK's deleteUser on a session key was not refused with 403")
+	}
 	if !sawCheck {
 		t.Error("the SDK never checked its API key with us")
 	}
@@ -277,7 +310,28 @@ func TestPrivateIDWebSDK(t *testing.T) {
 	if !sawK2 {
 		t.Error("no predict request carried K=2")
 	}
-	reportScores(t, rec.all(), key)
+	reportScores(t, rec.all(), sessionKey)
+}
+
+// v1 calls the native API with the tenant's key (as the app's server
+// would) and returns the decoded reply (nil for 204).
+func v1(t *testing.T, method, url, key, body string) map[string]any {
+	t.Helper()
+	req, _ := http.NewRequest(method, url, strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode >= 300 {
+		t.Fatalf("%s %s: %d %s", method, url, resp.StatusCode, raw)
+	}
+	var m map[string]any
+	json.Unmarshal(raw, &m)
+	return m
 }
 
 // reportScores decrypts the embeddings the SDK sent and logs the cosine

@@ -1,6 +1,8 @@
 // Drives PrivateID's web SDK, unchanged, against the biomatch server named
-// in ?api=…&key=…: check the key, enroll a face, predict it (K=2) and a
-// variant of it, a different face, delete, predict again. Everything the
+// in ?api=…&key=… (a short-lived session key: the tenant's key never
+// reaches the page): check the key, enroll a face, predict it (K=2) and a
+// variant of it, a different face, try to delete (refused to a session),
+// wait for the server to delete, predict again. Everything the
 // SDK reports goes to window.__e2e for the Go test to read.
 import { loadPrivIdModule, enroll, predict, deleteUser } from '@privateid/cryptonets-web-sdk-alpha';
 
@@ -123,8 +125,15 @@ async function main() {
     }
   }
 
-  const deleted = await new Promise((resolve) => deleteUser({ uuid: enrolled.puid, callback: resolve }));
+  // The page holds a session key, which may never delete: the SDK's delete
+  // is refused, and the app's server deletes through /v1 with its own key.
+  // (On a refusal the SDK never calls back: the wait ends after its 5 s.)
+  const deleted = await Promise.race([
+    new Promise((resolve) => deleteUser({ uuid: enrolled.puid, callback: resolve })),
+    new Promise((resolve) => setTimeout(() => resolve({ no_callback_after_ms: 6000 }), 6000)),
+  ]);
   step('deleted', deleted);
+  while (!window.__serverDeleted) await new Promise((resolve) => setTimeout(resolve, 100));
   step('after-delete', summary(await predictOnce('after-delete', imageData(portrait, { mirror: true }))));
 }
 
