@@ -165,3 +165,76 @@ func TestDocsPage(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenAPIMatchesV1 calls every /v1 route, successes and problems, and
+// validates each exchange against the document.
+func TestOpenAPIMatchesV1(t *testing.T) {
+	v := openAPIValidator(t)
+	h := newHarness(t)
+	key := h.newKey("acme")
+	alice := synth.Float64s(synth.Vector(512, 80, 0, 0))
+	probe := synth.Float64s(synth.Vector(512, 80, 0.3, 1))
+	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
+	type call struct {
+		method, path, body string
+		want               int
+	}
+	var enrollment, puid string
+	calls := []call{
+		{"POST", "/v1/galleries/FACE3_1/persons", js(map[string]any{"embedding": alice, "user_identifier": "alice"}), 200},
+		{"POST", "/v1/galleries/FACE3_1/persons", js(map[string]any{"embeddings": [][]float64{probe}}), 200},
+		{"POST", "/v1/galleries/FACE3_1/persons", js(map[string]any{"embedding": []float64{1, 2}}), 400},
+		{"POST", "/v1/galleries/FACE3_1/persons", js(map[string]any{"embedding": synth.Float64s(synth.Vector(512, 81, 0, 0)), "user_identifier": "alice"}), 200}, // failed: alice has another face
+		{"GET", "/v1/enrollments/{enrollment}", "", 200},
+		{"GET", "/v1/enrollments/unknown", "", 404},
+		{"GET", "/v1/galleries", "", 200},
+		{"GET", "/v1/galleries/FACE3_1/persons?limit=1", "", 200},
+		{"GET", "/v1/galleries/FACE3_1/persons?limit=0", "", 400},
+		{"GET", "/v1/persons?external_id=alice", "", 200},
+		{"GET", "/v1/persons", "", 400},
+		{"GET", "/v1/persons/{puid}", "", 200},
+		{"POST", "/v1/galleries/FACE3_1/identify", js(map[string]any{"embedding": probe, "k": 3}), 200},
+		{"POST", "/v1/galleries/FACE3_1/identify", `{"embedding": 5}`, 400},
+		{"POST", "/v1/galleries/FACE3_1/verify", js(map[string]any{"embedding": probe, "person": "alice"}), 200},
+		{"POST", "/v1/galleries/FACE3_1/verify", js(map[string]any{"embedding": probe, "person": "nobody"}), 404},
+		{"POST", "/v1/sessions", js(map[string]any{"operations": []string{"predict"}, "ttl_seconds": 60}), 201},
+		{"POST", "/v1/sessions", js(map[string]any{"operations": []string{"delete"}}), 400},
+		{"DELETE", "/v1/persons/{puid}", "", 204},
+		{"DELETE", "/v1/persons/{puid}", "", 404},
+		{"GET", "/v1/galleries?unauthenticated", "", 401},
+	}
+	for i, c := range calls {
+		c.path = strings.NewReplacer("{enrollment}", enrollment, "{puid}", puid).Replace(c.path)
+		req, _ := http.NewRequest(c.method, h.url+c.path, strings.NewReader(c.body))
+		req.Header.Set("Content-Type", "application/json")
+		if !strings.Contains(c.path, "unauthenticated") {
+			req.Header.Set("Authorization", "Bearer "+key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != c.want {
+			t.Fatalf("call %d %s %s = %d, want %d: %.300s", i, c.method, c.path, resp.StatusCode, c.want, raw)
+		}
+		if i == 0 {
+			var e map[string]any
+			json.Unmarshal(raw, &e)
+			enrollment = e["id"].(string)
+			puid = e["person"].(map[string]any)["puid"].(string)
+		}
+		vreq, _ := http.NewRequest(c.method, "http://127.0.0.1:8000"+c.path, strings.NewReader(c.body))
+		vreq.Header = req.Header.Clone()
+		vresp := &http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(raw)), Request: vreq}
+		if ok, errs := v.ValidateHttpResponse(vreq, vresp); !ok {
+			for _, e := range errs {
+				t.Errorf("call %d %s %s → %d: %s: %s", i, c.method, c.path, resp.StatusCode, e.Message, e.Reason)
+				for _, se := range e.SchemaValidationErrors {
+					t.Errorf("    %s", se.Reason)
+				}
+			}
+		}
+	}
+}
