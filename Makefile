@@ -32,6 +32,7 @@ fuzz:
 	@$(ENV) && bash scripts/fuzz.sh ./engine FuzzNewEmbeddings $(FUZZTIME)
 	@$(ENV) && bash scripts/fuzz.sh ./httpapi FuzzDecodeFeatures $(FUZZTIME)
 	@$(ENV) && bash scripts/fuzz.sh ./httpapi FuzzNodeBody $(FUZZTIME)
+	@$(ENV) && bash scripts/fuzz.sh ./httpapi FuzzV1Body $(FUZZTIME)
 	@$(ENV) && bash scripts/fuzz.sh ./cmd/biomatch FuzzOpenNPY $(FUZZTIME)
 
 services:

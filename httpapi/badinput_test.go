@@ -3,6 +3,8 @@ package httpapi_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -128,6 +130,90 @@ func TestBadInput(t *testing.T) {
 		})
 	}
 	for _, table := range []string{"persons", "templates", "enroll_requests"} {
+		if n := h.count(table); n != 0 {
+			t.Errorf("bad input wrote %d rows to %s", n, table)
+		}
+	}
+}
+
+// TestBadInputV1: each malformed /v1 request gets a 4xx problem with a
+// detail, never a 5xx, and writes nothing.
+func TestBadInputV1(t *testing.T) {
+	h := newHarness(t)
+	key := h.newKey("acme")
+	vector := func(n int, x string) string { return "[" + strings.TrimSuffix(strings.Repeat(x+",", n), ",") + "]" }
+	good, _ := json.Marshal(synth.Vector(512, 1, 0, 0))
+	goodValues := strings.Trim(string(good), "[]")
+	tests := []struct {
+		name, method, path, body, auth string
+		want                           int
+	}{
+		{"no key", "GET", "/v1/galleries", "", "", 401},
+		{"forged key", "GET", "/v1/galleries", "", "Bearer bm_forged-key-00000000000", 401},
+		{"forged session key", "GET", "/v1/galleries", "", "Bearer bms_bm_forged-00000000000000", 401},
+		{"basic auth", "GET", "/v1/galleries", "", "Basic YWxhZGRpbjpvcGVuc2VzYW1l", 401},
+		{"truncated JSON", "POST", "/v1/galleries/FACE3_1/identify", `{"embedding":`, "", 400},
+		{"array body", "POST", "/v1/galleries/FACE3_1/identify", `[]`, "", 400},
+		{"empty body", "POST", "/v1/galleries/FACE3_1/persons", ``, "", 400},
+		{"unknown field", "POST", "/v1/galleries/FACE3_1/persons", `{"embedding":` + string(good) + `,"api_key":"x"}`, "", 400},
+		{"field in another case", "POST", "/v1/galleries/FACE3_1/identify", `{"Embedding":` + string(good) + `}`, "", 400},
+		{"duplicate field", "POST", "/v1/galleries/FACE3_1/identify", `{"embedding":` + string(good) + `,"embedding":` + string(good) + `}`, "", 400},
+		{"embedding as string", "POST", "/v1/galleries/FACE3_1/identify", `{"embedding":"` + goodValues[:40] + `"}`, "", 400},
+		{"strings in embedding", "POST", "/v1/galleries/FACE3_1/persons", `{"embedding":` + vector(512, `"0.1"`) + `}`, "", 400},
+		{"NaN literal", "POST", "/v1/galleries/FACE3_1/persons", `{"embedding":[NaN,` + goodValues + `]}`, "", 400},
+		{"beyond float64", "POST", "/v1/galleries/FACE3_1/persons", `{"embedding":[1e400,` + goodValues + `]}`, "", 400},
+		{"127 values", "POST", "/v1/galleries/FACE3_1/persons", `{"embedding":` + vector(127, "0.1") + `}`, "", 400},
+		{"zero vector", "POST", "/v1/galleries/FACE3_1/identify", `{"embedding":` + vector(512, "0") + `}`, "", 400},
+		{"frames of two sizes", "POST", "/v1/galleries/FACE3_1/persons", `{"embeddings":[` + vector(128, "0.1") + `,` + vector(256, "0.1") + `]}`, "", 400},
+		{"k negative", "POST", "/v1/galleries/FACE3_1/identify", `{"embedding":` + string(good) + `,"k":-1}`, "", 400},
+		{"k fractional", "POST", "/v1/galleries/FACE3_1/identify", `{"embedding":` + string(good) + `,"k":1.5}`, "", 400},
+		{"verify without person", "POST", "/v1/galleries/FACE3_1/verify", `{"embedding":` + string(good) + `}`, "", 400},
+		{"SQL in version", "POST", "/v1/galleries/x';DROP%20TABLE%20persons;--/identify", `{"embedding":` + string(good) + `}`, "", 400},
+		{"SQL in external_id", "GET", "/v1/persons?external_id=%27%20OR%201%3D1%20--", "", "", 200},
+		{"SQL in puid", "DELETE", "/v1/persons/x'%20OR%201=1;--", "", "", 404},
+		{"another tenant's enrollment id", "GET", "/v1/enrollments/" + strings.Repeat("a", 36), "", "", 404},
+		{"forged cursor", "GET", "/v1/galleries/FACE3_1/persons?cursor=LTE", "", "", 400},
+		{"session for delete", "POST", "/v1/sessions", `{"operations":["delete"]}`, "", 400},
+		{"session uses as string", "POST", "/v1/sessions", `{"operations":["predict"],"max_uses":"10"}`, "", 400},
+		{"session forever", "POST", "/v1/sessions", `{"operations":["predict"],"ttl_seconds":31536000}`, "", 400},
+		{"oversized body", "POST", "/v1/galleries/FACE3_1/persons", `{"embedding":` + vector(300_000, "0.1") + `}`, "", 413},
+		{"deeply nested", "POST", "/v1/galleries/FACE3_1/identify", `{"embedding":` + strings.Repeat("[", 5000) + strings.Repeat("]", 5000) + `}`, "", 400},
+		{"PUT", "PUT", "/v1/galleries", "", "", 405},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			auth := tc.auth
+			switch {
+			case strings.HasPrefix(tc.name, "no key"):
+			case auth == "":
+				auth = "Bearer " + key
+			}
+			req, _ := http.NewRequest(tc.method, h.url+tc.path, strings.NewReader(tc.body))
+			req.Header.Set("Content-Type", "application/json")
+			if auth != "" {
+				req.Header.Set("Authorization", auth)
+			}
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			raw, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			var p map[string]any
+			json.Unmarshal(raw, &p)
+			detail, _ := p["detail"].(string)
+			if resp.StatusCode != tc.want {
+				t.Errorf("status %d, want %d: %.300s", resp.StatusCode, tc.want, raw)
+			}
+			if resp.StatusCode >= 400 && (detail == "" || resp.Header.Get("Content-Type") != "application/problem+json") {
+				t.Errorf("a %d without a problem detail: %.300s", resp.StatusCode, raw)
+			}
+			if strings.Contains(detail, "0.1,") || strings.Contains(detail, goodValues[:20]) {
+				t.Errorf("detail echoes the template: %q", detail)
+			}
+		})
+	}
+	for _, table := range []string{"persons", "templates", "enroll_requests", "session_keys"} {
 		if n := h.count(table); n != 0 {
 			t.Errorf("bad input wrote %d rows to %s", n, table)
 		}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 
 	jsonv2 "github.com/go-json-experiment/json"
@@ -101,6 +102,43 @@ func FuzzNodeBody(f *testing.F) {
 					if fields[field]++; fields[field] > 1 {
 						t.Fatalf("accepted two names for %s in %q", field, body)
 					}
+				}
+			}
+		}
+	})
+}
+
+// FuzzV1Body: the /v1 decoder never panics, and a body it accepts is one
+// valid JSON object with no name twice and no name outside the target
+// type (every /v1 body is closed), whose error messages never echo input.
+func FuzzV1Body(f *testing.F) {
+	f.Add([]byte(`{"embedding":[0.1,0.2],"k":2,"person":"alice","security_level":"high"}`))
+	f.Add([]byte(`{"embeddings":[[1],[2]],"user_identifier":"u"}`))
+	f.Add([]byte(`{"operations":["enroll"],"max_uses":3,"ttl_seconds":60}`))
+	f.Add([]byte(`{"embedding":[1e400]}`))
+	f.Add([]byte(`{"k":1,"K":2}`))
+	known := map[string]bool{"embedding": true, "embeddings": true, "k": true, "person": true, "security_level": true,
+		"user_identifier": true, "operations": true, "max_uses": true, "ttl_seconds": true}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var targets = []any{&probeRequest{}, &enrollRequest{}, &SessionRequest{}}
+		for _, v := range targets {
+			err := decodeStrict(body, v)
+			if err != nil {
+				if len(body) >= 8 && strings.Contains(err.Error(), string(body)) {
+					t.Fatalf("error %q echoes the body", err)
+				}
+				continue
+			}
+			if !json.Valid(body) {
+				t.Fatalf("accepted invalid JSON %q", body)
+			}
+			var m map[string]json.RawMessage
+			if err := json.Unmarshal(body, &m); err != nil {
+				t.Fatalf("accepted a body that is not an object: %q", body)
+			}
+			for name := range m {
+				if !known[name] {
+					t.Fatalf("accepted the unknown name %q in %q", name, body)
 				}
 			}
 		}
