@@ -150,6 +150,9 @@ type Key struct {
 	// Session is set when the caller holds a short-lived session key minted
 	// for this (parent) key: it may do only what the session allows.
 	Session *Session
+	// TokenExpires is set when the caller holds an OAuth2 access token
+	// issued to this key: it works on /v1 until then.
+	TokenExpires *time.Time
 }
 
 // Session is the scope of a short-lived session key.

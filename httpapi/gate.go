@@ -120,6 +120,10 @@ func (g gate) admit(c *gin.Context) (*nodeCall, bool) {
 	}
 	c.Set(ctxKeyPrefix, call.key.Prefix)
 	c.Set(ctxTenant, call.key.CustomerID)
+	if call.key.TokenExpires != nil { // OAuth2 access tokens are for /v1
+		g.refuse(c)
+		return nil, false
+	}
 	if call.key.Session != nil && !g.admitSession(c, call) {
 		return nil, false
 	}

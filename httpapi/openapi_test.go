@@ -2,6 +2,7 @@ package httpapi_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,6 +17,7 @@ import (
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/httpapi"
 	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 func openAPIValidator(t *testing.T) validator.Validator {
@@ -171,7 +173,11 @@ func TestDocsPage(t *testing.T) {
 func TestOpenAPIMatchesV1(t *testing.T) {
 	v := openAPIValidator(t)
 	h := newHarness(t)
-	key := h.newKey("acme")
+	key, k, err := h.keys.Create(context.Background(), postgres.KeyOptions{CustomerID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyID := k.ID
 	alice := synth.Float64s(synth.Vector(512, 80, 0, 0))
 	probe := synth.Float64s(synth.Vector(512, 80, 0.3, 1))
 	js := func(v any) string { b, _ := json.Marshal(v); return string(b) }
@@ -202,12 +208,18 @@ func TestOpenAPIMatchesV1(t *testing.T) {
 		{"DELETE", "/v1/persons/{puid}", "", 204},
 		{"DELETE", "/v1/persons/{puid}", "", 404},
 		{"GET", "/v1/galleries?unauthenticated", "", 401},
+		{"POST", "/v1/oauth/token", "grant_type=client_credentials", 200},
+		{"POST", "/v1/oauth/token", "grant_type=password", 400},
 	}
 	for i, c := range calls {
 		c.path = strings.NewReplacer("{enrollment}", enrollment, "{puid}", puid).Replace(c.path)
 		req, _ := http.NewRequest(c.method, h.url+c.path, strings.NewReader(c.body))
 		req.Header.Set("Content-Type", "application/json")
-		if !strings.Contains(c.path, "unauthenticated") {
+		switch {
+		case strings.HasSuffix(c.path, "/oauth/token"):
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+			req.SetBasicAuth(keyID, key)
+		case !strings.Contains(c.path, "unauthenticated"):
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
 		resp, err := http.DefaultClient.Do(req)

@@ -42,11 +42,11 @@ type Check func(ctx context.Context) error
 type Deps struct {
 	Service *engine.Service
 	Keys    KeyLookup
-	// Sessions mints session keys (POST /v1/sessions); nil: no /v1 routes.
-	Sessions Sessions
-	Log      *slog.Logger
-	Ready    map[string]Check // name → probe, for /ready
-	Metrics  *metrics.Metrics // nil: nothing observed (the metrics are served elsewhere: METRICS_ADDR)
+	// Credentials mints session keys and access tokens; nil: no /v1 routes.
+	Credentials Credentials
+	Log         *slog.Logger
+	Ready       map[string]Check // name → probe, for /ready
+	Metrics     *metrics.Metrics // nil: nothing observed (the metrics are served elsewhere: METRICS_ADDR)
 	// Limiter limits requests per API key; nil: no limit.
 	Limiter RateLimiter
 	// AuthFailures limits failed authentications per client address; nil: no limit.
@@ -111,8 +111,8 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 		}
 	}
 
-	if d.Sessions != nil {
-		addV1(r, g, svc, d.Sessions)
+	if d.Credentials != nil {
+		addV1(r, g, svc, d.Credentials)
 	}
 
 	r.NoRoute(func(c *gin.Context) {

@@ -21,10 +21,14 @@ import (
 // enrollment status, person lookup and listing, 1:1 verify against a named
 // person, gallery sizes.
 
-// Sessions mints short-lived session keys (postgres.Keys): the clear key,
-// shown once, and its scope. Invalid options are ErrInvalid.
-type Sessions interface {
+// Credentials mints what /v1 hands out (postgres.Keys).
+type Credentials interface {
+	// CreateSession mints a short-lived session key: the clear key, shown
+	// once, and its scope. Invalid options are ErrInvalid.
 	CreateSession(ctx context.Context, parent engine.Key, o engine.SessionOptions) (string, engine.Session, error)
+	// IssueToken authenticates an OAuth2 client (id and secret) and returns
+	// an access token and its expiry; a wrong pair is ErrNotFound.
+	IssueToken(ctx context.Context, clientID, clientSecret string) (string, time.Time, error)
 }
 
 // Session key defaults.
@@ -37,8 +41,8 @@ const ctxV1Key = "v1_key" // engine.Key
 
 func v1KeyFrom(c *gin.Context) engine.Key { return c.MustGet(ctxV1Key).(engine.Key) }
 
-// v1Auth authenticates a /v1 caller: `Authorization: Bearer <API key>` (or
-// x-api-key). Session keys are for the /node routes a browser calls and
+// v1Auth authenticates a /v1 caller: `Authorization: Bearer <API key or
+// OAuth2 access token>` (or x-api-key). Session keys are for the /node routes a browser calls and
 // are refused here. A failed attempt counts against the client address.
 func (g gate) v1Auth() gin.HandlerFunc {
 	return func(c *gin.Context) {
@@ -73,6 +77,10 @@ func (g gate) v1Auth() gin.HandlerFunc {
 		case key.Session != nil:
 			writeProblem(c, http.StatusForbidden, "forbidden", "a session key works only on the /node routes a browser SDK calls; /v1 takes the tenant's API key")
 			return
+		case key.TokenExpires != nil && time.Now().After(*key.TokenExpires):
+			c.Header("WWW-Authenticate", `Bearer realm="biomatch", error="invalid_token"`)
+			writeProblem(c, http.StatusUnauthorized, "unauthenticated", "the access token expired: request a new one")
+			return
 		}
 		c.Set(ctxKeyPrefix, key.Prefix)
 		c.Set(ctxTenant, key.CustomerID)
@@ -89,9 +97,10 @@ func (g gate) v1Auth() gin.HandlerFunc {
 }
 
 // addV1 lists the /v1 routes.
-func addV1(r *gin.Engine, g gate, svc *engine.Service, sessions Sessions) {
+func addV1(r *gin.Engine, g gate, svc *engine.Service, creds Credentials) {
+	r.POST("/v1/oauth/token", g.handleToken(creds))
 	v1 := r.Group("/v1", g.v1Auth())
-	v1.POST("/sessions", handleCreateSession(sessions))
+	v1.POST("/sessions", handleCreateSession(creds))
 	v1.GET("/enrollments/:id", handleEnrollment(svc))
 	v1.GET("/galleries", handleGalleries(svc))
 	v1.GET("/galleries/:version/persons", handleListPersons(svc))
@@ -198,7 +207,7 @@ type candidateJSON struct {
 
 // ---- handlers ----
 
-func handleCreateSession(sessions Sessions) gin.HandlerFunc {
+func handleCreateSession(sessions Credentials) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		var req SessionRequest
 		if !bindJSON(c, &req) {
@@ -508,5 +517,72 @@ func handleV1Verify(svc *engine.Service) gin.HandlerFunc {
 			return
 		}
 		c.JSON(http.StatusOK, gin.H{"match": matched, "score": cand.Score, "person": toPersonJSON(cand.Person), "decision": toDecisionJSON(d)})
+	}
+}
+
+// handleToken is the OAuth2 token endpoint (RFC 6749 §4.4, client
+// credentials): the client authenticates with HTTP Basic or the form's
+// client_id and client_secret (§2.3.1), and gets a bearer access token for
+// /v1. Replies and errors are RFC 6749's (§5.1, §5.2), not problems.
+func (g gate) handleToken(creds Credentials) gin.HandlerFunc {
+	type tokenError struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+	}
+	return func(c *gin.Context) {
+		c.Header("Cache-Control", "no-store")
+		c.Header("Pragma", "no-cache")
+		fail := func(status int, code, why string) {
+			if status == http.StatusUnauthorized {
+				c.Header("WWW-Authenticate", `Basic realm="biomatch"`)
+			}
+			c.JSON(status, tokenError{code, why})
+		}
+		if !strings.HasPrefix(c.ContentType(), "application/x-www-form-urlencoded") {
+			fail(http.StatusBadRequest, "invalid_request", "send application/x-www-form-urlencoded (RFC 6749 §4.4.2)")
+			return
+		}
+		if err := c.Request.ParseForm(); err != nil {
+			fail(http.StatusBadRequest, "invalid_request", "the form does not parse")
+			return
+		}
+		form := c.Request.PostForm
+		if gt := form.Get("grant_type"); gt != "client_credentials" {
+			fail(http.StatusBadRequest, "unsupported_grant_type", "only grant_type=client_credentials is supported")
+			return
+		}
+		id, secret, basic := c.Request.BasicAuth()
+		if fid, fsecret := form.Get("client_id"), form.Get("client_secret"); fid != "" || fsecret != "" {
+			if basic {
+				fail(http.StatusBadRequest, "invalid_request", "authenticate one way: HTTP Basic or the form, not both")
+				return
+			}
+			id, secret = fid, fsecret
+		}
+		if id == "" || secret == "" {
+			fail(http.StatusUnauthorized, "invalid_client", "client_id and client_secret are required")
+			return
+		}
+		if g.failures != nil {
+			if ok, _, err := g.failures.Peek(c.Request.Context(), "authfail:"+c.ClientIP()); err == nil && !ok {
+				fail(http.StatusTooManyRequests, "invalid_client", "too many failed authentications from this address")
+				return
+			}
+		}
+		token, expires, err := creds.IssueToken(c.Request.Context(), id, secret)
+		switch {
+		case errors.Is(err, engine.ErrNotFound):
+			if g.failures != nil {
+				_, _, _ = g.failures.Allow(c.Request.Context(), "authfail:"+c.ClientIP())
+			}
+			fail(http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
+			return
+		case err != nil:
+			_ = c.Error(err)
+			fail(http.StatusServiceUnavailable, "temporarily_unavailable", "retry in a few seconds")
+			return
+		}
+		c.JSON(http.StatusOK, gin.H{"access_token": token, "token_type": "Bearer",
+			"expires_in": int(time.Until(expires).Round(time.Second).Seconds())})
 	}
 }

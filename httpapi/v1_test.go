@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/postgres"
 )
 
 // v1 sends a /v1 request with key as the bearer token and returns the
@@ -286,5 +288,78 @@ func TestSessionKeys(t *testing.T) {
 	}
 	if n := h.count("audit_log WHERE action = 'session.create'"); n != 3 {
 		t.Errorf("%d session.create audit entries, want 3", n)
+	}
+}
+
+// TestOAuthClientCredentials: a key's id and secret, as OAuth2 client
+// credentials (Basic or form), buy a short-lived bearer token for /v1,
+// which the /node routes refuse; wrong pairs and grants get RFC 6749
+// errors; an expired token is refused.
+func TestOAuthClientCredentials(t *testing.T) {
+	h := newHarness(t)
+	ctx := context.Background()
+	secret, k, err := h.keys.Create(ctx, postgres.KeyOptions{CustomerID: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	token := func(form url.Values, basicID, basicSecret, contentType string) (int, map[string]any, http.Header) {
+		req, _ := http.NewRequest("POST", h.url+"/v1/oauth/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", contentType)
+		if basicID != "" {
+			req.SetBasicAuth(basicID, basicSecret)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var m map[string]any
+		json.NewDecoder(resp.Body).Decode(&m)
+		return resp.StatusCode, m, resp.Header
+	}
+	const form = "application/x-www-form-urlencoded"
+	cc := url.Values{"grant_type": {"client_credentials"}}
+	s, tok, hd := token(cc, k.ID, secret, form)
+	if s != 200 || tok["token_type"] != "Bearer" || tok["expires_in"].(float64) < 800 || hd.Get("Cache-Control") != "no-store" {
+		t.Fatalf("token by Basic: %d %v %v", s, tok, hd)
+	}
+	access := tok["access_token"].(string)
+	if s, _, _ := h.v1("GET", "/v1/galleries", access, nil); s != 200 {
+		t.Errorf("/v1 with the access token: %d", s)
+	}
+	withForm := url.Values{"grant_type": {"client_credentials"}, "client_id": {k.ID}, "client_secret": {secret}}
+	if s, tok, _ := token(withForm, "", "", form); s != 200 || tok["access_token"] == "" {
+		t.Errorf("token by form: %d %v", s, tok)
+	}
+	if r, _ := h.client(access, "FACE3_1", 2).Predict(ctx, synth.Vector(512, 1, 0, 0), 0, ""); r.HTTPStatus != 403 {
+		t.Errorf("/node with an access token: %+v, want the generic 403", r)
+	}
+	for name, tc := range map[string]struct {
+		form           url.Values
+		id, sec, ctype string
+		status         int
+		code           string
+	}{
+		"wrong secret":     {cc, k.ID, secret + "x", form, 401, "invalid_client"},
+		"another key's id": {cc, "00000000-0000-0000-0000-000000000000", secret, form, 401, "invalid_client"},
+		"token as secret":  {cc, k.ID, access, form, 401, "invalid_client"},
+		"no credentials":   {cc, "", "", form, 401, "invalid_client"},
+		"password grant":   {url.Values{"grant_type": {"password"}}, k.ID, secret, form, 400, "unsupported_grant_type"},
+		"JSON body":        {cc, k.ID, secret, "application/json", 400, "invalid_request"},
+		"Basic and form":   {withForm, k.ID, secret, form, 400, "invalid_request"},
+	} {
+		s, m, _ := token(tc.form, tc.id, tc.sec, tc.ctype)
+		if s != tc.status || m["error"] != tc.code || m["error_description"] == "" {
+			t.Errorf("%s: %d %v, want %d %s", name, s, m, tc.status, tc.code)
+		}
+	}
+	// A token past its expiry (made so in the database before its first
+	// use; a cached one is checked against its expiry too).
+	_, tok, _ = token(cc, k.ID, secret, form)
+	if _, err := h.pool.Exec(ctx, `UPDATE access_tokens SET expires_at = now() - interval '1 second'`); err != nil {
+		t.Fatal(err)
+	}
+	if s, m, _ := h.v1("GET", "/v1/galleries", tok["access_token"].(string), nil); s != 401 {
+		t.Errorf("/v1 with an expired token: %d %v, want 401", s, m)
 	}
 }

@@ -113,8 +113,11 @@ func (s *Keys) List(ctx context.Context, customer string) ([]engine.Key, error) 
 // key returns ErrNotFound, the same for both; a database that cannot be
 // reached, ErrUnavailable.
 func (s *Keys) BySecret(ctx context.Context, secret string) (engine.Key, error) {
-	if strings.HasPrefix(secret, SessionPrefix) {
+	switch {
+	case strings.HasPrefix(secret, SessionPrefix):
 		return s.bySessionSecret(ctx, secret)
+	case strings.HasPrefix(secret, TokenPrefix):
+		return s.byToken(ctx, secret)
 	}
 	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+`, key_hash FROM api_keys WHERE key_prefix = $1`, crypto.KeyPrefix(secret))
 	if err != nil {

@@ -25,6 +25,7 @@ func runAPIKey(ctx context.Context, config func() (app.Config, error), args []st
 	fs.StringVar(&o.UsagePlanID, "usage-plan-id", "", "CryptoNets usage_plan_id")
 	fs.StringVar(&o.ProductCode, "product-code", "", "CryptoNets product_code")
 	fs.IntVar(&o.MinEncryption, "min-encryption", 1, "lowest x-encryption-version the key may use (3: authenticated only; needs MASTER_KEY)")
+	oauth := fs.Bool("oauth", false, "create: print the key as OAuth2 client credentials (client_id, client_secret) for POST /v1/oauth/token")
 	fs.StringVar(&o.SecurityLevel, "security-level", "", "the key's security level, and the laxest its requests may ask for: low, medium, high, very_high or highest (default: the server's)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -50,6 +51,11 @@ func runAPIKey(ctx context.Context, config func() (app.Config, error), args []st
 		secret, k, err := ks.Create(ctx, o)
 		if err != nil {
 			return err
+		}
+		if *oauth {
+			fmt.Fprintf(stdout, "created OAuth2 client for customer %s (POST /v1/oauth/token, grant_type=client_credentials); the secret is shown once:\n", k.CustomerID)
+			fmt.Fprintf(stdout, "client_id=%s\nclient_secret=%s\n", k.ID, secret)
+			return nil
 		}
 		fmt.Fprintf(stdout, "created key %s (prefix %s) for customer %s; it is shown once:\n", k.ID, k.Prefix, k.CustomerID)
 		fmt.Fprintln(stdout, secret) // alone on the last line: scripts read it from there

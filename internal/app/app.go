@@ -182,7 +182,7 @@ func (a *App) Handler() (http.Handler, error) {
 			return nil
 		}
 	}
-	deps := httpapi.Deps{Service: a.Service, Keys: a.Keys, Sessions: a.Keys, Log: a.Log, Ready: ready, Metrics: a.Metrics,
+	deps := httpapi.Deps{Service: a.Service, Keys: a.Keys, Credentials: a.Keys, Log: a.Log, Ready: ready, Metrics: a.Metrics,
 		Replay: replay.New(a.Redis), AdminToken: cfg.AdminToken}
 	var err error
 	if cfg.RatePerSecond > 0 {
