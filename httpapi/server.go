@@ -18,6 +18,7 @@ import (
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/metrics"
+	"github.com/biomatch/biomatch/webhook"
 )
 
 // Config is what the HTTP layer needs besides its dependencies.
@@ -44,9 +45,13 @@ type Deps struct {
 	Keys    KeyLookup
 	// Credentials mints session keys and access tokens; nil: no /v1 routes.
 	Credentials Credentials
-	Log         *slog.Logger
-	Ready       map[string]Check // name → probe, for /ready
-	Metrics     *metrics.Metrics // nil: nothing observed (the metrics are served elsewhere: METRICS_ADDR)
+	// Webhooks registers webhook endpoints and lists their deliveries;
+	// WebhookPolicy says which destinations are allowed.
+	Webhooks      Webhooks
+	WebhookPolicy webhook.Policy
+	Log           *slog.Logger
+	Ready         map[string]Check // name → probe, for /ready
+	Metrics       *metrics.Metrics // nil: nothing observed (the metrics are served elsewhere: METRICS_ADDR)
 	// Limiter limits requests per API key; nil: no limit.
 	Limiter RateLimiter
 	// AuthFailures limits failed authentications per client address; nil: no limit.
@@ -113,6 +118,9 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 
 	if d.Credentials != nil {
 		addV1(r, g, svc, d.Credentials)
+		if d.Webhooks != nil {
+			addWebhooks(r.Group("/v1/webhooks", g.v1Auth()), d.Webhooks, d.WebhookPolicy)
+		}
 	}
 
 	r.NoRoute(func(c *gin.Context) {

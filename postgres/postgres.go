@@ -201,11 +201,18 @@ func (p *Store) CountEnrollAttempt(ctx context.Context, id string) error {
 
 // FailEnrollRequest implements engine.Store.
 func (p *Store) FailEnrollRequest(ctx context.Context, id, reason string) error {
-	_, err := p.pool.Exec(ctx, `
-		WITH failed AS (UPDATE enroll_requests SET state = 'failed', outcome = 'rejected', reason = $2, templates = NULL, finished_at = now()
-			WHERE id = $1 AND state = 'pending' RETURNING id)
-		SELECT pg_notify('`+EnrollsChannel+`', id) FROM failed`, id, reason)
-	return Translate(err)
+	return Translate(pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE enroll_requests SET state = 'failed', outcome = 'rejected', reason = $2, templates = NULL, finished_at = now()
+			WHERE id = $1 AND state = 'pending'`, id, reason)
+		if err != nil || tag.RowsAffected() == 0 {
+			return err
+		}
+		if err := enqueueEnrollEvents(ctx, tx, []string{id}); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', $1)`, id)
+		return err
+	}))
 }
 
 // PendingEnrollRequests implements engine.Store.
@@ -380,6 +387,9 @@ func (p *Store) DeletePerson(ctx context.Context, tenant, puid string, a engine.
 			return err
 		}
 		if err := notifyPerson(ctx, tx, person.ID, g, seq); err != nil {
+			return err
+		}
+		if err := enqueuePersonDeleted(ctx, tx, person); err != nil {
 			return err
 		}
 		return audit(ctx, tx, a)
@@ -738,6 +748,9 @@ func (t *galleryTx) FinishEnrollRequests(ctx context.Context, ids []string, res 
 		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::bigint[], $6::float8[])
 			AS u(id, state, outcome, reason, person_id, score)
 		WHERE r.id = u.id`, ids, states, outcomes, reasons, persons, scores); err != nil {
+		return Translate(err)
+	}
+	if err := enqueueEnrollEvents(ctx, t.tx, ids); err != nil {
 		return Translate(err)
 	}
 	_, err := t.tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', id) FROM unnest($1::text[]) AS id`, ids)

@@ -11,12 +11,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/webhook"
 )
 
 // TypeEnroll is the task type of an enroll.
@@ -24,6 +26,10 @@ const TypeEnroll = "enroll"
 
 // DefaultQueue is the asynq queue enrolls go to.
 const DefaultQueue = "enroll"
+
+// webhookDispatchEvery is how often the worker hands new webhook deliveries
+// to the queue.
+const webhookDispatchEvery = 250 * time.Millisecond
 
 // Task settings of an enroll.
 const (
@@ -121,15 +127,24 @@ type WorkerConfig struct {
 	Concurrency    int           // default 4
 	ReconcileEvery time.Duration // default 30 s
 	StaleAfter     time.Duration // pending longer than this is re-enqueued; default 1 min
+	// Outbox, when not nil, is the webhook outbox the worker dispatches
+	// and delivers (WebhookPolicy says where deliveries may go).
+	Outbox        Outbox
+	WebhookPolicy webhook.Policy
+	// WebhookRetryBase is the first retry delay of a delivery; default 10 s.
+	WebhookRetryBase time.Duration
 }
 
 // Worker processes enroll tasks and reconciles stale requests.
 type Worker struct {
-	srv *asynq.Server
-	mux *asynq.ServeMux
-	svc *engine.Service
-	cfg WorkerConfig
-	log *slog.Logger
+	srv           *asynq.Server
+	mux           *asynq.ServeMux
+	client        *asynq.Client // enqueues webhook deliveries
+	svc           *engine.Service
+	cfg           WorkerConfig
+	outbox        Outbox
+	webhookClient *http.Client
+	log           *slog.Logger
 }
 
 // NewWorker returns a Worker on rdb (which the caller closes); Run starts it.
@@ -146,14 +161,23 @@ func NewWorker(rdb redis.UniversalClient, svc *engine.Service, cfg WorkerConfig,
 	if cfg.StaleAfter <= 0 {
 		cfg.StaleAfter = time.Minute
 	}
-	w := &Worker{svc: svc, cfg: cfg, log: log}
+	if cfg.WebhookRetryBase <= 0 {
+		cfg.WebhookRetryBase = 10 * time.Second
+	}
+	w := &Worker{svc: svc, cfg: cfg, log: log, outbox: cfg.Outbox, client: asynq.NewClientFromRedisClient(rdb),
+		webhookClient: cfg.WebhookPolicy.Client()}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
 		Queues:      map[string]int{cfg.Queue: 1},
 		// A database or Redis outage is not the task's fault: it must not
 		// burn the task's retries.
-		IsFailure:      func(err error) bool { return !errors.Is(err, engine.ErrUnavailable) },
-		RetryDelayFunc: func(n int, _ error, _ *asynq.Task) time.Duration { return time.Duration(1+n*n) * time.Second },
+		IsFailure: func(err error) bool { return !errors.Is(err, engine.ErrUnavailable) },
+		RetryDelayFunc: func(n int, _ error, t *asynq.Task) time.Duration {
+			if t.Type() == TypeWebhook {
+				return webhookDelay(cfg.WebhookRetryBase, n)
+			}
+			return time.Duration(1+n*n) * time.Second
+		},
 		// An idle worker looks for new tasks every 25 ms (asynq's default,
 		// 1 s, would add up to a second to every enroll's reply).
 		TaskCheckInterval:        25 * time.Millisecond,
@@ -163,6 +187,9 @@ func NewWorker(rdb redis.UniversalClient, svc *engine.Service, cfg WorkerConfig,
 	})
 	w.mux = asynq.NewServeMux()
 	w.mux.HandleFunc(TypeEnroll, w.handleEnroll)
+	if w.outbox != nil {
+		w.mux.HandleFunc(TypeWebhook, w.handleWebhook)
+	}
 	return w
 }
 
@@ -174,13 +201,19 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	tick := time.NewTicker(w.cfg.ReconcileEvery)
 	defer tick.Stop()
+	outbox := time.NewTicker(webhookDispatchEvery)
+	defer outbox.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			w.srv.Shutdown()
-			return nil
+			return w.client.Close()
 		case <-tick.C:
 			w.reconcile(ctx)
+		case <-outbox.C:
+			if w.outbox != nil {
+				w.dispatchWebhooks(ctx)
+			}
 		}
 	}
 }

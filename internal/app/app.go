@@ -26,6 +26,7 @@ import (
 	"github.com/biomatch/biomatch/replay"
 	"github.com/biomatch/biomatch/vectorstore"
 	"github.com/biomatch/biomatch/vectorstore/kernel"
+	"github.com/biomatch/biomatch/webhook"
 )
 
 // App is one process's wiring.
@@ -182,7 +183,8 @@ func (a *App) Handler() (http.Handler, error) {
 			return nil
 		}
 	}
-	deps := httpapi.Deps{Service: a.Service, Keys: a.Keys, Credentials: a.Keys, Log: a.Log, Ready: ready, Metrics: a.Metrics,
+	deps := httpapi.Deps{Service: a.Service, Keys: a.Keys, Credentials: a.Keys, Webhooks: postgres.NewWebhooks(a.Pool),
+		WebhookPolicy: webhook.Policy{AllowPrivate: cfg.WebhookPrivate}, Log: a.Log, Ready: ready, Metrics: a.Metrics,
 		Replay: replay.New(a.Redis), AdminToken: cfg.AdminToken}
 	var err error
 	if cfg.RatePerSecond > 0 {
@@ -219,7 +221,8 @@ func (a *App) Start() {
 // background until Close. A worker that cannot run reports on Errors.
 func (a *App) StartWorker() {
 	w := queue.NewWorker(a.Redis, a.Service, queue.WorkerConfig{Queue: a.cfg.Queue, Concurrency: a.cfg.WorkerConc,
-		ReconcileEvery: a.cfg.ReconcileEvery, StaleAfter: a.cfg.StaleAfter}, a.Log)
+		ReconcileEvery: a.cfg.ReconcileEvery, StaleAfter: a.cfg.StaleAfter, Outbox: postgres.NewWebhooks(a.Pool),
+		WebhookPolicy: webhook.Policy{AllowPrivate: a.cfg.WebhookPrivate}, WebhookRetryBase: a.cfg.WebhookRetryBase}, a.Log)
 	a.background(func(ctx context.Context) {
 		if err := w.Run(ctx); err != nil {
 			a.errs <- err

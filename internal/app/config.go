@@ -42,6 +42,8 @@ type Config struct {
 	PlainRoutes      bool // serve /node/plainEnroll and /node/plainPredict
 	AuthFailures     int  // failed authentications per client address per minute; 0: no limit
 	TrustedProxies   []string
+	WebhookPrivate   bool          // deliveries may go to private addresses and plain http
+	WebhookRetryBase time.Duration // first retry delay of a failed delivery
 }
 
 // EnvDefaults documents every variable with its default; README's table
@@ -81,6 +83,8 @@ var EnvDefaults = map[string]string{
 	"PLAIN_ROUTES":             "false",
 	"AUTH_FAILURES_PER_MINUTE": "30",
 	"TRUSTED_PROXIES":          "",
+	"WEBHOOK_ALLOW_PRIVATE":    "false",
+	"WEBHOOK_RETRY_BASE":       "10s",
 }
 
 // LoadConfig reads the environment; a bad value is an error naming the variable.
@@ -141,6 +145,12 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 			c.MasterKey = b
 		}
 	}
+	if private, err := strconv.ParseBool(env("WEBHOOK_ALLOW_PRIVATE")); err != nil {
+		bad("WEBHOOK_ALLOW_PRIVATE", "want true or false")
+	} else {
+		c.WebhookPrivate = private
+	}
+	c.WebhookRetryBase = durVar("WEBHOOK_RETRY_BASE")
 	if plain, err := strconv.ParseBool(env("PLAIN_ROUTES")); err != nil {
 		bad("PLAIN_ROUTES", "want true or false")
 	} else {
