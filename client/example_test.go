@@ -70,3 +70,40 @@ func TestBillingRecord(t *testing.T) {
 		t.Errorf("AddBillingRecord = %+v, %v; want 200 Success", r, err)
 	}
 }
+
+// ExampleV1 uses the native API: enroll, identify and verify, look the
+// person up, mint a browser session key, delete.
+func ExampleV1() {
+	ctx := context.Background()
+	v1 := &client.V1{BaseURL: serverURL, Token: apiKey}
+
+	e, err := v1.Enroll(ctx, "FACE3_9", [][]float32{synth.Vector(512, 21, 0, 0)}, "user-21")
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("enroll:", e.State, e.Outcome, "level", e.Person.EnrollLevel)
+
+	found, _ := v1.Identify(ctx, "FACE3_9", synth.Vector(512, 21, 0.3, 1), 3, "")
+	fmt.Println("identify:", len(found.Candidates), "candidate, user", found.Candidates[0].Person.UserIdentifier, "at level", found.Decision.SecurityLevel)
+
+	v, _ := v1.Verify(ctx, "FACE3_9", "user-21", synth.Vector(512, 21, 0.3, 2), "very_high")
+	fmt.Println("verify:", v.Match, "at level", v.Decision.SecurityLevel)
+
+	ps, _ := v1.FindPersons(ctx, "user-21", "")
+	fmt.Println("persons of user-21:", len(ps))
+
+	s, _ := v1.CreateSession(ctx, client.SessionOptions{Operations: []string{"predict"}, MaxUses: 5})
+	fmt.Println("session:", s.Operations, s.MaxUses, "uses")
+
+	fmt.Println("delete:", v1.DeletePerson(ctx, e.Person.PUID))
+	_, err = v1.Person(ctx, e.Person.PUID)
+	fmt.Println("after delete:", err.(*client.Problem).Status)
+	// Output:
+	// enroll: done created level 1
+	// identify: 1 candidate, user user-21 at level high
+	// verify: true at level very_high
+	// persons of user-21: 1
+	// session: [predict] 5 uses
+	// delete: <nil>
+	// after delete: 404
+}

@@ -185,7 +185,7 @@ func TestOpenAPIMatchesV1(t *testing.T) {
 		method, path, body string
 		want               int
 	}
-	var enrollment, puid string
+	var enrollment, puid, hook string
 	calls := []call{
 		{"POST", "/v1/galleries/FACE3_1/persons", js(map[string]any{"embedding": alice, "user_identifier": "alice"}), 200},
 		{"POST", "/v1/galleries/FACE3_1/persons", js(map[string]any{"embeddings": [][]float64{probe}}), 200},
@@ -208,11 +208,17 @@ func TestOpenAPIMatchesV1(t *testing.T) {
 		{"DELETE", "/v1/persons/{puid}", "", 204},
 		{"DELETE", "/v1/persons/{puid}", "", 404},
 		{"GET", "/v1/galleries?unauthenticated", "", 401},
+		{"POST", "/v1/webhooks", js(map[string]any{"url": "https://93.184.216.34/hook", "events": []string{"person.deleted"}}), 201},
+		{"POST", "/v1/webhooks", js(map[string]any{"url": "https://127.0.0.1/hook", "events": []string{"person.deleted"}}), 400},
+		{"GET", "/v1/webhooks", "", 200},
+		{"GET", "/v1/webhooks/{webhook}/deliveries", "", 200},
+		{"GET", "/v1/webhooks/00000000-0000-0000-0000-000000000000/deliveries", "", 404},
+		{"DELETE", "/v1/webhooks/{webhook}", "", 204},
 		{"POST", "/v1/oauth/token", "grant_type=client_credentials", 200},
 		{"POST", "/v1/oauth/token", "grant_type=password", 400},
 	}
 	for i, c := range calls {
-		c.path = strings.NewReplacer("{enrollment}", enrollment, "{puid}", puid).Replace(c.path)
+		c.path = strings.NewReplacer("{enrollment}", enrollment, "{puid}", puid, "{webhook}", hook).Replace(c.path)
 		req, _ := http.NewRequest(c.method, h.url+c.path, strings.NewReader(c.body))
 		req.Header.Set("Content-Type", "application/json")
 		switch {
@@ -236,6 +242,11 @@ func TestOpenAPIMatchesV1(t *testing.T) {
 			json.Unmarshal(raw, &e)
 			enrollment = e["id"].(string)
 			puid = e["person"].(map[string]any)["puid"].(string)
+		}
+		if c.path == "/v1/webhooks" && c.want == 201 {
+			var w map[string]any
+			json.Unmarshal(raw, &w)
+			hook = w["id"].(string)
 		}
 		vreq, _ := http.NewRequest(c.method, "http://127.0.0.1:8000"+c.path, strings.NewReader(c.body))
 		vreq.Header = req.Header.Clone()

@@ -207,7 +207,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			w.srv.Shutdown()
-			return w.client.Close()
+			return nil // w.client shares the caller's Redis client, which the caller closes
 		case <-tick.C:
 			w.reconcile(ctx)
 		case <-outbox.C:

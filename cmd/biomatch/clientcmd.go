@@ -31,12 +31,79 @@ func runClient(ctx context.Context, args []string, std stdio) error {
 	dim := fs.Int("dim", 512, "vector: dimension")
 	seed := fs.Uint64("seed", 1, "vector: the seed (one seed = one synthetic identity)")
 	level := fs.String("security-level", "", "predict: ask for this security level (no laxer than the key's); the reply's headers say which decided")
+	ops := fs.String("operations", "enroll,predict", "session: what the session key may do")
+	maxUses := fs.Int("max-uses", 0, "session: how many requests (0: the server's default, 10)")
+	ttl := fs.Duration("ttl", 0, "session: lifetime (0: the server's default, 10m)")
+	id := fs.String("id", "", "enrollment: its id")
+	limit := fs.Int("limit", 100, "persons: page size")
+	cursor := fs.String("cursor", "", "persons: the next_cursor of the previous page")
+	hookURL := fs.String("webhook-url", "", "webhook: the endpoint's https URL")
+	events := fs.String("events", "enrollment.completed,enrollment.failed,person.deleted", "webhook: events to send")
+	hookID := fs.String("webhook", "", "deliveries: the webhook's id")
+	clientID := fs.String("client-id", "", "token: OAuth2 client id")
+	clientSecret := fs.String("client-secret", "", "token: OAuth2 client secret")
 	noise := fs.Float64("noise", 0, "vector: relative noise added to the identity (0.1 = another photo of the same face)")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if args[0] == "vector" {
 		return json.NewEncoder(stdout).Encode(synth.Vector(*dim, *seed, *noise, rand.Uint64()))
+	}
+	show := func(v any) error {
+		e := json.NewEncoder(stdout)
+		e.SetIndent("", "  ")
+		return e.Encode(v)
+	}
+	if args[0] == "token" {
+		token, ttl, err := client.Token(ctx, *url, *clientID, *clientSecret)
+		if err != nil {
+			return err
+		}
+		return show(map[string]any{"access_token": token, "expires_in": int(ttl.Seconds())})
+	}
+	if native := nativeCommand(args[0]); native {
+		if *key == "" {
+			return fmt.Errorf("--key is required: the tenant's API key or an access token (biomatch client %s -h explains)", args[0])
+		}
+		v1 := &client.V1{BaseURL: *url, Token: *key}
+		var out any
+		var err error
+		switch args[0] {
+		case "session":
+			out, err = v1.CreateSession(ctx, client.SessionOptions{Operations: strings.Split(*ops, ","), UserIdentifier: *userID,
+				MaxUses: *maxUses, TTLSeconds: int(ttl.Seconds())})
+		case "enrollment":
+			out, err = v1.Enrollment(ctx, *id)
+		case "identify", "verify":
+			var v []float32
+			if v, err = readVector(*vectorFile); err != nil {
+				return err
+			}
+			if args[0] == "identify" {
+				out, err = v1.Identify(ctx, *version, v, *k, *level)
+			} else {
+				person := *userID
+				if *puid != "" {
+					person = *puid
+				}
+				out, err = v1.Verify(ctx, *version, person, v, *level)
+			}
+		case "persons":
+			if *userID != "" {
+				out, err = v1.FindPersons(ctx, *userID, "")
+			} else {
+				ps, next, perr := v1.Persons(ctx, *version, *limit, *cursor)
+				out, err = map[string]any{"persons": ps, "next_cursor": next}, perr
+			}
+		case "webhook":
+			out, err = v1.CreateWebhook(ctx, *hookURL, strings.Split(*events, ","))
+		case "deliveries":
+			out, err = v1.Deliveries(ctx, *hookID)
+		}
+		if err != nil {
+			return err
+		}
+		return show(out)
 	}
 	if *key == "" {
 		return fmt.Errorf("--key is required (biomatch client %s -h explains)", args[0])
@@ -95,4 +162,13 @@ func readVector(path string) ([]float32, error) {
 		return nil, fmt.Errorf("%s: want a JSON array of floats or {\"embedding_vector\": [...]}", path)
 	}
 	return obj.EmbeddingVector, nil
+}
+
+// nativeCommand reports whether a client subcommand speaks /v1.
+func nativeCommand(name string) bool {
+	switch name {
+	case "session", "enrollment", "identify", "verify", "persons", "webhook", "deliveries":
+		return true
+	}
+	return false
 }
