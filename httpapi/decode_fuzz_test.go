@@ -117,10 +117,11 @@ func FuzzV1Body(f *testing.F) {
 	f.Add([]byte(`{"operations":["enroll"],"max_uses":3,"ttl_seconds":60}`))
 	f.Add([]byte(`{"embedding":[1e400]}`))
 	f.Add([]byte(`{"k":1,"K":2}`))
+	f.Add([]byte(`{"url":"https://93.184.216.34/h","events":["person.deleted"]}`))
 	known := map[string]bool{"embedding": true, "embeddings": true, "k": true, "person": true, "security_level": true,
-		"user_identifier": true, "operations": true, "max_uses": true, "ttl_seconds": true}
+		"user_identifier": true, "operations": true, "max_uses": true, "ttl_seconds": true, "url": true, "events": true}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var targets = []any{&probeRequest{}, &enrollRequest{}, &SessionRequest{}}
+		var targets = []any{&probeRequest{}, &enrollRequest{}, &SessionRequest{}, &webhookRequest{}}
 		for _, v := range targets {
 			err := decodeStrict(body, v)
 			if err != nil {
