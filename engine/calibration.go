@@ -2,12 +2,10 @@ package engine
 
 // The security levels and, per face model, the calibrated curve that turns
 // a false match rate into a cosine threshold and back. The curves come from
-// bench/accuracy (real embeddings from the real SDKs); calibration.json is
-// embedded in the binary.
+// bench/accuracy (real embeddings from the real SDKs); package calibration
+// reads the file the binary embeds.
 
 import (
-	_ "embed"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -16,55 +14,40 @@ import (
 	"strings"
 )
 
-//go:embed calibration.json
-var embeddedCalibration []byte
-
 // SecurityLevel is a named security level: a false match rate per comparison, or,
 // for a search of a whole gallery, the false-positive identification rate.
 type SecurityLevel struct {
-	Name string  `json:"name"`
-	FMR  float64 `json:"fmr"`
+	Name string
+	FMR  float64
 }
 
 // CurvePoint is one point of a model's curve: impostor comparisons score at or
 // above Threshold with probability FMR. Measured points rest on at least
 // ten false matches in the evaluation; the others are extrapolated.
 type CurvePoint struct {
-	Threshold float64 `json:"threshold"`
-	FMR       float64 `json:"fmr"`
-	Measured  bool    `json:"measured"`
+	Threshold float64
+	FMR       float64
+	Measured  bool
 }
 
 // ModelCalibration is the calibration of one face model (one SDK version).
 type ModelCalibration struct {
-	Package       string  `json:"package"`
-	Report        string  `json:"report"`
-	EER           float64 `json:"eer"`
-	ImpostorPairs int     `json:"impostor_pairs"`
-	GenuinePairs  int     `json:"genuine_pairs"`
+	Package       string
+	Report        string
+	EER           float64
+	ImpostorPairs int
+	GenuinePairs  int
 	// Curve: thresholds strictly rising, FMRs strictly falling.
-	Curve []CurvePoint `json:"curve"`
+	Curve []CurvePoint
 }
 
-// Calibration is calibration.json.
+// Calibration is every level and every model's curve.
 type Calibration struct {
-	Note         string                      `json:"note"`
-	Levels       []SecurityLevel             `json:"levels"` // laxest first
-	DefaultLevel string                      `json:"default_level"`
-	DefaultModel string                      `json:"default_model"`
-	Models       map[string]ModelCalibration `json:"models"`
-}
-
-// EmbeddedCalibration returns the calibration built into the binary.
-func EmbeddedCalibration() (*Calibration, error) { return ParseCalibration(embeddedCalibration) }
-
-// ParseCalibration reads and validates a calibration file.
-func ParseCalibration(b []byte) (*Calibration, error) {
-	var f Calibration
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("calibration: %w", err)
-	}
-	return &f, f.Validate()
+	Note         string
+	Levels       []SecurityLevel // laxest first
+	DefaultLevel string
+	DefaultModel string
+	Models       map[string]ModelCalibration
 }
 
 // Validate checks that levels grow strictly stricter, the defaults exist,

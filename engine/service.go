@@ -41,15 +41,15 @@ type Deps struct {
 }
 
 // NewService returns a Service over its dependencies. Zero fields of cfg take
-// their documented defaults (cfg.Levels.Calibration: the embedded one). It
-// fails when a level or model cfg names is not in the calibration.
+// their documented defaults; cfg.Levels.Calibration is required. It fails
+// when the calibration is invalid or a level or model cfg names is not in it.
 func NewService(d Deps, cfg Config) (*Service, error) {
 	cal := cfg.Levels.Calibration
 	if cal == nil {
-		var err error
-		if cal, err = EmbeddedCalibration(); err != nil {
-			return nil, err
-		}
+		return nil, fmt.Errorf("%w: no calibration (package calibration embeds one)", ErrInvalid)
+	}
+	if err := cal.Validate(); err != nil {
+		return nil, err
 	}
 	s := &Service{store: d.Store, index: d.Index, follower: d.Follower, finished: d.Finished, jobs: d.Jobs,
 		scratch: d.NewScratch, cfg: cfg.withDefaults(), cal: cal, log: d.Log}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
 )
@@ -431,8 +432,16 @@ func TestBatchFailsOnlyTheBadItem(t *testing.T) {
 	}
 }
 
-// mustService is engine.NewService for configurations that are valid.
+// mustService is engine.NewService for configurations that are valid, with
+// the embedded calibration unless cfg names one.
 func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
+	if cfg.Levels.Calibration == nil {
+		cal, err := calibration.Embedded()
+		if err != nil {
+			panic(err)
+		}
+		cfg.Levels.Calibration = cal
+	}
 	s, err := engine.NewService(d, cfg)
 	if err != nil {
 		panic(err)
@@ -445,7 +454,7 @@ func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
 // one enrolled person as much as a lax level accepts is that person at
 // DEDUP level low, and a new person at the default (high).
 func TestDedupDecidesAtItsLevel(t *testing.T) {
-	cal, err := engine.EmbeddedCalibration()
+	cal, err := calibration.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/postgres"
 )
@@ -55,7 +55,7 @@ func TestSecurityLevelsEndToEnd(t *testing.T) {
 
 	// A probe between the low and medium thresholds of a one-template
 	// gallery: low matches it, the default (high) and highest do not.
-	cal, err := engine.EmbeddedCalibration()
+	cal, err := calibration.Embedded()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
@@ -152,8 +153,16 @@ func TestReconcilerRecoversLostEnqueue(t *testing.T) {
 	})
 }
 
-// mustService is engine.NewService for configurations that are valid.
+// mustService is engine.NewService for configurations that are valid, with
+// the embedded calibration unless cfg names one.
 func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
+	if cfg.Levels.Calibration == nil {
+		cal, err := calibration.Embedded()
+		if err != nil {
+			panic(err)
+		}
+		cfg.Levels.Calibration = cal
+	}
 	s, err := engine.NewService(d, cfg)
 	if err != nil {
 		panic(err)

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
@@ -199,8 +200,16 @@ func (j *workerJobs) EnqueueEnroll(ctx context.Context, id string) error {
 	return nil
 }
 
-// mustService is engine.NewService for configurations that are valid.
+// mustService is engine.NewService for configurations that are valid, with
+// the embedded calibration unless cfg names one.
 func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
+	if cfg.Levels.Calibration == nil {
+		cal, err := calibration.Embedded()
+		if err != nil {
+			panic(err)
+		}
+		cfg.Levels.Calibration = cal
+	}
 	s, err := engine.NewService(d, cfg)
 	if err != nil {
 		panic(err)

@@ -1,9 +1,9 @@
 package main
 
 import (
-	"encoding/json"
 	"os"
 
+	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 )
 
@@ -15,7 +15,9 @@ const defaultLevel = "high"
 func writeCalibration(path string, evs []Evaluation) error {
 	f := engine.Calibration{Models: map[string]engine.ModelCalibration{}}
 	if b, err := os.ReadFile(path); err == nil {
-		json.Unmarshal(b, &f) // a file that does not parse is replaced
+		if old, err := calibration.Parse(b); err == nil {
+			f = *old // keep the models not evaluated this run; a file that does not parse is replaced
+		}
 	}
 	f.Note = "Written by `make accuracy` (go run ./bench/accuracy): FMR per comparison by cosine threshold, per face model, " +
 		"from real embeddings of the real SDKs. Measured points rest on ten or more false matches; the rest are " +
@@ -36,8 +38,9 @@ func writeCalibration(path string, evs []Evaluation) error {
 		}
 		f.Models[ev.Model] = m
 	}
-	if err := f.Validate(); err != nil {
+	b, err := calibration.Marshal(&f)
+	if err != nil {
 		return err
 	}
-	return writeJSON(path, f)
+	return os.WriteFile(path, b, 0o644)
 }

@@ -6,7 +6,7 @@
 //	bash bench/accuracy/setup.sh && go run ./bench/accuracy   # make accuracy
 //
 // It writes bench/results/accuracy_<model>.{json,md,png} and
-// engine/calibration.json. Photos and embeddings of real people are
+// calibration/calibration.json. Photos and embeddings of real people are
 // never written inside the repository (only with -cache, where you say).
 package main
 
@@ -24,7 +24,7 @@ func main() {
 	var (
 		dist      = flag.String("dist", "bench/accuracy/web/dist", "the pages, SDKs and portraits bench/accuracy/setup.sh builds")
 		out       = flag.String("out", "bench/results", "directory of the reports")
-		calib     = flag.String("calibration", "engine/calibration.json", "the calibration file to write (embedded in the server)")
+		calib     = flag.String("calibration", "calibration/calibration.json", "the calibration file to write (embedded in the server)")
 		samePath  = flag.String("same", "bench/accuracy/same_person.txt", "pairs of portraits that show one person")
 		only      = flag.String("models", "", "comma-separated model ids (default: all)")
 		cacheDir  = flag.String("cache", "", "keep embeddings in this directory and reuse them (outside git: they are biometric data)")

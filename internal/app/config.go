@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 )
 
@@ -244,11 +245,11 @@ func (c Config) BareThresholdWarning() string {
 // loadLevels reads the calibration (CALIBRATION_FILE, else the embedded
 // one) and the level settings, each checked against it.
 func loadLevels(env func(string) string, bad func(name, why string)) engine.Levels {
-	cal, err := engine.EmbeddedCalibration()
+	cal, err := calibration.Embedded()
 	if path := env("CALIBRATION_FILE"); path != "" {
 		var b []byte
 		if b, err = os.ReadFile(path); err == nil {
-			cal, err = engine.ParseCalibration(b)
+			cal, err = calibration.Parse(b)
 		}
 		if err != nil {
 			bad("CALIBRATION_FILE", err.Error())
