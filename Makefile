@@ -3,7 +3,7 @@ SHELL := /bin/bash
 export PATH := /usr/local/go/bin:$(PATH)
 ENV := source .data/env
 
-.PHONY: run test chaos services services-down e2e-setup build migrate vet fuzz bench accuracy
+.PHONY: run test chaos services services-down e2e-setup build migrate vet fuzz bench accuracy chart-test
 
 ## run: start PostgreSQL+pgvector and Redis (installing them if missing), migrate,
 ## print a dev API key, and serve the API with the worker on 127.0.0.1:8000.
@@ -17,7 +17,14 @@ run: services build
 test: services e2e-setup
 	@$(ENV) && go vet ./...
 	@$(ENV) && go test -race -count=1 -timeout 20m ./...
+	@$(MAKE) --no-print-directory chart-test
 	@$(MAKE) --no-print-directory fuzz
+
+## chart-test: renders the Helm chart (deploy/helm/biomatch) with Helm's Go
+## library under several value sets and decodes every object strictly into
+## the Kubernetes types; a module of its own, so Helm stays out of the binary.
+chart-test:
+	@cd deploy/helm/charttest && go vet ./... && go test -count=1 ./...
 
 ## chaos: the whole fault set (make test runs the short one): kill -9 of the
 ## API and of the worker (four times on one task), SIGTERM, kill -9 of Redis,
