@@ -70,8 +70,8 @@ func (w *Webhooks) Deliveries(ctx context.Context, tenant, id string, limit int)
 	rows, err := w.pool.Query(ctx, `SELECT d.id::text, d.event, d.state, d.created_at, d.delivered_at,
 			coalesce(jsonb_agg(jsonb_build_object('n', a.attempt, 'at', a.at, 'status', a.status, 'error', a.error, 'ms', a.duration_ms)
 				ORDER BY a.attempt) FILTER (WHERE a.attempt IS NOT NULL), '[]')
-		FROM webhook_deliveries d LEFT JOIN webhook_attempts a ON a.delivery_id = d.id
-		WHERE d.webhook_id = $1 GROUP BY d.id ORDER BY d.created_at DESC LIMIT $2`, id, limit)
+		FROM webhook_deliveries d LEFT JOIN webhook_attempts a ON a.tenant = d.tenant AND a.delivery_id = d.id
+		WHERE d.tenant = $1 AND d.webhook_id = $2 GROUP BY d.tenant, d.id ORDER BY d.created_at DESC LIMIT $3`, tenant, id, limit)
 	if err != nil {
 		return nil, Translate(err)
 	}
@@ -122,7 +122,7 @@ func (w *Webhooks) Load(ctx context.Context, id string) (d webhook.Delivery, att
 	var payload []byte
 	var created time.Time
 	err = w.pool.QueryRow(ctx, `SELECT d.event, d.state, d.attempts, d.payload, d.created_at, w.url, w.secret
-		FROM webhook_deliveries d JOIN webhooks w ON w.id = d.webhook_id WHERE d.id = $1`, id).
+		FROM webhook_deliveries d JOIN webhooks w ON w.tenant = d.tenant AND w.id = d.webhook_id WHERE d.id = $1`, id).
 		Scan(&d.Event, &state, &attempts, &payload, &created, &d.URL, &d.Secret)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return d, 0, false, nil // its endpoint was deleted
@@ -149,12 +149,13 @@ func (w *Webhooks) RecordAttempt(ctx context.Context, id string, status int, sen
 	}
 	return Translate(pgx.BeginFunc(ctx, w.pool, func(tx pgx.Tx) error {
 		var n int
+		var tenant string
 		if err := tx.QueryRow(ctx, `UPDATE webhook_deliveries SET attempts = attempts + 1, last_status = $2, last_error = $3, state = $4,
-			delivered_at = CASE WHEN $4 = 'delivered' THEN now() END WHERE id = $1 RETURNING attempts`, id, status, errText, state).Scan(&n); err != nil {
+			delivered_at = CASE WHEN $4 = 'delivered' THEN now() END WHERE id = $1 RETURNING attempts, tenant`, id, status, errText, state).Scan(&n, &tenant); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (delivery_id, attempt, status, error, duration_ms) VALUES ($1, $2, $3, $4, $5)`,
-			id, n, status, errText, took.Milliseconds())
+		_, err := tx.Exec(ctx, `INSERT INTO webhook_attempts (tenant, delivery_id, attempt, status, error, duration_ms) VALUES ($1, $2, $3, $4, $5, $6)`,
+			tenant, id, n, status, errText, took.Milliseconds())
 		return err
 	}))
 }
@@ -162,8 +163,8 @@ func (w *Webhooks) RecordAttempt(ctx context.Context, id string, status int, sen
 // enqueueEnrollEvents writes, in the transaction that finishes them, one
 // delivery per subscribed endpoint for each finished enroll request.
 func enqueueEnrollEvents(ctx context.Context, tx pgx.Tx, ids []string) error {
-	_, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, event, payload)
-		SELECT gen_random_uuid(), w.id, e.event, jsonb_build_object('enrollment', jsonb_strip_nulls(jsonb_build_object(
+	_, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, tenant, webhook_id, event, payload)
+		SELECT gen_random_uuid(), w.tenant, w.id, e.event, jsonb_build_object('enrollment', jsonb_strip_nulls(jsonb_build_object(
 			'id', r.id, 'gallery', r.version, 'state', r.state, 'outcome', r.outcome, 'reason', nullif(r.reason, ''),
 			'score', CASE WHEN r.state = 'done' THEN round(r.score::numeric, 4) END,
 			'person', CASE WHEN p.id IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object('puid', p.puid, 'guid', p.guid,
@@ -181,8 +182,8 @@ func enqueueEnrollEvents(ctx context.Context, tx pgx.Tx, ids []string) error {
 
 // enqueuePersonDeleted writes the person.deleted deliveries of a delete.
 func enqueuePersonDeleted(ctx context.Context, tx pgx.Tx, p engine.Person) error {
-	_, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, webhook_id, event, payload)
-		SELECT gen_random_uuid(), w.id, 'person.deleted', jsonb_build_object('person', jsonb_strip_nulls(jsonb_build_object(
+	_, err := tx.Exec(ctx, `INSERT INTO webhook_deliveries (id, tenant, webhook_id, event, payload)
+		SELECT gen_random_uuid(), w.tenant, w.id, 'person.deleted', jsonb_build_object('person', jsonb_strip_nulls(jsonb_build_object(
 			'puid', $2::text, 'guid', $3::text, 'user_identifier', nullif($4::text, ''), 'gallery', $5::text)))
 		FROM webhooks w WHERE w.tenant = $1 AND 'person.deleted' = ANY(w.events)`,
 		p.Gallery.Tenant, p.PUID, p.GUID, p.ExternalID, p.Gallery.Version)

@@ -47,7 +47,7 @@ func TestPGVectorSearch(t *testing.T) {
 				t.Errorf("exact results out of order at %d", j)
 			}
 		}
-		hnsw, err := vectorstore.HNSWScan(ctx, pool, gallery, probe, 10, 200)
+		hnsw, err := vectorstore.HNSWScan(ctx, pool, gallery, probe, 10, 200, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -193,7 +193,7 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 		if err := measureInto(Result{Backend: fmt.Sprintf("pgvector-hnsw-ef%d", ef), BuildS: hnswS,
 			Note: "iterative_scan relaxed_order; build = CREATE INDEX"},
 			func(p engine.Embedding) ([]engine.Match, error) {
-				return vectorstore.HNSWScan(ctx, pool, gallery, p, o.k, ef)
+				return vectorstore.HNSWScan(ctx, pool, gallery, p, o.k, ef, false)
 			}); err != nil {
 			return err
 		}
