@@ -32,7 +32,7 @@ chart-test:
 chaos: services
 	@$(ENV) && go test ./chaos -run '^TestFaults$$' -count=1 -v -timeout 40m -args -chaos.full
 
-FUZZTIME ?= 25s
+FUZZTIME ?= 20s
 fuzz:
 	@$(ENV) && bash scripts/fuzz.sh ./crypto FuzzDecrypt $(FUZZTIME)
 	@$(ENV) && bash scripts/fuzz.sh ./crypto FuzzOpenV3 $(FUZZTIME)
