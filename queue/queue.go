@@ -10,8 +10,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -51,13 +53,56 @@ func NewEnrollTask(id, queueName string) *asynq.Task {
 
 // OpenRedis returns the process's one Redis client for REDIS_URL: asynq,
 // the rate limits and the replay cache all share it. It does not wait for
-// Redis.
+// Redis. Several comma-separated addresses name a Redis Cluster
+// (redis://[user:pass@]host1:port,host2:port,…): the client then follows
+// the cluster's slots and failovers.
 func OpenRedis(url string) (redis.UniversalClient, error) {
+	if rest, ok := strings.CutPrefix(url, "redis://"); ok && strings.Contains(strings.SplitN(rest, "/", 2)[0], ",") {
+		hosts := strings.SplitN(rest, "/", 2)[0]
+		first, _, _ := strings.Cut(hosts, ",")
+		opt, err := redis.ParseURL("redis://" + first)
+		if err != nil {
+			return nil, fmt.Errorf("REDIS_URL: %w", err)
+		}
+		addrs := []string{opt.Addr}
+		for _, h := range strings.Split(hosts, ",")[1:] {
+			if h == "" || strings.Contains(h, "@") {
+				return nil, fmt.Errorf("REDIS_URL: cluster form is redis://[user:pass@]host:port,host:port,…")
+			}
+			addrs = append(addrs, h)
+		}
+		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Username: opt.Username, Password: opt.Password,
+			TLSConfig: opt.TLSConfig}), nil
+	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
 	return redis.NewClient(opt), nil
+}
+
+// Shards names the queues of an enroll queue split n ways: the base name
+// alone for n ≤ 1, else base-00, base-01, … Each asynq queue lives in one
+// hash slot, so on a Redis Cluster one queue is one master; shards spread
+// the queue over the masters.
+func Shards(base string, n int) []string {
+	if n <= 1 {
+		return []string{base}
+	}
+	out := make([]string, n)
+	for i := range out {
+		out[i] = fmt.Sprintf("%s-%02d", base, i)
+	}
+	return out
+}
+
+// shardOf is the shard of enroll request id: stable, so a repeated enqueue
+// meets its task id in the same queue. (Batching by gallery happens in
+// PostgreSQL, whichever shard a request's task is in.)
+func shardOf(queues []string, id string) string {
+	h := fnv.New32a()
+	h.Write([]byte(id))
+	return queues[int(h.Sum32()%uint32(len(queues)))]
 }
 
 // ConnOpt hands an open client to libraries that want asynq's connection
@@ -71,47 +116,65 @@ func (o ConnOpt) MakeRedisClient() any { return o.Client }
 type Client struct {
 	client    *asynq.Client
 	inspector *asynq.Inspector
-	queue     string
+	queues    []string // the shards of the enroll queue
 }
 
 var _ engine.Jobs = (*Client)(nil)
 
-// NewClient returns a Client of queue queueName ("" for DefaultQueue) on
-// rdb, which the caller closes.
-func NewClient(rdb redis.UniversalClient, queueName string) *Client {
+// NewClient returns a Client of queue queueName ("" for DefaultQueue),
+// split in shards queues (Shards), on rdb, which the caller closes.
+func NewClient(rdb redis.UniversalClient, queueName string, shards int) *Client {
 	if queueName == "" {
 		queueName = DefaultQueue
 	}
-	return &Client{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb), queue: queueName}
+	return &Client{client: asynq.NewClientFromRedisClient(rdb), inspector: asynq.NewInspectorFromRedisClient(rdb),
+		queues: Shards(queueName, shards)}
 }
 
 // EnqueueEnroll implements engine.Jobs. A task of that id already queued,
 // running or retained is left as it is; an archived one (its retries used
-// while the request stayed pending) is replaced. Redis errors wrap
-// engine.ErrUnavailable.
+// while the request stayed pending) is replaced. A failed enqueue is tried
+// again twice within about half a second (a Redis Cluster failover moves a
+// queue's master); after that the error wraps engine.ErrUnavailable and the
+// reconciler enqueues the request later.
 func (c *Client) EnqueueEnroll(ctx context.Context, id string) error {
-	_, err := c.client.EnqueueContext(ctx, NewEnrollTask(id, c.queue))
+	var err error
+	for attempt, pause := range []time.Duration{0, 150 * time.Millisecond, 350 * time.Millisecond} {
+		if attempt > 0 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w: enqueue: %w", engine.ErrUnavailable, err)
+			case <-time.After(pause):
+			}
+		}
+		if err = c.enqueue(ctx, id); err == nil {
+			return nil
+		}
+	}
+	return fmt.Errorf("%w: enqueue: %w", engine.ErrUnavailable, err)
+}
+
+func (c *Client) enqueue(ctx context.Context, id string) error {
+	q := shardOf(c.queues, id)
+	_, err := c.client.EnqueueContext(ctx, NewEnrollTask(id, q))
 	if errors.Is(err, asynq.ErrTaskIDConflict) {
-		info, ierr := c.inspector.GetTaskInfo(c.queue, id)
+		info, ierr := c.inspector.GetTaskInfo(q, id)
 		if ierr != nil || info.State != asynq.TaskStateArchived {
 			return nil
 		}
-		if err := c.inspector.DeleteTask(c.queue, id); err != nil {
-			return fmt.Errorf("%w: replace archived task: %w", engine.ErrUnavailable, err)
+		if err := c.inspector.DeleteTask(q, id); err != nil {
+			return fmt.Errorf("replace archived task: %w", err)
 		}
-		_, err = c.client.EnqueueContext(ctx, NewEnrollTask(id, c.queue))
+		_, err = c.client.EnqueueContext(ctx, NewEnrollTask(id, q))
 	}
-	if err != nil {
-		return fmt.Errorf("%w: enqueue: %w", engine.ErrUnavailable, err)
-	}
-	return nil
+	return err
 }
 
 // Inspector is the client's asynq inspector (queue depth, task states).
 func (c *Client) Inspector() *asynq.Inspector { return c.inspector }
 
-// Queue is the queue name the client enqueues to.
-func (c *Client) Queue() string { return c.queue }
+// Queues are the queues (shards) the client enqueues to.
+func (c *Client) Queues() []string { return c.queues }
 
 // Ping reports whether Redis answers.
 func (c *Client) Ping() error {
@@ -124,6 +187,7 @@ func (c *Client) Ping() error {
 // WorkerConfig tunes a Worker.
 type WorkerConfig struct {
 	Queue          string        // "" for DefaultQueue
+	Shards         int           // the enroll queue's shards (Shards); 0 or 1: one queue
 	Concurrency    int           // default 4
 	ReconcileEvery time.Duration // default 30 s
 	StaleAfter     time.Duration // pending longer than this is re-enqueued; default 1 min
@@ -168,7 +232,7 @@ func NewWorker(rdb redis.UniversalClient, svc *engine.Service, cfg WorkerConfig,
 		webhookClient: cfg.WebhookPolicy.Client()}
 	w.srv = asynq.NewServerFromRedisClient(rdb, asynq.Config{
 		Concurrency: cfg.Concurrency,
-		Queues:      map[string]int{cfg.Queue: 1},
+		Queues:      queueWeights(Shards(cfg.Queue, cfg.Shards)),
 		// A database or Redis outage is not the task's fault: it must not
 		// burn the task's retries.
 		IsFailure: func(err error) bool { return !errors.Is(err, engine.ErrUnavailable) },
@@ -191,6 +255,15 @@ func NewWorker(rdb redis.UniversalClient, svc *engine.Service, cfg WorkerConfig,
 		w.mux.HandleFunc(TypeWebhook, w.handleWebhook)
 	}
 	return w
+}
+
+// queueWeights serves every shard alike.
+func queueWeights(queues []string) map[string]int {
+	m := map[string]int{}
+	for _, q := range queues {
+		m[q] = 1
+	}
+	return m
 }
 
 // Run processes tasks until ctx ends, then shuts down gracefully, letting

@@ -90,7 +90,7 @@ func newService(store *postgres.Store, search *vectorstore.PGVector, jobs engine
 func TestWorkerRestart(t *testing.T) {
 	pool, store, search, rdb, qname := setup(t)
 	// One enroll per decision: a batch would take on the whole queue at once.
-	svc := newService(store, search, queue.NewClient(rdb, qname), engine.Config{EnrollWait: time.Millisecond, EnrollBatch: 1})
+	svc := newService(store, search, queue.NewClient(rdb, qname, 1), engine.Config{EnrollWait: time.Millisecond, EnrollBatch: 1})
 	ctx := context.Background()
 
 	const n = 60
@@ -139,13 +139,13 @@ func TestReconcilerRecoversLostEnqueue(t *testing.T) {
 	// Redis down at enqueue time: nothing listens on port 1.
 	downRedis := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	defer downRedis.Close()
-	svcDown := newService(store, search, queue.NewClient(downRedis, qname), engine.Config{EnrollWait: time.Millisecond})
+	svcDown := newService(store, search, queue.NewClient(downRedis, qname, 1), engine.Config{EnrollWait: time.Millisecond})
 	req, err := svcDown.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: gallery, Vectors: face(7)})
 	if err != nil {
 		t.Fatalf("SubmitEnroll with Redis down: %v (the request is durable and must be accepted)", err)
 	}
 
-	svc := newService(store, search, queue.NewClient(rdb, qname), engine.Config{})
+	svc := newService(store, search, queue.NewClient(rdb, qname, 1), engine.Config{})
 	startWorker(t, rdb, svc, queue.WorkerConfig{Queue: qname, ReconcileEvery: 50 * time.Millisecond, StaleAfter: time.Millisecond})
 	eventually(t, "the reconciled enroll", func() bool {
 		got, err := store.EnrollRequest(context.Background(), req.ID)

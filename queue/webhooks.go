@@ -59,7 +59,7 @@ func (w *Worker) dispatchWebhooks(ctx context.Context) {
 	}
 	var done []string
 	for _, id := range ids {
-		_, err := w.client.EnqueueContext(ctx, NewWebhookTask(id, w.cfg.Queue))
+		_, err := w.client.EnqueueContext(ctx, NewWebhookTask(id, Shards(w.cfg.Queue, w.cfg.Shards)[0]))
 		if err != nil && !errors.Is(err, asynq.ErrTaskIDConflict) {
 			w.log.WarnContext(ctx, "enqueue webhook delivery", "delivery", id, "err", err)
 			continue

@@ -83,7 +83,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 	}
 	dedup := &vectorstore.Dedup{PG: pg, Log: log}
 	a := &App{Pool: pool, Redis: rdb, Search: pg, Store: postgres.NewStore(pool, dedup), Keys: postgres.NewKeys(pool, cfg.MasterKey),
-		Jobs: queue.NewClient(rdb, cfg.Queue), Metrics: metrics.New(), Log: log, cfg: cfg, index: pg, errs: make(chan error, 2)}
+		Jobs: queue.NewClient(rdb, cfg.Queue, cfg.QueueShards), Metrics: metrics.New(), Log: log, cfg: cfg, index: pg, errs: make(chan error, 2)}
 	// The in-memory index serves identify (serve) and the enroll decision's
 	// exact dedup (serve with the worker, worker, import), each process its own.
 	switch cfg.SearchBackend {
@@ -153,7 +153,9 @@ func (a *App) wireSearch() error {
 	a.Metrics.Batching(scans, func() (int64, int64) { c, e, _ := a.Store.AuditStats(); return c, e })
 	a.Metrics.Galleries(a.Pool, log)
 	a.Metrics.PoolConns(a.Pool)
-	a.Metrics.Queue(a.Jobs.Inspector(), a.Jobs.Queue(), log)
+	for _, q := range a.Jobs.Queues() {
+		a.Metrics.Queue(a.Jobs.Inspector(), q, log)
+	}
 	a.index = a.Metrics.Index(a.index, backend)
 	log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)
 	return nil
@@ -220,7 +222,7 @@ func (a *App) Start() {
 // StartWorker runs the enroll worker and the HNSW index maintenance in the
 // background until Close. A worker that cannot run reports on Errors.
 func (a *App) StartWorker() {
-	w := queue.NewWorker(a.Redis, a.Service, queue.WorkerConfig{Queue: a.cfg.Queue, Concurrency: a.cfg.WorkerConc,
+	w := queue.NewWorker(a.Redis, a.Service, queue.WorkerConfig{Queue: a.cfg.Queue, Shards: a.cfg.QueueShards, Concurrency: a.cfg.WorkerConc,
 		ReconcileEvery: a.cfg.ReconcileEvery, StaleAfter: a.cfg.StaleAfter, Outbox: postgres.NewWebhooks(a.Pool),
 		WebhookPolicy: webhook.Policy{AllowPrivate: a.cfg.WebhookPrivate}, WebhookRetryBase: a.cfg.WebhookRetryBase}, a.Log)
 	a.background(func(ctx context.Context) {
@@ -229,7 +231,7 @@ func (a *App) StartWorker() {
 		}
 	})
 	a.background(func(ctx context.Context) { a.Search.KeepIndexes(ctx, a.cfg.ReconcileEvery, a.Log, a.NeedsHNSW) })
-	a.Log.Info("worker started", "queue", a.Jobs.Queue(), "concurrency", a.cfg.WorkerConc)
+	a.Log.Info("worker started", "queues", a.Jobs.Queues(), "concurrency", a.cfg.WorkerConc)
 }
 
 // NeedsHNSW reports whether identify may search pgvector's HNSW index:

@@ -43,6 +43,7 @@ type Config struct {
 	PlainRoutes      bool // serve /node/plainEnroll and /node/plainPredict
 	AuthFailures     int  // failed authentications per client address per minute; 0: no limit
 	TrustedProxies   []string
+	QueueShards      int           // the enroll queue split over this many asynq queues
 	WebhookPrivate   bool          // deliveries may go to private addresses and plain http
 	WebhookRetryBase time.Duration // first retry delay of a failed delivery
 }
@@ -72,6 +73,7 @@ var EnvDefaults = map[string]string{
 	"HNSW_EF_SEARCH":           "100",
 	"WORKER_CONCURRENCY":       "4",
 	"QUEUE_NAME":               "enroll",
+	"QUEUE_SHARDS":             "1",
 	"RECONCILE_EVERY":          "30s",
 	"RECONCILE_STALE_AFTER":    "1m",
 	"SEARCH_BACKEND":           "auto",
@@ -132,6 +134,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		HNSWEfSearch:     int(intVar("HNSW_EF_SEARCH", 1, 1000)),
 		WorkerConc:       int(intVar("WORKER_CONCURRENCY", 1, 1000)),
 		Queue:            env("QUEUE_NAME"),
+		QueueShards:      int(intVar("QUEUE_SHARDS", 1, 64)),
 		RatePerSecond:    int(intVar("RATE_LIMIT_PER_SECOND", 0, 1_000_000)),
 		RateBurst:        int(intVar("RATE_LIMIT_BURST", 1, 1_000_000)),
 		AuthFailures:     int(intVar("AUTH_FAILURES_PER_MINUTE", 0, 1_000_000)),
