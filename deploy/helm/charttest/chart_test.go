@@ -213,6 +213,30 @@ func TestChartValueSets(t *testing.T) {
 			t.Error("the worker Deployment sets replicas while KEDA owns them")
 		}
 	})
+	t.Run("KEDA on a sharded queue in a Redis Cluster", func(t *testing.T) {
+		objects := render(t, map[string]any{"queueShards": 3,
+			"worker": map[string]any{"keda": map[string]any{"enabled": true, "redisCluster": true, "redisAddress": "r1:6379,r2:6379"}}})
+		triggers := objects["ScaledObject/bm-biomatch-worker"]["spec"].(map[string]any)["triggers"].([]any)
+		var lists []string
+		for _, tr := range triggers {
+			tr := tr.(map[string]any)
+			meta := tr["metadata"].(map[string]any)
+			if tr["type"] != "redis-cluster" || meta["addresses"] != "r1:6379,r2:6379" {
+				t.Errorf("trigger %v, want redis-cluster on the given addresses", tr)
+			}
+			lists = append(lists, meta["listName"].(string))
+		}
+		if strings.Join(lists, " ") != "asynq:{enroll-00}:pending asynq:{enroll-01}:pending asynq:{enroll-02}:pending" {
+			t.Errorf("KEDA watches %v, want one trigger per shard", lists)
+		}
+		env := map[string]string{}
+		for _, e := range deployment(t, objects, "bm-biomatch-worker").Spec.Template.Spec.Containers[0].Env {
+			env[e.Name] = e.Value
+		}
+		if env["QUEUE_SHARDS"] != "3" {
+			t.Errorf("QUEUE_SHARDS %q, want 3", env["QUEUE_SHARDS"])
+		}
+	})
 	t.Run("no migrate hook", func(t *testing.T) {
 		if objects := render(t, map[string]any{"migrate": map[string]any{"enabled": false}}); objects["Job/bm-biomatch-migrate"] != nil {
 			t.Error("a migrate Job though disabled")

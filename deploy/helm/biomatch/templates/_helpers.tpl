@@ -23,8 +23,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
       key: {{ $name }}
       optional: {{ if or (eq $name "MASTER_KEY") (eq $name "ADMIN_TOKEN") }}true{{ else }}false{{ end }}
 {{- end }}
+- name: QUEUE_SHARDS
+  value: {{ .Values.queueShards | quote }}
 {{- range $name, $value := .Values.env }}
 - name: {{ $name }}
   value: {{ $value | quote }}
 {{- end }}
+{{- end -}}
+
+{{/* The enroll queue's names: QUEUE_NAME, or its shards name-00 … (queue.Shards). */}}
+{{- define "biomatch.queues" -}}
+{{- $base := .Values.env.QUEUE_NAME | default "enroll" -}}
+{{- $n := int .Values.queueShards -}}
+{{- if le $n 1 -}}{{ $base }}{{- else -}}
+{{- range $i := until $n -}}{{ if $i }},{{ end }}{{ printf "%s-%02d" $base $i }}{{- end -}}
+{{- end -}}
 {{- end -}}
