@@ -6,13 +6,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"testing"
 	"time"
 
 	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/internal/testenv"
 )
 
 // The domain's rules on the in-memory store: fast, no database.
@@ -45,7 +45,7 @@ func newService(t *testing.T, cfg engine.Config) (*engine.Service, *memStore) {
 		cfg.EnrollWait = 5 * time.Second
 	}
 	cfg.PollInterval = time.Millisecond
-	svc := mustService(engine.Deps{Store: store, Index: store, Follower: store, Jobs: jobs,
+	svc := testenv.NewService(t, engine.Deps{Store: store, Index: store, Follower: store, Jobs: jobs,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
 	jobs.svc = svc
 	t.Cleanup(jobs.wg.Wait)
@@ -253,7 +253,7 @@ func TestDeleteErases(t *testing.T) {
 func TestEnrollIsDurableAndIdempotent(t *testing.T) {
 	store := newMemStore()
 	jobs := &heldJobs{}
-	svc := mustService(engine.Deps{Store: store, Index: store, Jobs: jobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	svc := testenv.NewService(t, engine.Deps{Store: store, Index: store, Jobs: jobs, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		engine.Config{EnrollWait: 20 * time.Millisecond, PollInterval: time.Millisecond})
 	ctx := context.Background()
 	req, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: g, Vectors: face(1, 1)})
@@ -364,9 +364,9 @@ func submitPending(t *testing.T, svc *engine.Service, vectors ...[][]float64) []
 	return ids
 }
 
-func newHeldService() (*engine.Service, *memStore) {
+func newHeldService(t *testing.T) (*engine.Service, *memStore) {
 	store := newMemStore()
-	svc := mustService(engine.Deps{Store: store, Index: store, Jobs: &heldJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+	svc := testenv.NewService(t, engine.Deps{Store: store, Index: store, Jobs: &heldJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		engine.Config{EnrollWait: time.Millisecond, PollInterval: time.Millisecond})
 	return svc, store
 }
@@ -375,7 +375,7 @@ func newHeldService() (*engine.Service, *memStore) {
 // gallery, each compared with the earlier ones: two enrolls of one new face
 // make one person. The other tasks then find their requests done.
 func TestBatchedEnroll(t *testing.T) {
-	svc, store := newHeldService()
+	svc, store := newHeldService(t)
 	ctx := context.Background()
 	ids := submitPending(t, svc, face(1, 1), face(2, 1), face(1, 2), face(3, 1), face(2, 2))
 	if err := svc.ProcessEnroll(ctx, ids[0]); err != nil {
@@ -408,7 +408,7 @@ func TestBatchedEnroll(t *testing.T) {
 // TestBatchFailsOnlyTheBadItem: an item of a batch that fails is undone
 // alone and stays pending for its own task; the rest of the batch commits.
 func TestBatchFailsOnlyTheBadItem(t *testing.T) {
-	svc, store := newHeldService()
+	svc, store := newHeldService(t)
 	ctx := context.Background()
 	ids := submitPending(t, svc, face(1, 1), face(2, 1), face(3, 1))
 	store.failFinish = map[string]bool{ids[1]: true}
@@ -432,23 +432,6 @@ func TestBatchFailsOnlyTheBadItem(t *testing.T) {
 	}
 }
 
-// mustService is engine.NewService for configurations that are valid, with
-// the embedded calibration unless cfg names one.
-func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
-	if cfg.Levels.Calibration == nil {
-		cal, err := calibration.Embedded()
-		if err != nil {
-			panic(err)
-		}
-		cfg.Levels.Calibration = cal
-	}
-	s, err := engine.NewService(d, cfg)
-	if err != nil {
-		panic(err)
-	}
-	return s
-}
-
 // TestDedupDecidesAtItsLevel: enroll recognises an existing person at the
 // dedup level's threshold for the gallery's size: a face that resembles
 // one enrolled person as much as a lax level accepts is that person at
@@ -464,20 +447,8 @@ func TestDedupDecidesAtItsLevel(t *testing.T) {
 	// alice, and a face at cosine halfway between the low and medium
 	// thresholds of a one-template gallery.
 	alice := synth.Vector(512, 31, 0, 0)
-	other := synth.Vector(512, 32, 0, 0)
-	var dot, no float64
-	for i := range alice {
-		dot += float64(alice[i]) * float64(other[i])
-	}
 	c := (tLow + tMedium) / 2
-	near := make([]float64, len(alice))
-	for i := range alice {
-		near[i] = float64(other[i]) - dot*float64(alice[i]) // orthogonal to alice (unit vectors)
-		no += near[i] * near[i]
-	}
-	for i := range near {
-		near[i] = c*float64(alice[i]) + math.Sqrt(1-c*c)*near[i]/math.Sqrt(no)
-	}
+	near := synth.Float64s(synth.AtCosine(alice, c, 32))
 	for _, tc := range []struct {
 		level string
 		want  engine.Outcome

@@ -193,58 +193,84 @@ func sessionOperation(route string) string {
 	return "delete"
 }
 
-// keyAllowed takes one request from the key's rate limit. A Redis outage
-// fails open: it must not take identification down.
-func (g gate) keyAllowed(c *gin.Context, k engine.Key) bool {
+// overRate takes one request from the key's rate limit and reports how
+// long to wait when the key is over it. A Redis outage fails open: it must
+// not take identification down.
+func (g gate) overRate(c *gin.Context, k engine.Key) (time.Duration, bool) {
 	if g.limiter == nil {
-		return true
+		return 0, false
 	}
 	ok, wait, err := g.limiter.Allow(c.Request.Context(), "key:"+k.ID)
 	if err != nil {
 		g.log.WarnContext(c.Request.Context(), "rate limiter unavailable", "err", err)
-		return true
+		return 0, false
 	}
-	if !ok {
-		if g.metrics != nil {
-			g.metrics.RateLimited.Inc()
-		}
-		tooMany(c, wait, "rate limit exceeded for this key")
+	if !ok && g.metrics != nil {
+		g.metrics.RateLimited.Inc()
 	}
-	return ok
+	return wait, !ok
 }
 
-// addressAllowed refuses a client address that failed authentication too
-// often: a flood of guessed keys never reaches PostgreSQL. Fails open on a
-// Redis outage.
-func (g gate) addressAllowed(c *gin.Context) bool {
+// addressBlocked reports whether the client address failed authentication
+// too often, and for how long: a flood of guessed keys never reaches
+// PostgreSQL. Fails open on a Redis outage.
+func (g gate) addressBlocked(c *gin.Context) (time.Duration, bool) {
 	if g.failures == nil {
-		return true
+		return 0, false
 	}
 	ok, wait, err := g.failures.Peek(c.Request.Context(), "authfail:"+c.ClientIP())
 	if err != nil {
 		g.log.WarnContext(c.Request.Context(), "failed-authentication limiter unavailable", "err", err)
-		return true
+		return 0, false
 	}
-	if !ok {
+	return wait, !ok
+}
+
+// countFailure counts a failed authentication against the client address.
+func (g gate) countFailure(c *gin.Context) {
+	if g.failures == nil {
+		return
+	}
+	if _, _, err := g.failures.Allow(c.Request.Context(), "authfail:"+c.ClientIP()); err != nil {
+		g.log.WarnContext(c.Request.Context(), "failed-authentication limiter unavailable", "err", err)
+	}
+}
+
+// keyAllowed is overRate answered in CryptoNets' terms.
+func (g gate) keyAllowed(c *gin.Context, k engine.Key) bool {
+	if wait, over := g.overRate(c, k); over {
+		tooMany(c, wait, "rate limit exceeded for this key")
+		return false
+	}
+	return true
+}
+
+// addressAllowed is addressBlocked answered in CryptoNets' terms.
+func (g gate) addressAllowed(c *gin.Context) bool {
+	if wait, blocked := g.addressBlocked(c); blocked {
 		tooMany(c, wait, "too many failed authentications from this address")
+		return false
 	}
-	return ok
+	return true
 }
 
 // refuse answers the generic 403 of an unknown or inactive key and counts
 // the failure against the client's address.
 func (g gate) refuse(c *gin.Context) {
-	if g.failures != nil {
-		if _, _, err := g.failures.Allow(c.Request.Context(), "authfail:"+c.ClientIP()); err != nil {
-			g.log.WarnContext(c.Request.Context(), "failed-authentication limiter unavailable", "err", err)
-		}
-	}
+	g.countFailure(c)
 	c.JSON(http.StatusForbidden, statusReply{-1, "Failed to check api key"})
 }
 
-func tooMany(c *gin.Context, wait time.Duration, why string) {
+// retryAfter sets Retry-After to wait in whole seconds (at least 1) and
+// returns them.
+func retryAfter(c *gin.Context, wait time.Duration) int {
 	secs := max(int(math.Ceil(wait.Seconds())), 1)
 	c.Header("Retry-After", strconv.Itoa(secs))
+	return secs
+}
+
+func tooMany(c *gin.Context, wait time.Duration, why string) {
+	secs := retryAfter(c, wait)
 	c.JSON(http.StatusTooManyRequests, statusReply{-1, fmt.Sprintf("%s: retry after %d s", why, secs)})
 }
 

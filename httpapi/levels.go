@@ -25,22 +25,21 @@ const (
 	ctxDecision = "decision" // engine.Decision
 )
 
-// matchLevel is the security level of the call: the one the request asks
-// for in x-security-level, else its key's ("": the server's for the
-// version). A level laxer than the key's is ErrForbidden; an unknown one,
-// ErrInvalid.
-func matchLevel(svc *engine.Service, c *gin.Context, call *nodeCall) (string, error) {
-	asked := c.GetHeader(headerSecurityLevel)
-	if err := svc.CheckLevel(call.key.SecurityLevel); err != nil {
+// matchLevel is the security level a caller with key decides at: the one
+// it asks for (x-security-level on /node, security_level on /v1), else its
+// key's ("": the server's for the version). A level laxer than the key's
+// is ErrForbidden; an unknown one, ErrInvalid.
+func matchLevel(svc *engine.Service, key engine.Key, asked string) (string, error) {
+	if err := svc.CheckLevel(key.SecurityLevel); err != nil {
 		return "", fmt.Errorf("this API key's level is not in the server's calibration (ask its operator): %w", err)
 	}
-	if err := svc.LevelAllowed(call.key.SecurityLevel, asked); err != nil {
-		return "", fmt.Errorf("%s: %w", headerSecurityLevel, err)
+	if err := svc.LevelAllowed(key.SecurityLevel, asked); err != nil {
+		return "", err
 	}
 	if asked != "" {
 		return asked, nil
 	}
-	return call.key.SecurityLevel, nil
+	return key.SecurityLevel, nil
 }
 
 // reportDecision writes d's headers and keeps it for the log line.

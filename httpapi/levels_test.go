@@ -2,7 +2,6 @@ package httpapi_test
 
 import (
 	"context"
-	"math"
 	"strconv"
 	"strings"
 	"testing"
@@ -11,28 +10,6 @@ import (
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/postgres"
 )
-
-// atCosine returns a unit vector whose cosine with v is c.
-func atCosine(v []float32, c float64, seed uint64) []float32 {
-	w := synth.Vector(len(v), seed, 0, 0)
-	var dot, nv float64
-	for i := range v {
-		dot += float64(v[i]) * float64(w[i])
-		nv += float64(v[i]) * float64(v[i])
-	}
-	// w minus its component along v, normalised: orthogonal to v.
-	orth := make([]float64, len(v))
-	var no float64
-	for i := range v {
-		orth[i] = float64(w[i]) - dot/nv*float64(v[i])
-		no += orth[i] * orth[i]
-	}
-	out := make([]float32, len(v))
-	for i := range v {
-		out[i] = float32(c*float64(v[i])/math.Sqrt(nv) + math.Sqrt(1-c*c)*orth[i]/math.Sqrt(no))
-	}
-	return out
-}
 
 // TestSecurityLevelsEndToEnd: through the real router, a key's level
 // decides its predicts, a request may ask for a stricter level but not a
@@ -62,7 +39,7 @@ func TestSecurityLevelsEndToEnd(t *testing.T) {
 	curve := cal.Models[cal.DefaultModel]
 	tLow, _ := curve.Threshold(1e-2)
 	tMedium, _ := curve.Threshold(1e-3)
-	probe := atCosine(alice, (tLow+tMedium)/2, 77)
+	probe := synth.AtCosine(alice, (tLow+tMedium)/2, 77)
 
 	for _, tc := range []struct {
 		key, ask, wantLevel string

@@ -2,6 +2,7 @@ package httpapi
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -82,9 +83,9 @@ func handlePredict(svc *engine.Service) gin.HandlerFunc {
 			return
 		}
 		ctx := c.Request.Context()
-		level, err := matchLevel(svc, c, call)
+		level, err := matchLevel(svc, call.key, c.GetHeader(headerSecurityLevel))
 		if err != nil {
-			nodeError(c, err)
+			nodeError(c, fmt.Errorf("%s: %w", headerSecurityLevel, err))
 			return
 		}
 		if id := call.req.UserIdentifier; id != "" {

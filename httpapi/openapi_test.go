@@ -42,6 +42,23 @@ func openAPIValidator(t *testing.T) validator.Validator {
 	return v
 }
 
+// validateExchange validates a copy of one request/response pair against
+// the document (bodies are streams: body and raw are what was sent and read).
+func validateExchange(t *testing.T, v validator.Validator, name string, req *http.Request, body string, resp *http.Response, raw []byte) {
+	t.Helper()
+	vreq, _ := http.NewRequest(req.Method, "http://127.0.0.1:8000"+req.URL.RequestURI(), strings.NewReader(body))
+	vreq.Header = req.Header.Clone()
+	vresp := &http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(raw)), Request: vreq}
+	if ok, errs := v.ValidateHttpResponse(vreq, vresp); !ok {
+		for _, e := range errs {
+			t.Errorf("%s %s %s → %d: %s: %s", name, req.Method, req.URL.RequestURI(), resp.StatusCode, e.Message, e.Reason)
+			for _, se := range e.SchemaValidationErrors {
+				t.Errorf("    %s", se.Reason)
+			}
+		}
+	}
+}
+
 // TestOpenAPIMatchesResponses sends real requests to every route and
 // validates each request/response pair against the served document, so the
 // document cannot drift from the code.
@@ -117,20 +134,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 			json.Unmarshal(raw, &r)
 			enrolledPUID, _ = r["puid"].(string)
 		}
-		// Validate a copy of the exchange: bodies are streams.
-		vreq, _ := http.NewRequest(c.method, "http://127.0.0.1:8000"+c.path, strings.NewReader(c.body))
-		for k, val := range c.headers {
-			vreq.Header.Set(k, val)
-		}
-		vresp := &http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(raw)), Request: vreq}
-		if ok, errs := v.ValidateHttpResponse(vreq, vresp); !ok {
-			for _, e := range errs {
-				t.Errorf("call %d %s %s → %d: %s: %s", i, c.method, c.path, resp.StatusCode, e.Message, e.Reason)
-				for _, se := range e.SchemaValidationErrors {
-					t.Errorf("    %s", se.Reason)
-				}
-			}
-		}
+		validateExchange(t, v, fmt.Sprintf("call %d", i), req, c.body, resp, raw)
 	}
 }
 
@@ -248,16 +252,6 @@ func TestOpenAPIMatchesV1(t *testing.T) {
 			json.Unmarshal(raw, &w)
 			hook = w["id"].(string)
 		}
-		vreq, _ := http.NewRequest(c.method, "http://127.0.0.1:8000"+c.path, strings.NewReader(c.body))
-		vreq.Header = req.Header.Clone()
-		vresp := &http.Response{StatusCode: resp.StatusCode, Header: resp.Header, Body: io.NopCloser(bytes.NewReader(raw)), Request: vreq}
-		if ok, errs := v.ValidateHttpResponse(vreq, vresp); !ok {
-			for _, e := range errs {
-				t.Errorf("call %d %s %s → %d: %s: %s", i, c.method, c.path, resp.StatusCode, e.Message, e.Reason)
-				for _, se := range e.SchemaValidationErrors {
-					t.Errorf("    %s", se.Reason)
-				}
-			}
-		}
+		validateExchange(t, v, fmt.Sprintf("call %d", i), req, c.body, resp, raw)
 	}
 }

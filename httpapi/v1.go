@@ -55,19 +55,15 @@ func (g gate) v1Auth() gin.HandlerFunc {
 			writeProblem(c, http.StatusUnauthorized, "unauthenticated", "send your API key as Authorization: Bearer <key>")
 			return
 		}
-		if g.failures != nil {
-			if ok, wait, err := g.failures.Peek(c.Request.Context(), "authfail:"+c.ClientIP()); err == nil && !ok {
-				c.Header("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
-				writeProblem(c, http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address")
-				return
-			}
+		if wait, blocked := g.addressBlocked(c); blocked {
+			retryAfter(c, wait)
+			writeProblem(c, http.StatusTooManyRequests, "rate-limited", "too many failed authentications from this address")
+			return
 		}
 		key, err := g.keys.bySecret(c.Request.Context(), strings.TrimSpace(secret))
 		switch {
 		case errors.Is(err, engine.ErrNotFound):
-			if g.failures != nil {
-				_, _, _ = g.failures.Allow(c.Request.Context(), "authfail:"+c.ClientIP())
-			}
+			g.countFailure(c)
 			c.Header("WWW-Authenticate", `Bearer realm="biomatch", error="invalid_token"`)
 			writeProblem(c, http.StatusUnauthorized, "unauthenticated", "unknown, revoked or expired key")
 			return
@@ -84,12 +80,10 @@ func (g gate) v1Auth() gin.HandlerFunc {
 		}
 		c.Set(ctxKeyPrefix, key.Prefix)
 		c.Set(ctxTenant, key.CustomerID)
-		if g.limiter != nil {
-			if ok, wait, err := g.limiter.Allow(c.Request.Context(), "key:"+key.ID); err == nil && !ok {
-				c.Header("Retry-After", strconv.Itoa(max(1, int(wait.Seconds()+0.999))))
-				writeProblem(c, http.StatusTooManyRequests, "rate-limited", "rate limit exceeded for this key")
-				return
-			}
+		if wait, over := g.overRate(c, key); over {
+			retryAfter(c, wait)
+			writeProblem(c, http.StatusTooManyRequests, "rate-limited", "rate limit exceeded for this key")
+			return
 		}
 		c.Set(ctxV1Key, key)
 		c.Next()
@@ -420,18 +414,10 @@ func v1Probe(c *gin.Context, svc *engine.Service) (probeRequest, engine.Embeddin
 		v1Error(c, err)
 		return req, nil, "", false
 	}
-	key := v1KeyFrom(c)
-	if err := svc.CheckLevel(key.SecurityLevel); err != nil {
-		v1Error(c, fmt.Errorf("this API key's level is not in the server's calibration (ask its operator): %w", err))
-		return req, nil, "", false
-	}
-	if err := svc.LevelAllowed(key.SecurityLevel, req.SecurityLevel); err != nil {
+	level, err := matchLevel(svc, v1KeyFrom(c), req.SecurityLevel)
+	if err != nil {
 		v1Error(c, fmt.Errorf("security_level: %w", err))
 		return req, nil, "", false
-	}
-	level := req.SecurityLevel
-	if level == "" {
-		level = key.SecurityLevel
 	}
 	return req, probe, level, true
 }
@@ -563,18 +549,15 @@ func (g gate) handleToken(creds Credentials) gin.HandlerFunc {
 			fail(http.StatusUnauthorized, "invalid_client", "client_id and client_secret are required")
 			return
 		}
-		if g.failures != nil {
-			if ok, _, err := g.failures.Peek(c.Request.Context(), "authfail:"+c.ClientIP()); err == nil && !ok {
-				fail(http.StatusTooManyRequests, "invalid_client", "too many failed authentications from this address")
-				return
-			}
+		if wait, blocked := g.addressBlocked(c); blocked {
+			retryAfter(c, wait)
+			fail(http.StatusTooManyRequests, "invalid_client", "too many failed authentications from this address")
+			return
 		}
 		token, expires, err := creds.IssueToken(c.Request.Context(), id, secret)
 		switch {
 		case errors.Is(err, engine.ErrNotFound):
-			if g.failures != nil {
-				_, _, _ = g.failures.Allow(c.Request.Context(), "authfail:"+c.ClientIP())
-			}
+			g.countFailure(c)
 			fail(http.StatusUnauthorized, "invalid_client", "unknown client or wrong secret")
 			return
 		case err != nil:

@@ -22,7 +22,7 @@ func shardedEnrolls(t *testing.T, rdb redis.UniversalClient, shards, n int) {
 	t.Helper()
 	pool, store, search, _, qname := setup(t)
 	jobs := queue.NewClient(rdb, qname, shards)
-	svc := newService(store, search, jobs, engine.Config{EnrollWait: time.Millisecond})
+	svc := newService(t, store, search, jobs, engine.Config{EnrollWait: time.Millisecond})
 	ctx := context.Background()
 	for i := range n {
 		if _, err := svc.SubmitEnroll(ctx, engine.EnrollInput{Gallery: gallery, Vectors: face(uint64(5000 + i))}); err != nil {

@@ -11,7 +11,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
@@ -80,8 +79,8 @@ func setup(t *testing.T) (*pgxpool.Pool, *postgres.Store, *vectorstore.PGVector,
 	return pool, postgres.NewStore(pool, search), search, rdb, testenv.Queue(t)
 }
 
-func newService(store *postgres.Store, search *vectorstore.PGVector, jobs engine.Jobs, cfg engine.Config) *engine.Service {
-	return mustService(engine.Deps{Store: store, Index: search, Jobs: jobs,
+func newService(t *testing.T, store *postgres.Store, search *vectorstore.PGVector, jobs engine.Jobs, cfg engine.Config) *engine.Service {
+	return testenv.NewService(t, engine.Deps{Store: store, Index: search, Jobs: jobs,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, cfg)
 }
 
@@ -90,7 +89,7 @@ func newService(store *postgres.Store, search *vectorstore.PGVector, jobs engine
 func TestWorkerRestart(t *testing.T) {
 	pool, store, search, rdb, qname := setup(t)
 	// One enroll per decision: a batch would take on the whole queue at once.
-	svc := newService(store, search, queue.NewClient(rdb, qname, 1), engine.Config{EnrollWait: time.Millisecond, EnrollBatch: 1})
+	svc := newService(t, store, search, queue.NewClient(rdb, qname, 1), engine.Config{EnrollWait: time.Millisecond, EnrollBatch: 1})
 	ctx := context.Background()
 
 	const n = 60
@@ -139,33 +138,16 @@ func TestReconcilerRecoversLostEnqueue(t *testing.T) {
 	// Redis down at enqueue time: nothing listens on port 1.
 	downRedis := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", DialTimeout: 100 * time.Millisecond, MaxRetries: -1})
 	defer downRedis.Close()
-	svcDown := newService(store, search, queue.NewClient(downRedis, qname, 1), engine.Config{EnrollWait: time.Millisecond})
+	svcDown := newService(t, store, search, queue.NewClient(downRedis, qname, 1), engine.Config{EnrollWait: time.Millisecond})
 	req, err := svcDown.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: gallery, Vectors: face(7)})
 	if err != nil {
 		t.Fatalf("SubmitEnroll with Redis down: %v (the request is durable and must be accepted)", err)
 	}
 
-	svc := newService(store, search, queue.NewClient(rdb, qname, 1), engine.Config{})
+	svc := newService(t, store, search, queue.NewClient(rdb, qname, 1), engine.Config{})
 	startWorker(t, rdb, svc, queue.WorkerConfig{Queue: qname, ReconcileEvery: 50 * time.Millisecond, StaleAfter: time.Millisecond})
 	eventually(t, "the reconciled enroll", func() bool {
 		got, err := store.EnrollRequest(context.Background(), req.ID)
 		return err == nil && got.State == engine.Done && got.Result.Outcome == engine.Created
 	})
-}
-
-// mustService is engine.NewService for configurations that are valid, with
-// the embedded calibration unless cfg names one.
-func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
-	if cfg.Levels.Calibration == nil {
-		cal, err := calibration.Embedded()
-		if err != nil {
-			panic(err)
-		}
-		cfg.Levels.Calibration = cal
-	}
-	s, err := engine.NewService(d, cfg)
-	if err != nil {
-		panic(err)
-	}
-	return s
 }

@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
@@ -41,8 +40,8 @@ func decide(t *testing.T, svc *engine.Service, store engine.Store, v []float32) 
 	return got.Result
 }
 
-func newDedupService(store engine.Store, index engine.Index) *engine.Service {
-	return mustService(engine.Deps{Store: store, Index: index, Jobs: noJobs{},
+func newDedupService(t *testing.T, store engine.Store, index engine.Index) *engine.Service {
+	return testenv.NewService(t, engine.Deps{Store: store, Index: index, Jobs: noJobs{},
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: 1})
 }
 
@@ -93,7 +92,7 @@ func TestDedupIsExactWhereHNSWMisses(t *testing.T) {
 		"in-memory index": &vectorstore.Dedup{Mem: mem, PG: pg.PGVector},
 	} {
 		store := postgres.NewStore(pool, search)
-		res := decide(t, newDedupService(store, pg), store, missed)
+		res := decide(t, newDedupService(t, store, pg), store, missed)
 		if res.Outcome != engine.Existing || res.Person.ID != truth.PersonID {
 			t.Errorf("%s: enroll of a returning person = %s person %d, want existing person %d", name, res.Outcome, res.Person.ID, truth.PersonID)
 		}
@@ -108,8 +107,8 @@ func TestDedupWaitsForTheIndex(t *testing.T) {
 	pg := newStore(t, pool, vectorstore.PGVectorConfig{})
 	mem := loadedSynced(t, pg, "auto")
 	store := postgres.NewStore(pool, &vectorstore.Dedup{Mem: mem, PG: pg.PGVector})
-	svc := newDedupService(store, mem)
-	other := newDedupService(pg.Store, pg) // another process: it writes, this one follows by NOTIFY
+	svc := newDedupService(t, store, mem)
+	other := newDedupService(t, pg.Store, pg) // another process: it writes, this one follows by NOTIFY
 	for i := range uint64(20) {
 		first := decide(t, other, pg.Store, synth.Vector(256, 5000+i, 0.2, 1))
 		again := decide(t, svc, store, synth.Vector(256, 5000+i, 0.2, 2))
@@ -129,7 +128,7 @@ func TestBatchedEnrollOnPostgres(t *testing.T) {
 	testenv.Enroll(t, pg.Store, gallery, 50, 256) // a gallery to search
 	mem := loadedSynced(t, pg, "auto")
 	store := postgres.NewStore(pool, &vectorstore.Dedup{Mem: mem, PG: pg.PGVector})
-	svc := newDedupService(store, mem)
+	svc := newDedupService(t, store, mem)
 	ctx := context.Background()
 	var ids []string
 	for sample := range uint64(2) {
@@ -174,7 +173,7 @@ func TestWaitingEnrollIsWoken(t *testing.T) {
 	wg.Go(func() { finished.Follow(ctx) })
 	defer func() { cancel(); wg.Wait() }()
 	jobs := &workerJobs{}
-	svc := mustService(engine.Deps{Store: pg.Store, Index: pg, Finished: finished, Jobs: jobs,
+	svc := testenv.NewService(t, engine.Deps{Store: pg.Store, Index: pg, Finished: finished, Jobs: jobs,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: 30 * time.Second, PollInterval: time.Hour})
 	jobs.svc = svc
 	<-finished.Listening()
@@ -198,21 +197,4 @@ type workerJobs struct {
 func (j *workerJobs) EnqueueEnroll(ctx context.Context, id string) error {
 	j.wg.Go(func() { j.svc.ProcessEnroll(context.Background(), id) })
 	return nil
-}
-
-// mustService is engine.NewService for configurations that are valid, with
-// the embedded calibration unless cfg names one.
-func mustService(d engine.Deps, cfg engine.Config) *engine.Service {
-	if cfg.Levels.Calibration == nil {
-		cal, err := calibration.Embedded()
-		if err != nil {
-			panic(err)
-		}
-		cfg.Levels.Calibration = cal
-	}
-	s, err := engine.NewService(d, cfg)
-	if err != nil {
-		panic(err)
-	}
-	return s
 }

@@ -47,3 +47,26 @@ func Float64s(v []float32) []float64 {
 	}
 	return out
 }
+
+// AtCosine returns a unit vector whose cosine with v is c: v's direction
+// plus a part orthogonal to it, from the identity seed.
+func AtCosine(v []float32, c float64, seed uint64) []float32 {
+	w := Vector(len(v), seed, 0, 0)
+	var dot, nv float64
+	for i := range v {
+		dot += float64(v[i]) * float64(w[i])
+		nv += float64(v[i]) * float64(v[i])
+	}
+	// w minus its component along v, normalised: orthogonal to v.
+	orth := make([]float64, len(v))
+	var no float64
+	for i := range v {
+		orth[i] = float64(w[i]) - dot/nv*float64(v[i])
+		no += orth[i] * orth[i]
+	}
+	out := make([]float32, len(v))
+	for i := range v {
+		out[i] = float32(c*float64(v[i])/math.Sqrt(nv) + math.Sqrt(1-c*c)*orth[i]/math.Sqrt(no))
+	}
+	return out
+}

@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/postgres"
@@ -162,4 +163,22 @@ func Enroll(t testing.TB, store engine.Store, g engine.Gallery, n, dim int) map[
 		t.Fatal(err)
 	}
 	return out
+}
+
+// NewService is engine.NewService for a test: with the embedded calibration
+// unless cfg names one, failing t on a configuration error.
+func NewService(t testing.TB, d engine.Deps, cfg engine.Config) *engine.Service {
+	t.Helper()
+	if cfg.Levels.Calibration == nil {
+		cal, err := calibration.Embedded()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cfg.Levels.Calibration = cal
+	}
+	s, err := engine.NewService(d, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }
