@@ -66,21 +66,29 @@ func (s *Keys) CreateSession(ctx context.Context, parent engine.Key, o engine.Se
 // bySessionSecret returns the parent key of a live session key, with the
 // session's scope. Unknown, expired or used up: ErrNotFound.
 func (s *Keys) bySessionSecret(ctx context.Context, secret string) (engine.Key, error) {
-	var k engine.Key
 	var sess engine.Session
-	err := s.pool.QueryRow(ctx, `SELECT `+prefixed("k.", keyColumns)+`, s.id::text, s.operations, s.user_identifier, s.uses_left, s.expires_at
+	k, err := activeKey(s.pool.QueryRow(ctx, `SELECT `+prefixed("k.", keyColumns)+`, s.id::text, s.operations, s.user_identifier, s.uses_left, s.expires_at
 		FROM session_keys s JOIN api_keys k ON k.id = s.parent_key_id
-		WHERE s.key_hash = $1 AND s.expires_at > now() AND s.uses_left > 0`, crypto.HashAPIKey(secret)).
-		Scan(keyDest(&k, &sess.ID, &sess.Operations, &sess.UserIdentifier, &sess.UsesLeft, &sess.ExpiresAt)...)
+		WHERE s.key_hash = $1 AND s.expires_at > now() AND s.uses_left > 0`, crypto.HashAPIKey(secret)),
+		&sess.ID, &sess.Operations, &sess.UserIdentifier, &sess.UsesLeft, &sess.ExpiresAt)
+	if err != nil {
+		return engine.Key{}, err
+	}
+	k.Session = &sess
+	return k, nil
+}
+
+// activeKey scans a row of keyColumns (then extra) into a key: no row, or
+// a key that is not active, is ErrNotFound.
+func activeKey(row pgx.Row, extra ...any) (engine.Key, error) {
+	var k engine.Key
+	err := row.Scan(keyDest(&k, extra...)...)
 	switch {
-	case errors.Is(err, pgx.ErrNoRows):
+	case errors.Is(err, pgx.ErrNoRows) || (err == nil && !k.Active()):
 		return engine.Key{}, engine.ErrNotFound
 	case err != nil:
 		return engine.Key{}, Translate(err)
-	case !k.Active():
-		return engine.Key{}, engine.ErrNotFound
 	}
-	k.Session = &sess
 	return k, nil
 }
 

@@ -2,10 +2,7 @@ package postgres
 
 import (
 	"context"
-	"errors"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/engine"
@@ -45,18 +42,12 @@ func (s *Keys) IssueToken(ctx context.Context, clientID, clientSecret string) (s
 // byToken returns the key an unexpired access token acts for, with the
 // token's expiry set. Unknown or expired: ErrNotFound.
 func (s *Keys) byToken(ctx context.Context, token string) (engine.Key, error) {
-	var k engine.Key
 	var expires time.Time
-	err := s.pool.QueryRow(ctx, `SELECT `+prefixed("k.", keyColumns)+`, t.expires_at
+	k, err := activeKey(s.pool.QueryRow(ctx, `SELECT `+prefixed("k.", keyColumns)+`, t.expires_at
 		FROM access_tokens t JOIN api_keys k ON k.id = t.parent_key_id
-		WHERE t.token_hash = $1 AND t.expires_at > now()`, crypto.HashAPIKey(token)).Scan(keyDest(&k, &expires)...)
-	switch {
-	case errors.Is(err, pgx.ErrNoRows):
-		return engine.Key{}, engine.ErrNotFound
-	case err != nil:
-		return engine.Key{}, Translate(err)
-	case !k.Active():
-		return engine.Key{}, engine.ErrNotFound
+		WHERE t.token_hash = $1 AND t.expires_at > now()`, crypto.HashAPIKey(token)), &expires)
+	if err != nil {
+		return engine.Key{}, err
 	}
 	k.TokenExpires = &expires
 	return k, nil

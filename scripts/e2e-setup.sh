@@ -8,12 +8,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 web="$root/e2e/web"
 dist="$web/dist"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_updated=
-apt_install() {
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=/dev/null
+source "$root/scripts/apt.sh"
 
 command -v chromium >/dev/null || { echo "e2e: installing chromium from Debian" >&2; apt_install chromium; }
 command -v npm >/dev/null || { echo "e2e: installing npm from Debian" >&2; apt_install nodejs npm; }
@@ -32,7 +28,7 @@ cp -R "$sdk/wasm" "$sdk/workers" "$dist/"
 if [ ! -f "$dist/face.png" ]; then
   echo "e2e: extracting public-domain images from Debian's python3-skimage" >&2
   tmp=$(mktemp -d)
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
+  apt_update
   (cd "$tmp" && apt-get download python3-skimage >/dev/null 2>&1) || { echo "e2e: cannot download python3-skimage" >&2; exit 1; }
   dpkg -x "$tmp"/python3-skimage_*.deb "$tmp/x"
   data=$(find "$tmp/x" -type d -path '*skimage/data' | head -1)

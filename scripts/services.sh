@@ -26,13 +26,8 @@ port_free() {
   fi
 }
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-
-apt_updated=
-apt_install() {
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq >&2; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >&2
-}
+# shellcheck source=/dev/null
+source "$(dirname "$0")/apt.sh"
 
 install_redis() {
   command -v redis-server >/dev/null && return

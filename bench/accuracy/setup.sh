@@ -8,12 +8,8 @@ set -euo pipefail
 web=$(cd "$(dirname "$0")/web" && pwd)
 dist="$web/dist"
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
-apt_updated=
-apt_install() {
-  if [ -z "$apt_updated" ]; then as_root apt-get update -qq >/dev/null; apt_updated=1; fi
-  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
-}
+# shellcheck source=/dev/null
+source "$(dirname "$0")/../../scripts/apt.sh"
 command -v chromium >/dev/null || { echo "accuracy: installing chromium from Debian" >&2; apt_install chromium; }
 command -v npm >/dev/null || { echo "accuracy: installing npm from Debian" >&2; apt_install nodejs npm; }
 

@@ -124,8 +124,8 @@ func empiricalThreshold(imp scores, f float64) float64 {
 	return math.Nextafter(imp[len(imp)-1-k], 2)
 }
 
-// identityPairs is every pair of distinct identities, for the impostor set
-// and its bootstrap.
+// identityPair names two identities (a < b): a reviewed pair of portraits,
+// or an impostor pair of the bootstrap.
 type identityPair struct{ a, b int }
 
 // bootstrapThresholds resamples identities with replacement (b times),
