@@ -10,6 +10,7 @@ import (
 	"bufio"
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -19,6 +20,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/biomatch/biomatch/calibration"
@@ -94,13 +96,32 @@ func newDatabase(t testing.TB, template string) string {
 			return
 		}
 		defer admin.Close(ctx)
-		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)"); err != nil {
+		if err := DropDatabase(ctx, admin, name); err != nil {
 			t.Errorf("drop database %s: %v", name, err)
 		}
 	})
 	u, _ := url.Parse(base)
 	u.Path = "/" + name
 	return u.String()
+}
+
+// DropDatabase drops name, ending its sessions. The service's role may end
+// its own sessions only: while an autovacuum worker (no role) is on the
+// database, PostgreSQL refuses with 42501, so it waits for the worker to
+// finish and tries again until ctx ends.
+func DropDatabase(ctx context.Context, admin *pgx.Conn, name string) error {
+	for {
+		_, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		var pgErr *pgconn.PgError
+		if !errors.As(err, &pgErr) || pgErr.Code != "42501" {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 // NewPool returns a pool on a fresh, migrated database, closed when the test ends.

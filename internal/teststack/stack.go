@@ -15,10 +15,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/biomatch/biomatch/internal/app"
+	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/postgres"
 )
 
@@ -59,8 +61,12 @@ func Start(databaseURL, redisURL string, o Options) (*Stack, error) {
 		return nil, err
 	}
 	s.stop = append(s.stop, func() {
-		admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-		admin.Close(context.Background())
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := testenv.DropDatabase(ctx, admin, name); err != nil {
+			slog.Warn("teststack: drop database", "database", name, "err", err)
+		}
+		admin.Close(ctx)
 	})
 	u, _ := url.Parse(databaseURL)
 	u.Path = "/" + name
