@@ -142,10 +142,11 @@ func (c *galleryCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// Queue reports the enroll queue's depth by state, and its processed and
-// failed totals, from Redis at each scrape.
-func (m *Metrics) Queue(inspector *asynq.Inspector, queue string, log *slog.Logger) {
-	m.Registry.MustRegister(&queueCollector{inspector: inspector, queue: queue, log: log,
+// Queue reports each enroll queue's depth by state, and its processed and
+// failed totals, from Redis at each scrape: one collector for all the
+// queues (the shards of a sharded enroll queue).
+func (m *Metrics) Queue(inspector *asynq.Inspector, queues []string, log *slog.Logger) {
+	m.Registry.MustRegister(&queueCollector{inspector: inspector, queues: queues, log: log,
 		depth:  prometheus.NewDesc("biomatch_queue_tasks", "Enroll tasks by state.", []string{"queue", "state"}, nil),
 		totals: prometheus.NewDesc("biomatch_queue_tasks_total", "Enroll tasks processed and failed (each failed attempt, retries included) today.", []string{"queue", "result"}, nil),
 	})
@@ -153,7 +154,7 @@ func (m *Metrics) Queue(inspector *asynq.Inspector, queue string, log *slog.Logg
 
 type queueCollector struct {
 	inspector     *asynq.Inspector
-	queue         string
+	queues        []string
 	log           *slog.Logger
 	depth, totals *prometheus.Desc
 }
@@ -161,17 +162,19 @@ type queueCollector struct {
 func (c *queueCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.depth; ch <- c.totals }
 
 func (c *queueCollector) Collect(ch chan<- prometheus.Metric) {
-	info, err := c.inspector.GetQueueInfo(c.queue)
-	if err != nil {
-		// A queue nobody has used yet does not exist in Redis: report zeros.
-		info = &asynq.QueueInfo{Queue: c.queue}
+	for _, q := range c.queues {
+		info, err := c.inspector.GetQueueInfo(q)
+		if err != nil {
+			// A queue nobody has used yet does not exist in Redis: report zeros.
+			info = &asynq.QueueInfo{Queue: q}
+		}
+		for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
+			"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
+			ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), q, state)
+		}
+		ch <- prometheus.MustNewConstMetric(c.totals, prometheus.GaugeValue, float64(info.Processed), q, "processed")
+		ch <- prometheus.MustNewConstMetric(c.totals, prometheus.GaugeValue, float64(info.Failed), q, "failed")
 	}
-	for state, n := range map[string]int{"pending": info.Pending, "active": info.Active, "scheduled": info.Scheduled,
-		"retry": info.Retry, "archived": info.Archived, "completed": info.Completed} {
-		ch <- prometheus.MustNewConstMetric(c.depth, prometheus.GaugeValue, float64(n), c.queue, state)
-	}
-	ch <- prometheus.MustNewConstMetric(c.totals, prometheus.GaugeValue, float64(info.Processed), c.queue, "processed")
-	ch <- prometheus.MustNewConstMetric(c.totals, prometheus.GaugeValue, float64(info.Failed), c.queue, "failed")
 }
 
 // Index times an engine.Index's searches under a backend label; backend is

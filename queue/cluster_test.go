@@ -3,8 +3,6 @@ package queue_test
 import (
 	"context"
 	"fmt"
-	"net"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/queue"
 )
 
@@ -60,8 +59,8 @@ func TestShardedQueue(t *testing.T) {
 // masters, three replicas); REDIS_URL's cluster form, asynq on it with the
 // enroll queue in 16 shards spread over the masters.
 func TestRedisCluster(t *testing.T) {
-	addrs := startCluster(t)
-	rdb, err := queue.OpenRedis("redis://" + strings.Join(addrs, ","))
+	cluster := testenv.StartRedisCluster(t)
+	rdb, err := queue.OpenRedis(cluster.URL())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,66 +81,4 @@ func TestRedisCluster(t *testing.T) {
 	if len(masters) < 2 {
 		t.Errorf("16 shards fall in %d thirds of the slot space, want the load on several masters", len(masters))
 	}
-}
-
-// startCluster starts six redis-server nodes on free loopback ports and
-// joins them into a cluster; they stop with the test.
-func startCluster(t *testing.T) []string {
-	t.Helper()
-	for _, bin := range []string{"redis-server", "redis-cli"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Fatalf("%s is not installed: make services installs it", bin)
-		}
-	}
-	dir := t.TempDir()
-	var addrs []string
-	for i := range 6 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		cmd := exec.Command("redis-server", "--bind", "127.0.0.1", "--port", fmt.Sprint(port), "--cluster-enabled", "yes",
-			"--cluster-config-file", fmt.Sprintf("%s/nodes-%d.conf", dir, i), "--dir", dir, "--save", "", "--appendonly", "no",
-			"--logfile", fmt.Sprintf("%s/node-%d.log", dir, i))
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
-		addrs = append(addrs, fmt.Sprintf("127.0.0.1:%d", port))
-	}
-	for _, a := range addrs {
-		host, port, _ := net.SplitHostPort(a)
-		deadline := time.Now().Add(10 * time.Second)
-		for exec.Command("redis-cli", "-h", host, "-p", port, "ping").Run() != nil {
-			if time.Now().After(deadline) {
-				t.Fatalf("redis node %s did not start", a)
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-	}
-	args := append([]string{"--cluster", "create"}, addrs...)
-	if out, err := exec.Command("redis-cli", append(args, "--cluster-replicas", "1", "--cluster-yes")...).CombinedOutput(); err != nil {
-		t.Fatalf("redis-cli --cluster create: %v\n%s", err, out)
-	}
-	// Every node must see the whole cluster, and the replicas be in sync,
-	// before clients subscribe.
-	deadline := time.Now().Add(30 * time.Second)
-	for _, a := range addrs {
-		host, port, _ := net.SplitHostPort(a)
-		for {
-			out, _ := exec.Command("redis-cli", "-h", host, "-p", port, "cluster", "info").Output()
-			repl, _ := exec.Command("redis-cli", "-h", host, "-p", port, "info", "replication").Output()
-			if strings.Contains(string(out), "cluster_state:ok") && strings.Contains(string(out), "cluster_known_nodes:6") &&
-				(strings.Contains(string(repl), "role:master") || strings.Contains(string(repl), "master_link_status:up")) {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("node %s did not settle:\n%s\n%s", a, out, repl)
-			}
-			time.Sleep(100 * time.Millisecond)
-		}
-	}
-	return addrs
 }

@@ -5,6 +5,12 @@
 #       package), creates data under ./.data, starts both on loopback, and writes
 #       ./.data/env with DATABASE_URL and REDIS_URL. Idempotent.
 # down: stops both, by pid.
+#
+# REDIS_CLUSTER=1 (up): Redis runs as a six-node Redis Cluster instead (three masters,
+#       three replicas, ports BIOMATCH_REDIS_CLUSTER_PORT (7001) … +5 and their cluster bus
+#       ports 10000 above, data in ./.data/redis-cluster), and
+#       ./.data/env names all six nodes in REDIS_URL's cluster form with QUEUE_SHARDS=16, so
+#       `REDIS_CLUSTER=1 make run` serves on it. The tests make clusters of their own.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -12,6 +18,7 @@ data="$root/.data"
 pgbin=/usr/lib/postgresql/15/bin
 pg_port=${BIOMATCH_PG_PORT:-54329}
 redis_port=${BIOMATCH_REDIS_PORT:-63799}
+cluster_port=${BIOMATCH_REDIS_CLUSTER_PORT:-7001}
 db=biomatch
 user=biomatch
 password=biomatch
@@ -97,14 +104,59 @@ start_redis() {
   fi
 }
 
+cluster_ports() { seq "$cluster_port" $((cluster_port + 5)); }
+
+cluster_running() {
+  local port
+  for port in $(cluster_ports); do
+    [ -f "$data/redis-cluster/$port/redis.pid" ] && kill -0 "$(cat "$data/redis-cluster/$port/redis.pid")" 2>/dev/null && return 0
+  done
+  return 1
+}
+
+start_redis_cluster() {
+  local port addrs=()
+  for port in $(cluster_ports); do
+    local dir="$data/redis-cluster/$port"
+    mkdir -p "$dir"
+    addrs+=("127.0.0.1:$port")
+    if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then continue; fi
+    port_free "$port" BIOMATCH_REDIS_CLUSTER_PORT
+    redis-server --bind 127.0.0.1 --port "$port" --dir "$dir" --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 5000 --appendonly yes --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --save ""
+  done
+  for port in $(cluster_ports); do
+    for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+  done
+  if ! redis-cli -p "$cluster_port" cluster info | grep -q '^cluster_slots_assigned:16384'; then
+    log "creating a Redis Cluster of six nodes on 127.0.0.1:$cluster_port-$((cluster_port + 5))"
+    redis-cli --cluster create "${addrs[@]}" --cluster-replicas 1 --cluster-yes >"$data/redis-cluster/create.log" 2>&1 ||
+      { cat "$data/redis-cluster/create.log" >&2; echo "services: to start over: make services-down; rm -rf $data/redis-cluster" >&2; exit 1; }
+  fi
+  for _ in $(seq 300); do
+    redis-cli -p "$cluster_port" cluster info | grep -q '^cluster_state:ok' && break
+    sleep 0.1
+  done
+  redis-cli -p "$cluster_port" cluster info | grep -q '^cluster_state:ok' ||
+    { echo "services: the Redis Cluster did not become healthy; see $data/redis-cluster/*/redis.log" >&2; exit 1; }
+  log "Redis Cluster ready on 127.0.0.1:$cluster_port-$((cluster_port + 5))"
+}
+
+stop_pidfile() {
+  local pid; pid=$(cat "$1")
+  kill "$pid" 2>/dev/null || return 0
+  for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+}
+
 write_env() {
   # A dev master key for encryption version 3, made once and kept with the data.
   [ -s "$data/master.key" ] || { od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$data/master.key"; chmod 600 "$data/master.key"; }
   cat >"$data/env" <<ENV
 export DATABASE_URL=postgres://$user:$password@127.0.0.1:$pg_port/$db?sslmode=disable
-export REDIS_URL=redis://127.0.0.1:$redis_port/0
+export REDIS_URL=$redis_url
 export MASTER_KEY=$(cat "$data/master.key")
 ENV
+  if [ "${REDIS_CLUSTER:-}" = 1 ]; then echo "export QUEUE_SHARDS=16" >>"$data/env"; fi
 }
 
 case "${1:-up}" in
@@ -112,16 +164,24 @@ case "${1:-up}" in
     install_redis
     install_pgvector
     start_postgres
-    start_redis
+    if [ "${REDIS_CLUSTER:-}" = 1 ]; then
+      start_redis_cluster
+      redis_url="redis://$(cluster_ports | sed 's/^/127.0.0.1:/' | paste -sd,)"
+    else
+      start_redis
+      redis_url="redis://127.0.0.1:$redis_port/0"
+    fi
     write_env
     log "ready; source $data/env"
     ;;
   down)
     if pg_running; then runuser -u postgres -- "$pgbin/pg_ctl" -D "$data/pg" -m fast -w stop >/dev/null; log "PostgreSQL stopped"; fi
-    if redis_running; then
-      pid=$(cat "$data/redis.pid"); kill "$pid"
-      for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-      log "Redis stopped"
+    if redis_running; then stop_pidfile "$data/redis.pid"; log "Redis stopped"; fi
+    if cluster_running; then
+      for port in $(cluster_ports); do
+        [ -f "$data/redis-cluster/$port/redis.pid" ] && stop_pidfile "$data/redis-cluster/$port/redis.pid"
+      done
+      log "Redis Cluster stopped"
     fi
     ;;
   *) echo "usage: $0 up|down" >&2; exit 2 ;;

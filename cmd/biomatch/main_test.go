@@ -22,6 +22,7 @@ import (
 
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/queue"
 )
 
 // TestRun drives the binary's run as a user would: migrate, create a key,
@@ -30,16 +31,17 @@ import (
 // on one where pgvector cannot be installed (templates in real[], search in
 // memory).
 func TestRun(t *testing.T) {
-	t.Run("pgvector", func(t *testing.T) { testRun(t, testenv.NewDatabase(t)) })
+	t.Run("pgvector", func(t *testing.T) { testRun(t, testenv.NewDatabase(t), 1) })
+	// And a sharded enroll queue: every shard has its metrics.
 	t.Run("without pgvector", func(t *testing.T) {
-		logs := testRun(t, testenv.NewDatabaseWithoutVector(t))
+		logs := testRun(t, testenv.NewDatabaseWithoutVector(t), 3)
 		if !strings.Contains(logs, "pgvector is not installed") {
 			t.Errorf("no log line says pgvector is missing:\n%s", logs)
 		}
 	})
 }
 
-func testRun(t *testing.T, databaseURL string) (logs string) {
+func testRun(t *testing.T, databaseURL string, shards int) (logs string) {
 	addr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	metricsAddr := fmt.Sprintf("127.0.0.1:%d", testenv.FreePort(t))
 	env := map[string]string{
@@ -48,6 +50,7 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 		"REDIS_URL":    testenv.Env(t, "REDIS_URL"),
 		"LISTEN_ADDR":  addr,
 		"QUEUE_NAME":   testenv.Queue(t),
+		"QUEUE_SHARDS": strconv.Itoa(shards),
 		"ADMIN_TOKEN":  "admin-token-for-tests",
 		// Short, so the slow-client check below is quick.
 		"READ_HEADER_TIMEOUT": "300ms",
@@ -195,8 +198,10 @@ func testRun(t *testing.T, databaseURL string) (logs string) {
 	if after["biomatch_index_memory_bytes"] <= 0 {
 		t.Errorf("biomatch_index_memory_bytes = %v, want > 0", after["biomatch_index_memory_bytes"])
 	}
-	if _, ok := after[`biomatch_queue_tasks{queue="`+env["QUEUE_NAME"]+`",state="pending"}`]; !ok {
-		t.Error("no biomatch_queue_tasks series for the queue")
+	for _, q := range queue.Shards(env["QUEUE_NAME"], shards) {
+		if _, ok := after[`biomatch_queue_tasks{queue="`+q+`",state="pending"}`]; !ok {
+			t.Errorf("no biomatch_queue_tasks series for queue %s", q)
+		}
 	}
 	if _, ok := after["biomatch_rate_limited_total"]; !ok {
 		t.Error("no biomatch_rate_limited_total series")

@@ -153,9 +153,7 @@ func (a *App) wireSearch() error {
 	a.Metrics.Batching(scans, func() (int64, int64) { c, e, _ := a.Store.AuditStats(); return c, e })
 	a.Metrics.Galleries(a.Pool, log)
 	a.Metrics.PoolConns(a.Pool)
-	for _, q := range a.Jobs.Queues() {
-		a.Metrics.Queue(a.Jobs.Inspector(), q, log)
-	}
+	a.Metrics.Queue(a.Jobs.Inspector(), a.Jobs.Queues(), log)
 	a.index = a.Metrics.Index(a.index, backend)
 	log.Info("search backend", "backend", cfg.SearchBackend, "kernel_f32", kernel.NameF32, "kernel_i8", kernel.NameI8)
 	return nil
