@@ -28,9 +28,11 @@ chart-test:
 
 ## chaos: the whole fault set (make test runs the short one): kill -9 of the
 ## API and of the worker (four times on one task), SIGTERM, kill -9 of Redis,
-## PostgreSQL stopped 10 s, all under load, then the invariants. About 6 min.
+## PostgreSQL stopped 10 s; then three API replicas and two workers on a
+## six-node Redis Cluster: kill -9 of a Redis master, of a replica, of a
+## worker, delete propagation timed; all under load, then the invariants. About 9 min.
 chaos: services
-	@$(ENV) && go test ./chaos -run '^TestFaults$$' -count=1 -v -timeout 40m -args -chaos.full
+	@$(ENV) && go test ./chaos -run '^(TestFaults|TestMultiNode)$$' -count=1 -v -timeout 40m -args -chaos.full
 
 FUZZTIME ?= 20s
 fuzz:

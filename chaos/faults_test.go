@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"math"
@@ -40,7 +41,7 @@ func TestFaults(t *testing.T) {
 	if *full {
 		rate = 30
 	}
-	l := newLoad(s.apiURL, s.key, rate)
+	l := newLoad(s.urls(), s.key, rate)
 	l.run()
 	defer func() {
 		if !l.paused.Load() || l.inFlight.Load() > 0 {
@@ -56,10 +57,9 @@ func TestFaults(t *testing.T) {
 			}
 		}
 		inFlight := l.inFlight.Load()
-		s.api.cmd.Process.Kill()
-		<-s.api.exited
+		s.api().kill9()
 		time.Sleep(time.Second)
-		s.api = s.start("serve")
+		s.launch(s.api())
 		s.waitReady()
 		t.Logf("killed with %d requests in flight; a new API process is ready", inFlight)
 	})
@@ -68,7 +68,7 @@ func TestFaults(t *testing.T) {
 	time.Sleep(3 * time.Second)
 	l.quiesce()
 	time.Sleep(time.Second)
-	base := s.apiStats()
+	base := s.apiStats(s.api())
 	l.resume()
 	t.Logf("baseline: %d goroutines, %d/%d pool connections acquired/total", base.goroutines, base.poolAcquired, base.poolTotal)
 
@@ -89,7 +89,7 @@ func TestFaults(t *testing.T) {
 		s.redis.start()
 		t.Logf("load before: %s", before)
 		s.waitReady()
-		if !s.api.running() || !s.worker.running() {
+		if !s.allRunning() {
 			t.Fatal("a biomatch process died with Redis")
 		}
 	})
@@ -111,7 +111,7 @@ func TestFaults(t *testing.T) {
 		}
 		start := time.Now()
 		s.waitReady()
-		if !s.api.running() || !s.worker.running() {
+		if !s.allRunning() {
 			t.Fatal("a biomatch process died with PostgreSQL")
 		}
 		t.Logf("%d answers were 503 during the outage (%q); ready again %.1fs after the restart, same processes",
@@ -167,7 +167,7 @@ func (s *stack) holdTask(t *testing.T, version string) *heldTask {
 	if err := postgres.LockGallery(ctx, h.tx, h.g); err != nil {
 		t.Fatal(err)
 	}
-	c := &client.Client{BaseURL: s.apiURL, APIKey: s.key, Version: version, Enc: 2}
+	c := &client.Client{BaseURL: s.api().url, APIKey: s.key, Version: version, Enc: 2}
 	go func() {
 		r, err := c.Enroll(ctx, vector(7, 0, 0), "")
 		if err != nil {
@@ -212,9 +212,8 @@ func (s *stack) killWorkerOnHeldTask(t *testing.T, kills int) {
 	for kill := 1; kill <= kills; kill++ {
 		// Held again by a live worker: active, with one retry counted per kill so far.
 		s.waitTask(t, h.id, func(ti *asynq.TaskInfo) bool { return ti.State == asynq.TaskStateActive && ti.Retried == kill-1 }, 5*time.Minute)
-		s.worker.cmd.Process.Kill()
-		<-s.worker.exited
-		s.worker = s.start("worker")
+		s.worker().kill9()
+		s.launch(s.worker())
 		t.Logf("kill %d at %.0fs: the worker died holding the task", kill, time.Since(start).Seconds())
 	}
 	if kills >= 4 {
@@ -230,16 +229,16 @@ func (s *stack) killWorkerOnHeldTask(t *testing.T, kills int) {
 func (s *stack) termWorkerOnHeldTask(t *testing.T) {
 	h := s.holdTask(t, "HELD_TERM")
 	s.waitTask(t, h.id, func(ti *asynq.TaskInfo) bool { return ti.State == asynq.TaskStateActive }, time.Minute)
-	took, err := s.worker.signal(syscall.SIGTERM, 30*time.Second)
+	took, err := s.worker().signal(syscall.SIGTERM, 30*time.Second)
 	if err != nil {
 		t.Errorf("the worker did not shut down cleanly: %v", err)
 	}
-	info, err := s.inspect.GetTaskInfo(s.queue, h.id)
+	info, err := s.taskInfo(h.id)
 	if err != nil || info.State != asynq.TaskStatePending || info.Retried != 0 {
 		t.Errorf("after SIGTERM the task is %+v (%v), want pending again with no retry counted", info, err)
 	}
 	t.Logf("the worker exited %.1fs after SIGTERM; its task is pending again", took.Seconds())
-	s.worker = s.start("worker")
+	s.launch(s.worker())
 	s.release(t, h)
 }
 
@@ -248,7 +247,7 @@ func (s *stack) waitTask(t *testing.T, id string, ok func(*asynq.TaskInfo) bool,
 	t.Helper()
 	var last *asynq.TaskInfo
 	for deadline := time.Now().Add(limit); ; time.Sleep(50 * time.Millisecond) {
-		info, err := s.inspect.GetTaskInfo(s.queue, id)
+		info, err := s.taskInfo(id)
 		if err == nil && ok(info) {
 			return
 		}
@@ -257,6 +256,36 @@ func (s *stack) waitTask(t *testing.T, id string, ok func(*asynq.TaskInfo) bool,
 			t.Fatalf("task %s: not as expected within %s (last seen %+v)", id, limit, last)
 		}
 	}
+}
+
+// taskInfo finds enroll task id in whichever shard holds it.
+func (s *stack) taskInfo(id string) (*asynq.TaskInfo, error) {
+	var err error
+	for _, q := range s.queues {
+		var info *asynq.TaskInfo
+		if info, err = s.inspect.GetTaskInfo(q, id); err == nil {
+			return info, nil
+		}
+	}
+	return nil, err
+}
+
+// queueSize sums the shards' tasks by state: pending, active, scheduled,
+// retry, archived.
+func (s *stack) queueSize() (sizes [5]int, err error) {
+	for _, q := range s.queues {
+		info, err := s.inspect.GetQueueInfo(q)
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			continue
+		}
+		if err != nil {
+			return sizes, err
+		}
+		for i, n := range []int{info.Pending, info.Active, info.Scheduled, info.Retry, info.Archived} {
+			sizes[i] += n
+		}
+	}
+	return sizes, nil
 }
 
 // checkInvariants is what must hold after the faults.
@@ -269,19 +298,19 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 	// The queue drains: nothing pending, archived or retrying is left.
 	start := time.Now()
 	for deadline, first := time.Now().Add(5*time.Minute), true; ; time.Sleep(500 * time.Millisecond) {
-		info, err := s.inspect.GetQueueInfo(s.queue)
+		size, err := s.queueSize()
 		pending := s.count(`SELECT count(*) FROM enroll_requests WHERE state = 'pending'`)
-		if err == nil && pending == 0 && info.Pending+info.Active+info.Scheduled+info.Retry+info.Archived == 0 {
+		if err == nil && pending == 0 && size == [5]int{} {
 			t.Logf("queue drained %.1fs after the load stopped", time.Since(start).Seconds())
 			break
 		}
 		if first && err == nil {
-			t.Logf("when the load stopped: %d enroll requests pending; tasks pending %d, active %d, retry %d, archived %d",
-				pending, info.Pending, info.Active, info.Retry, info.Archived)
+			t.Logf("when the load stopped: %d enroll requests pending; tasks pending %d, active %d, scheduled %d, retry %d, archived %d",
+				pending, size[0], size[1], size[2], size[3], size[4])
 			first = false
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("after 5 minutes: %d enroll requests pending, queue %+v (%v)", pending, info, err)
+			t.Fatalf("after 5 minutes: %d enroll requests pending, tasks by state %v (%v)", pending, size, err)
 		}
 	}
 	if n := s.count(`SELECT count(*) FROM enroll_requests WHERE state <> 'done'`); n != 0 {
@@ -322,14 +351,14 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 		t.Errorf("persons = %d, want the %d acknowledged and not deleted", n, len(enrolled))
 	}
 
-	// Deleted persons are gone from the API's in-memory index and from Redis.
-	c := &client.Client{BaseURL: s.apiURL, APIKey: s.key, Version: "FACE3_1", Enc: 2}
-	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", s.redis.port)})
-	defer rdb.Close()
-	dump := testenv.RedisDump(t, rdb)
+	// Deleted persons are gone from every replica's in-memory index and from Redis.
+	dump := s.redisDump()
 	for _, f := range deleted {
-		if r, err := c.Predict(ctx, vector(f.identity, 0, 0), 1, ""); err != nil || r.PUID != "-1" {
-			t.Errorf("deleted %s: identify answers %+v (%v)", f.puid, r, err)
+		for _, n := range s.apis {
+			c := &client.Client{BaseURL: n.url, APIKey: s.key, Version: "FACE3_1", Enc: 2}
+			if r, err := c.Predict(ctx, vector(f.identity, 0, 0), 1, ""); err != nil || r.PUID != "-1" {
+				t.Errorf("deleted %s: identify on %s answers %+v (%v)", f.puid, n.name, r, err)
+			}
 		}
 		if strings.Contains(dump, f.puid) {
 			t.Errorf("deleted %s: found in Redis", f.puid)
@@ -340,7 +369,7 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 
 	// The API's goroutines and pool connections are back to the baseline.
 	time.Sleep(2 * time.Second)
-	end := s.apiStats()
+	end := s.apiStats(s.api())
 	t.Logf("end: %d goroutines (baseline %d), %d/%d pool connections acquired/total (baseline %d/%d)",
 		end.goroutines, base.goroutines, end.poolAcquired, end.poolTotal, base.poolAcquired, base.poolTotal)
 	if end.goroutines > base.goroutines+10 {
@@ -349,6 +378,33 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 	if end.poolAcquired > max(base.poolAcquired, 1) {
 		t.Errorf("pool connections acquired: %d, baseline %d", end.poolAcquired, base.poolAcquired)
 	}
+}
+
+// redisDump is every key and value in Redis: of every master on a cluster.
+func (s *stack) redisDump() string {
+	var addrs []string
+	if s.cluster == nil {
+		addrs = []string{fmt.Sprintf("127.0.0.1:%d", s.redis.port)}
+	}
+	for _, n := range s.clusterNodes() {
+		if n.IsMaster() {
+			addrs = append(addrs, n.Addr)
+		}
+	}
+	var b strings.Builder
+	for _, a := range addrs {
+		rdb := redis.NewClient(&redis.Options{Addr: a})
+		b.WriteString(testenv.RedisDump(s.t, rdb))
+		rdb.Close()
+	}
+	return b.String()
+}
+
+func (s *stack) clusterNodes() []*testenv.RedisNode {
+	if s.cluster == nil {
+		return nil
+	}
+	return s.cluster.Nodes
 }
 
 // personsByFace returns, for every face the load ever sent, the persons

@@ -21,35 +21,51 @@ type face struct {
 	// state: new → (unknown →)* enrolled | queued → deleting → deleted
 	state      string
 	puid       string // once an enroll said who it is
+	via        int       // the replica that acknowledged the enroll
+	enrolledAt time.Time // when it did
 	requestID  string // a 202's enroll request, completed later by the worker
 	deleteSent bool   // a delete went out whose outcome is unknown
 }
 
 // load sends enrolls, identifies and deletes at a steady rate from its own
-// client (no retries: every reply is recorded) and keeps the history the
-// invariants are checked against.
+// clients, one per API replica taken in turn (no retries: every reply is
+// recorded), and keeps the history the invariants are checked against.
 type load struct {
-	c    *client.Client
-	http *http.Client
-	rate float64
+	clients []*client.Client
+	next    atomic.Uint64
+	http    *http.Client
+	rate    float64
 
 	mu          sync.Mutex
 	faces       []*face
 	statuses    map[string]int // "op status" → count
 	violations  []string       // replies that must never happen
 	unavailable []string       // 503 messages, to show they are clear
+	stale       []time.Duration // identifies on another replica that did not know an enroll yet: how long after it
 	inFlight    atomic.Int64
 	paused      atomic.Bool
 	stop        chan struct{}
 	done        sync.WaitGroup
 }
 
-func newLoad(apiURL, key string, rate float64) *load {
+// staleLimit is how long after an enroll another replica may still not
+// know it (its index follows PostgreSQL's notifications); later, an
+// identify that misses it is a violation.
+const staleLimit = 5 * time.Second
+
+func newLoad(urls []string, key string, rate float64) *load {
 	hc := &http.Client{Timeout: 30 * time.Second}
-	return &load{
-		c:    &client.Client{BaseURL: apiURL, APIKey: key, Version: "FACE3_1", Enc: 2, HTTP: hc, Tries: 1},
-		http: hc, rate: rate, statuses: map[string]int{}, stop: make(chan struct{}),
+	l := &load{http: hc, rate: rate, statuses: map[string]int{}, stop: make(chan struct{})}
+	for _, u := range urls {
+		l.clients = append(l.clients, &client.Client{BaseURL: u, APIKey: key, Version: "FACE3_1", Enc: 2, HTTP: hc, Tries: 1})
 	}
+	return l
+}
+
+// client is the next replica's client, and its index.
+func (l *load) client() (*client.Client, int) {
+	i := int(l.next.Add(1) % uint64(len(l.clients)))
+	return l.clients[i], i
 }
 
 // run sends requests on an open-loop schedule until stopped.
@@ -159,13 +175,14 @@ func vector(identity uint64, noise float64, sample uint64) []float32 {
 }
 
 func (l *load) enrollOne(f *face) {
-	rep, err := l.c.Enroll(context.Background(), vector(f.identity, 0, 0), "")
+	c, via := l.client()
+	rep, err := c.Enroll(context.Background(), vector(f.identity, 0, 0), "")
 	l.record("enroll", rep, err)
 	switch {
 	case err != nil || rep.HTTPStatus == 503:
 		l.set(f, "unknown") // maybe accepted: enrolled again later, which must not make a second person
 	case rep.HTTPStatus == 200 && (rep.Message == "Ok" || rep.Message == "User Already Enrolled"):
-		f.puid = rep.PUID
+		f.puid, f.via, f.enrolledAt = rep.PUID, via, time.Now()
 		l.set(f, "enrolled")
 	case rep.HTTPStatus == 202:
 		f.requestID = rep.Header["x-enroll-request-id"]
@@ -181,18 +198,27 @@ func (l *load) identifyOne(f *face, sample uint64) {
 		return
 	}
 	defer l.set(f, "enrolled")
-	rep, err := l.c.Predict(context.Background(), vector(f.identity, 0.3, sample), 1, "")
+	c, via := l.client()
+	rep, err := c.Predict(context.Background(), vector(f.identity, 0.3, sample), 1, "")
 	l.record("identify", rep, err)
-	if err == nil && rep.HTTPStatus == 200 && rep.PUID != f.puid {
-		l.violate("identify of enrolled %s answered %q (%q)", f.puid, rep.PUID, rep.Message)
+	if err != nil || rep.HTTPStatus != 200 || rep.PUID == f.puid {
+		return
 	}
+	if age := time.Since(f.enrolledAt); rep.PUID == "-1" && via != f.via && age < staleLimit {
+		l.mu.Lock()
+		l.stale = append(l.stale, age)
+		l.mu.Unlock()
+		return
+	}
+	l.violate("identify of enrolled %s on replica %d answered %q (%q)", f.puid, via, rep.PUID, rep.Message)
 }
 
 func (l *load) deleteOne(f *face) {
 	if f == nil {
 		return
 	}
-	rep, err := l.c.Delete(context.Background(), f.puid)
+	c, _ := l.client()
+	rep, err := c.Delete(context.Background(), f.puid)
 	l.record("delete", rep, err)
 	switch {
 	case err != nil || rep.HTTPStatus == 503:

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -20,30 +21,50 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/queue"
 )
 
-// stack is biomatch as an operator runs it: a `serve` process (API) and a
-// `worker` process on private PostgreSQL and Redis.
+// stack is biomatch as an operator runs it: `serve` processes (API
+// replicas) and `worker` processes on private PostgreSQL and Redis (one
+// redis-server, or a six-node Redis Cluster).
 type stack struct {
-	t       *testing.T
-	bin     string
-	logs    string
-	pg      *postgresServer
-	redis   *redisServer
-	env     []string
-	apiURL  string
-	metrics string // the API's metrics listener (METRICS_ADDR)
-	api     *process
-	worker  *process
-	pool    *pgxpool.Pool    // the test's own view of PostgreSQL
-	inspect *asynq.Inspector // the test's own view of the queue
-	queue   string
-	key     string
+	t        *testing.T
+	bin      string
+	logs     string
+	pg       *postgresServer
+	redis    *redisServer          // one Redis; nil on a cluster
+	cluster  *testenv.RedisCluster // nil on one Redis
+	redisURL string
+	env      []string
+	apis     []*node
+	workers  []*node
+	pool     *pgxpool.Pool    // the test's own view of PostgreSQL
+	inspect  *asynq.Inspector // the test's own view of the queue
+	queues   []string         // the enroll queue's shards
+	key      string
+}
+
+// stackOptions shape a stack; the zero value is one API and one worker on
+// one Redis.
+type stackOptions struct {
+	apis, workers int
+	cluster       bool // a six-node Redis Cluster
+	shards        int  // QUEUE_SHARDS
+}
+
+// node is one biomatch process slot, `serve` or `worker`, restarted in
+// place: process is its current incarnation.
+type node struct {
+	name    string   // its log file: name.log
+	command string   // serve | worker
+	env     []string // its own settings (listen addresses)
+	url     string   // the API's base URL (serve)
+	metrics string   // the API's metrics URL (serve)
+	*process
 }
 
 // process is a running biomatch subcommand; exited is closed when it ends.
 type process struct {
-	name   string
 	cmd    *exec.Cmd
 	exited chan struct{}
 	err    error
@@ -68,28 +89,39 @@ func (p *process) signal(sig syscall.Signal, limit time.Duration) (time.Duration
 	case <-time.After(limit):
 		p.cmd.Process.Kill()
 		<-p.exited
-		return time.Since(start), fmt.Errorf("%s did not end within %s of %v", p.name, limit, sig)
+		return time.Since(start), fmt.Errorf("%s did not end within %s of %v", p.cmd.Args[1], limit, sig)
 	}
 }
 
-func newStack(t *testing.T) *stack {
+// kill9 kills the process with SIGKILL and waits for it to end.
+func (p *process) kill9() {
+	p.cmd.Process.Kill()
+	<-p.exited
+}
+
+func newStack(t *testing.T) *stack { return newStackWith(t, stackOptions{}) }
+
+func newStackWith(t *testing.T, o stackOptions) *stack {
 	t.Helper()
-	s := &stack{t: t, logs: t.TempDir(), queue: "chaos"}
+	o.apis, o.workers, o.shards = max(o.apis, 1), max(o.workers, 1), max(o.shards, 1)
+	s := &stack{t: t, logs: t.TempDir(), queues: queue.Shards("chaos", o.shards)}
 	s.bin = filepath.Join(s.logs, "biomatch")
 	if out, err := exec.Command("go", "build", "-o", s.bin, "../cmd/biomatch").CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
-	s.pg, s.redis = startPostgres(t), startRedis(t)
+	s.pg = startPostgres(t)
+	if o.cluster {
+		s.cluster = testenv.StartRedisCluster(t)
+		s.redisURL = s.cluster.URL()
+	} else {
+		s.redis = startRedis(t)
+		s.redisURL = s.redis.url()
+	}
 	master := make([]byte, 32)
 	rand.Read(master)
-	port := testenv.FreePort(t)
-	s.apiURL = fmt.Sprintf("http://127.0.0.1:%d", port)
-	metricsPort := testenv.FreePort(t)
-	s.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)
 	s.env = append(os.Environ(),
-		"DATABASE_URL="+s.pg.url("biomatch"), "REDIS_URL="+s.redis.url(), "QUEUE_NAME="+s.queue,
-		"MASTER_KEY="+hex.EncodeToString(master), "LISTEN_ADDR="+fmt.Sprintf("127.0.0.1:%d", port),
-		"METRICS_ADDR="+fmt.Sprintf("127.0.0.1:%d", metricsPort),
+		"DATABASE_URL="+s.pg.url("biomatch"), "REDIS_URL="+s.redisURL, "QUEUE_NAME=chaos",
+		"QUEUE_SHARDS="+strconv.Itoa(o.shards), "MASTER_KEY="+hex.EncodeToString(master),
 		"RATE_LIMIT_PER_SECOND=0", "LOG_LEVEL=warn",
 		// The reconciler looks every second for enrolls pending 5 s or more.
 		"RECONCILE_EVERY=1s", "RECONCILE_STALE_AFTER=5s", "WORKER_CONCURRENCY=4")
@@ -102,31 +134,75 @@ func newStack(t *testing.T) *stack {
 	if s.pool, err = pgxpool.New(ctx, s.pg.url("biomatch")); err != nil {
 		t.Fatal(err)
 	}
-	opt, err := asynq.ParseRedisURI(s.redis.url())
+	rdb, err := queue.OpenRedis(s.redisURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.inspect = asynq.NewInspector(opt)
+	s.inspect = asynq.NewInspectorFromRedisClient(rdb)
+	for i := range o.apis {
+		name := "serve"
+		if o.apis > 1 {
+			name = fmt.Sprintf("serve-%d", i+1)
+		}
+		port, metricsPort := testenv.FreePort(t), testenv.FreePort(t)
+		s.apis = append(s.apis, &node{name: name, command: "serve",
+			env: []string{fmt.Sprintf("LISTEN_ADDR=127.0.0.1:%d", port), fmt.Sprintf("METRICS_ADDR=127.0.0.1:%d", metricsPort)},
+			url: fmt.Sprintf("http://127.0.0.1:%d", port), metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", metricsPort)})
+	}
+	for i := range o.workers {
+		name := "worker"
+		if o.workers > 1 {
+			name = fmt.Sprintf("worker-%d", i+1)
+		}
+		s.workers = append(s.workers, &node{name: name, command: "worker"})
+	}
 	t.Cleanup(func() {
-		for _, p := range []*process{s.api, s.worker} {
-			if p != nil && p.running() {
-				p.cmd.Process.Kill()
-				<-p.exited
+		for _, n := range append(s.apis, s.workers...) {
+			if n.process != nil && n.running() {
+				n.kill9()
 			}
 		}
 		s.inspect.Close()
+		rdb.Close()
 		s.pool.Close()
 		if t.Failed() {
-			for _, name := range []string{"serve", "worker"} {
-				if b, err := os.ReadFile(filepath.Join(s.logs, name+".log")); err == nil {
-					t.Logf("--- last lines of %s.log:\n%s", name, tail(string(b), 12))
+			for _, n := range append(s.apis, s.workers...) {
+				if b, err := os.ReadFile(filepath.Join(s.logs, n.name+".log")); err == nil {
+					t.Logf("--- last lines of %s.log:\n%s", n.name, tail(string(b), 12))
 				}
 			}
 		}
 	})
-	s.api, s.worker = s.start("serve"), s.start("worker")
+	for _, n := range append(s.apis, s.workers...) {
+		s.launch(n)
+	}
 	s.waitReady()
 	return s
+}
+
+// api is the first API replica, the only one of a one-replica stack.
+func (s *stack) api() *node { return s.apis[0] }
+
+// worker is the first worker.
+func (s *stack) worker() *node { return s.workers[0] }
+
+// urls are the API replicas' base URLs.
+func (s *stack) urls() []string {
+	out := make([]string, len(s.apis))
+	for i, n := range s.apis {
+		out[i] = n.url
+	}
+	return out
+}
+
+// allRunning reports whether every biomatch process is alive.
+func (s *stack) allRunning() bool {
+	for _, n := range append(s.apis, s.workers...) {
+		if !n.running() {
+			return false
+		}
+	}
+	return true
 }
 
 // tail is the last n lines of s, each cut at 240 bytes.
@@ -153,34 +229,36 @@ func (s *stack) command(args ...string) string {
 	return string(out)
 }
 
-// start runs `biomatch name` in the background, appending to name.log.
-func (s *stack) start(name string) *process {
+// launch (re)starts node n in the background, appending to its log.
+func (s *stack) launch(n *node) {
 	s.t.Helper()
-	log, err := os.OpenFile(filepath.Join(s.logs, name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
+	log, err := os.OpenFile(filepath.Join(s.logs, n.name+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o600)
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	p := &process{name: name, cmd: exec.Command(s.bin, name), exited: make(chan struct{})}
-	p.cmd.Env, p.cmd.Stdout, p.cmd.Stderr = s.env, log, log
+	p := &process{cmd: exec.Command(s.bin, n.command), exited: make(chan struct{})}
+	p.cmd.Env, p.cmd.Stdout, p.cmd.Stderr = append(slices.Clone(s.env), n.env...), log, log
 	if err := p.cmd.Start(); err != nil {
 		s.t.Fatal(err)
 	}
 	go func() { p.err = p.cmd.Wait(); log.Close(); close(p.exited) }()
-	return p
+	n.process = p
 }
 
-// waitReady waits for the API's /ready.
+// waitReady waits for every API replica's /ready.
 func (s *stack) waitReady() {
 	s.t.Helper()
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
-		if resp, err := http.Get(s.apiURL + "/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == 200 {
-				return
+	for _, n := range s.apis {
+		for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+			if resp, err := http.Get(n.url + "/ready"); err == nil {
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					break
+				}
 			}
-		}
-		if time.Now().After(deadline) || !s.api.running() {
-			s.t.Fatal("the API did not become ready within 60 s")
+			if time.Now().After(deadline) || !n.running() {
+				s.t.Fatalf("%s did not become ready within 60 s", n.name)
+			}
 		}
 	}
 }
@@ -195,14 +273,14 @@ func (s *stack) count(sql string, args ...any) int {
 	return n
 }
 
-// processStats are the API process's figures from /metrics.
+// processStats are an API process's figures from /metrics.
 type processStats struct {
 	goroutines, poolAcquired, poolTotal int
 }
 
-func (s *stack) apiStats() processStats {
+func (s *stack) apiStats(n *node) processStats {
 	s.t.Helper()
-	resp, err := http.Get(s.metrics)
+	resp, err := http.Get(n.metrics)
 	if err != nil {
 		s.t.Fatal(err)
 	}

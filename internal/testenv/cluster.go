@@ -85,7 +85,7 @@ func (n *RedisNode) Start(t testing.TB) {
 	if err := n.cmd.Start(); err != nil {
 		t.Fatalf("redis-server: %v (make services installs it)", err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); n.do("PING") != "PONG"; time.Sleep(50 * time.Millisecond) {
+	for deadline := time.Now().Add(10 * time.Second); n.Info("PING") != "PONG"; time.Sleep(50 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("redis node %s did not start", n.Addr)
 		}
@@ -104,8 +104,8 @@ func (n *RedisNode) Kill() {
 // Client is a plain client of this node alone (no cluster redirects).
 func (n *RedisNode) Client() *redis.Client { return redis.NewClient(&redis.Options{Addr: n.Addr}) }
 
-// do runs one command on the node and returns its reply as text ("" on error).
-func (n *RedisNode) do(args ...any) string {
+// Info runs one command on the node and returns its reply as text ("" on error).
+func (n *RedisNode) Info(args ...any) string {
 	rdb := n.Client()
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
@@ -119,7 +119,7 @@ func (n *RedisNode) do(args ...any) string {
 
 // IsMaster reports whether the node answers and is a master now.
 func (n *RedisNode) IsMaster() bool {
-	return strings.Contains(n.do("INFO", "replication"), "role:master")
+	return strings.Contains(n.Info("INFO", "replication"), "role:master")
 }
 
 // MasterOf returns the node that serves key's slot as master now, as the
@@ -159,7 +159,7 @@ func (c *RedisCluster) WaitHealthy(limit time.Duration) {
 	deadline := time.Now().Add(limit)
 	for _, n := range c.Nodes {
 		for {
-			info, repl := n.do("CLUSTER", "INFO"), n.do("INFO", "replication")
+			info, repl := n.Info("CLUSTER", "INFO"), n.Info("INFO", "replication")
 			if strings.Contains(info, "cluster_state:ok") && strings.Contains(info, "cluster_known_nodes:6") &&
 				(strings.Contains(repl, "role:master") || strings.Contains(repl, "master_link_status:up")) {
 				break
