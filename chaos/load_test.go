@@ -20,11 +20,11 @@ type face struct {
 	identity uint64
 	// state: new → (unknown →)* enrolled | queued → deleting → deleted
 	state      string
-	puid       string // once an enroll said who it is
+	puid       string    // once an enroll said who it is
 	via        int       // the replica that acknowledged the enroll
 	enrolledAt time.Time // when it did
-	requestID  string // a 202's enroll request, completed later by the worker
-	deleteSent bool   // a delete went out whose outcome is unknown
+	requestID  string    // a 202's enroll request, completed later by the worker
+	deleteSent bool      // a delete went out whose outcome is unknown
 }
 
 // load sends enrolls, identifies and deletes at a steady rate from its own
@@ -38,9 +38,9 @@ type load struct {
 
 	mu          sync.Mutex
 	faces       []*face
-	statuses    map[string]int // "op status" → count
-	violations  []string       // replies that must never happen
-	unavailable []string       // 503 messages, to show they are clear
+	statuses    map[string]int  // "op status" → count
+	violations  []string        // replies that must never happen
+	unavailable []string        // 503 messages, to show they are clear
 	stale       []time.Duration // identifies on another replica that did not know an enroll yet: how long after it
 	inFlight    atomic.Int64
 	paused      atomic.Bool
