@@ -41,36 +41,14 @@ func TestFaults(t *testing.T) {
 	if *full {
 		rate = 30
 	}
-	l := newLoad(s.urls(), s.key, rate)
-	l.run()
-	defer func() {
-		if !l.paused.Load() || l.inFlight.Load() > 0 {
-			l.halt()
-		}
-	}()
+	l := startLoad(t, s, rate)
 	time.Sleep(3 * time.Second)
 
-	fault(t, "kill -9 API mid-request", func() {
-		for deadline := time.Now().Add(10 * time.Second); l.inFlight.Load() == 0; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("no request in flight to interrupt")
-			}
-		}
-		inFlight := l.inFlight.Load()
-		s.api().kill9()
-		time.Sleep(time.Second)
-		s.launch(s.api())
-		s.waitReady()
-		t.Logf("killed with %d requests in flight; a new API process is ready", inFlight)
-	})
+	fault(t, "kill -9 API mid-request", func() { s.killAPIMidRequest(t, l, s.api()) })
 
 	// The baseline of the API process that lives through the other faults.
 	time.Sleep(3 * time.Second)
-	l.quiesce()
-	time.Sleep(time.Second)
-	base := s.apiStats(s.api())
-	l.resume()
-	t.Logf("baseline: %d goroutines, %d/%d pool connections acquired/total", base.goroutines, base.poolAcquired, base.poolTotal)
+	base := s.baseline(t, l)
 
 	fault(t, "kill -9 worker holding a task", func() {
 		kills := 1
@@ -119,14 +97,49 @@ func TestFaults(t *testing.T) {
 	})
 
 	time.Sleep(3 * time.Second)
-	l.halt()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := l.settle(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("load: %s", l.summary())
+	l.finish(t)
 	s.checkInvariants(t, l, base)
+}
+
+// startLoad starts a load at rate on the stack's replicas, halted when the
+// test ends if it still runs.
+func startLoad(t *testing.T, s *stack, rate float64) *load {
+	l := newLoad(s.urls(), s.key, rate)
+	l.run()
+	t.Cleanup(func() {
+		if !l.paused.Load() || l.inFlight.Load() > 0 {
+			l.halt()
+		}
+	})
+	return l
+}
+
+// baseline is the first API's goroutines and pool connections with the
+// load paused: what they must come back to after the faults.
+func (s *stack) baseline(t *testing.T, l *load) processStats {
+	l.quiesce()
+	time.Sleep(time.Second)
+	base := s.apiStats(s.api())
+	l.resume()
+	t.Logf("baseline: %d goroutines, %d/%d pool connections acquired/total", base.goroutines, base.poolAcquired, base.poolTotal)
+	return base
+}
+
+// killAPIMidRequest kills API replica n with SIGKILL while requests are in
+// flight and starts it again.
+func (s *stack) killAPIMidRequest(t *testing.T, l *load, n *node) {
+	for deadline := time.Now().Add(10 * time.Second); l.inFlight.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("no request in flight to interrupt")
+		}
+	}
+	inFlight := l.inFlight.Load()
+	n.kill9()
+	time.Sleep(time.Second)
+	start := time.Now()
+	s.launch(n)
+	s.waitReady()
+	t.Logf("%s killed with %d requests in flight; a new process was ready %.1fs after its start", n.name, inFlight, time.Since(start).Seconds())
 }
 
 // fault runs one step of the sequence and logs how long it took. The steps

@@ -4,11 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"net/http"
-	"sort"
+	"slices"
 	"sync"
 	"sync/atomic"
+	"testing"
 	"time"
 
 	"github.com/biomatch/biomatch/client"
@@ -38,10 +40,11 @@ type load struct {
 
 	mu          sync.Mutex
 	faces       []*face
-	statuses    map[string]int  // "op status" → count
-	violations  []string        // replies that must never happen
-	unavailable []string        // 503 messages, to show they are clear
-	stale       []time.Duration // identifies on another replica that did not know an enroll yet: how long after it
+	statuses    map[string]int             // "op status" → count
+	took        map[string][]time.Duration // op → each reply's latency
+	violations  []string                   // replies that must never happen
+	unavailable []string                   // 503 messages, to show they are clear
+	stale       []time.Duration            // identifies on another replica that did not know an enroll yet: how long after it
 	inFlight    atomic.Int64
 	paused      atomic.Bool
 	stop        chan struct{}
@@ -55,7 +58,7 @@ const staleLimit = 5 * time.Second
 
 func newLoad(urls []string, key string, rate float64) *load {
 	hc := &http.Client{Timeout: 30 * time.Second}
-	l := &load{http: hc, rate: rate, statuses: map[string]int{}, stop: make(chan struct{})}
+	l := &load{http: hc, rate: rate, statuses: map[string]int{}, took: map[string][]time.Duration{}, stop: make(chan struct{})}
 	for _, u := range urls {
 		l.clients = append(l.clients, &client.Client{BaseURL: u, APIKey: key, Version: "FACE3_1", Enc: 2, HTTP: hc, Tries: 1})
 	}
@@ -143,11 +146,12 @@ func (l *load) set(f *face, state string) {
 	l.mu.Unlock()
 }
 
-// record counts a reply and keeps what must never happen: a 5xx other than
-// 503, or a 503 without a message.
-func (l *load) record(op string, rep client.Reply, err error) {
+// record counts a reply, keeps how long it took, and keeps what must never
+// happen: a 5xx other than 503, or a 503 without a message.
+func (l *load) record(op string, start time.Time, rep client.Reply, err error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
+	l.took[op] = append(l.took[op], time.Since(start))
 	if err != nil {
 		l.statuses[op+" no reply"]++
 		return
@@ -176,8 +180,9 @@ func vector(identity uint64, noise float64, sample uint64) []float32 {
 
 func (l *load) enrollOne(f *face) {
 	c, via := l.client()
+	start := time.Now()
 	rep, err := c.Enroll(context.Background(), vector(f.identity, 0, 0), "")
-	l.record("enroll", rep, err)
+	l.record("enroll", start, rep, err)
 	switch {
 	case err != nil || rep.HTTPStatus == 503:
 		l.set(f, "unknown") // maybe accepted: enrolled again later, which must not make a second person
@@ -199,8 +204,9 @@ func (l *load) identifyOne(f *face, sample uint64) {
 	}
 	defer l.set(f, "enrolled")
 	c, via := l.client()
+	start := time.Now()
 	rep, err := c.Predict(context.Background(), vector(f.identity, 0.3, sample), 1, "")
-	l.record("identify", rep, err)
+	l.record("identify", start, rep, err)
 	if err != nil || rep.HTTPStatus != 200 || rep.PUID == f.puid {
 		return
 	}
@@ -218,8 +224,9 @@ func (l *load) deleteOne(f *face) {
 		return
 	}
 	c, _ := l.client()
+	start := time.Now()
 	rep, err := c.Delete(context.Background(), f.puid)
-	l.record("delete", rep, err)
+	l.record("delete", start, rep, err)
 	switch {
 	case err != nil || rep.HTTPStatus == 503:
 		f.deleteSent = true
@@ -229,6 +236,23 @@ func (l *load) deleteOne(f *face) {
 	default:
 		l.violate("delete of %s: %d %q", f.puid, rep.HTTPStatus, rep.Message)
 		l.set(f, "enrolled")
+	}
+}
+
+// finish stops the load, settles what is unknown and logs the summary.
+func (l *load) finish(t *testing.T) {
+	l.halt()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	if err := l.settle(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("load: %s", l.summary())
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if n := len(l.stale); n > 0 {
+		t.Logf("%d identifies on another replica did not know an enroll yet (%s after it at most; tolerated under %s)",
+			n, slices.Max(l.stale).Round(time.Millisecond), staleLimit)
 	}
 }
 
@@ -262,17 +286,18 @@ func (l *load) settle(ctx context.Context) error {
 	}
 }
 
+// summary is the replies by operation and status, and each operation's
+// latency (p50, p99, max).
 func (l *load) summary() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	var keys []string
-	for k := range l.statuses {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
 	out := ""
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(l.statuses)) {
 		out += fmt.Sprintf("%s: %d; ", k, l.statuses[k])
+	}
+	for _, op := range slices.Sorted(maps.Keys(l.took)) {
+		d := l.took[op]
+		out += fmt.Sprintf("%s latency p50 %s, p99 %s, max %s; ", op, quantile(d, 0.5), quantile(d, 0.99), quantile(d, 1))
 	}
 	return out
 }

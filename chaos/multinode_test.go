@@ -30,18 +30,9 @@ func TestMultiNode(t *testing.T) {
 	if *full {
 		rate, between = 30, 15*time.Second
 	}
-	l := newLoad(s.urls(), s.key, rate)
-	l.run()
-	defer func() {
-		if !l.paused.Load() || l.inFlight.Load() > 0 {
-			l.halt()
-		}
-	}()
+	l := startLoad(t, s, rate)
 	time.Sleep(2 * time.Second)
-	l.quiesce()
-	time.Sleep(time.Second)
-	base := s.apiStats(s.api())
-	l.resume()
+	base := s.baseline(t, l)
 	p := newProber(s)
 	p.run()
 	defer p.halt()
@@ -65,20 +56,7 @@ func TestMultiNode(t *testing.T) {
 	})
 	time.Sleep(between)
 
-	fault(t, "kill -9 an API replica mid-request", func() {
-		victim := s.apis[1]
-		for deadline := time.Now().Add(10 * time.Second); l.inFlight.Load() == 0; time.Sleep(time.Millisecond) {
-			if time.Now().After(deadline) {
-				t.Fatal("no request in flight to interrupt")
-			}
-		}
-		victim.kill9()
-		time.Sleep(time.Second)
-		start := time.Now()
-		s.launch(victim)
-		s.waitReady()
-		t.Logf("%s killed; a new process was ready %.1fs after its start", victim.name, time.Since(start).Seconds())
-	})
+	fault(t, "kill -9 an API replica mid-request", func() { s.killAPIMidRequest(t, l, s.apis[1]) })
 	time.Sleep(between)
 
 	fault(t, "kill -9 a worker", func() {
@@ -96,19 +74,7 @@ func TestMultiNode(t *testing.T) {
 	time.Sleep(between)
 
 	p.halt()
-	l.halt()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	if err := l.settle(ctx); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("load: %s", l.summary())
-	l.mu.Lock()
-	if n := len(l.stale); n > 0 {
-		t.Logf("%d identifies on another replica did not know an enroll yet (%s after it at most; tolerated under %s)",
-			n, slices.Max(l.stale).Round(time.Millisecond), staleLimit)
-	}
-	l.mu.Unlock()
+	l.finish(t)
 	p.report(t)
 	s.checkInvariants(t, l, base)
 	p.check(t)
