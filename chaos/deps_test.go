@@ -9,10 +9,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/biomatch/biomatch/internal/testenv"
 )
@@ -100,49 +98,4 @@ func (p *postgresServer) start() {
 func (p *postgresServer) stop() {
 	p.t.Helper()
 	run(p.t, "runuser", "-u", "postgres", "--", pgBin+"/pg_ctl", "-D", p.dir, "-m", "fast", "-w", "stop")
-}
-
-// redisServer is a private redis-server with the append-only file on, as
-// scripts/services.sh runs it (appendfsync everysec, Redis's default).
-type redisServer struct {
-	t    *testing.T
-	dir  string
-	port int
-	cmd  *exec.Cmd
-}
-
-func startRedis(t *testing.T) *redisServer {
-	t.Helper()
-	r := &redisServer{t: t, dir: t.TempDir(), port: testenv.FreePort(t)}
-	r.start()
-	t.Cleanup(func() { r.kill9() })
-	return r
-}
-
-func (r *redisServer) url() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
-
-func (r *redisServer) start() {
-	r.t.Helper()
-	r.cmd = exec.Command("redis-server", "--bind", "127.0.0.1", "--port", strconv.Itoa(r.port), "--dir", r.dir,
-		"--appendonly", "yes", "--save", "", "--logfile", filepath.Join(r.dir, "redis.log"))
-	if err := r.cmd.Start(); err != nil {
-		r.t.Fatalf("redis-server: %v (make services installs it)", err)
-	}
-	c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", r.port)})
-	defer c.Close()
-	for deadline := time.Now().Add(30 * time.Second); c.Ping(context.Background()).Err() != nil; time.Sleep(50 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			r.t.Fatal("redis-server did not answer within 30 s")
-		}
-	}
-}
-
-// kill9 kills redis-server without warning: what the append-only file has
-// not written yet is lost.
-func (r *redisServer) kill9() {
-	if r.cmd != nil && r.cmd.Process != nil {
-		r.cmd.Process.Kill()
-		r.cmd.Wait()
-		r.cmd = nil
-	}
 }

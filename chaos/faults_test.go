@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"flag"
-	"fmt"
 	"math"
 	"strings"
 	"syscall"
@@ -62,9 +61,9 @@ func TestFaults(t *testing.T) {
 
 	fault(t, "kill -9 Redis, restart from its AOF", func() {
 		before := l.summary()
-		s.redis.kill9()
+		s.redis.Kill()
 		time.Sleep(3 * time.Second)
-		s.redis.start()
+		s.redis.Start(t)
 		t.Logf("load before: %s", before)
 		s.waitReady()
 		if !s.allRunning() {
@@ -397,7 +396,7 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 func (s *stack) redisDump() string {
 	var addrs []string
 	if s.cluster == nil {
-		addrs = []string{fmt.Sprintf("127.0.0.1:%d", s.redis.port)}
+		addrs = []string{s.redis.Addr}
 	}
 	for _, n := range s.clusterNodes() {
 		if n.IsMaster() {

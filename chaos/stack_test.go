@@ -32,7 +32,7 @@ type stack struct {
 	bin      string
 	logs     string
 	pg       *postgresServer
-	redis    *redisServer          // one Redis; nil on a cluster
+	redis    *testenv.RedisNode    // one Redis; nil on a cluster
 	cluster  *testenv.RedisCluster // nil on one Redis
 	redisURL string
 	env      []string
@@ -114,8 +114,8 @@ func newStackWith(t *testing.T, o stackOptions) *stack {
 		s.cluster = testenv.StartRedisCluster(t)
 		s.redisURL = s.cluster.URL()
 	} else {
-		s.redis = startRedis(t)
-		s.redisURL = s.redis.url()
+		s.redis = testenv.StartRedis(t)
+		s.redisURL = s.redis.URL()
 	}
 	master := make([]byte, 32)
 	rand.Read(master)

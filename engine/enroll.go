@@ -62,12 +62,19 @@ type EnrollInput struct {
 	Vectors    [][]float64 // raw, one per frame
 }
 
+// enqueueWait is the least time an enqueue gets, however short EnrollWait.
+const enqueueWait = time.Second
+
 // SubmitEnroll validates the input, records it durably, queues it and waits
-// up to Config.EnrollWait for the worker's answer. The returned request is
+// for the worker's answer: all within EnrollWait of the call (or enqueueWait,
+// if longer): a slow enqueue, as in a Redis failover, shortens the wait and
+// never lengthens the reply past the clients' patience. The returned request is
 // Done/Failed with its Result, or still Pending if the wait ended first: the
 // enroll then completes later all the same. Validation errors wrap
 // ErrInvalid or ErrRejected; nothing is written then.
 func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollRequest, error) {
+	start := time.Now()
+	deadline := start.Add(s.cfg.EnrollWait)
 	es, err := NewEmbeddings(in.Vectors)
 	if err != nil {
 		return EnrollRequest{}, err
@@ -94,18 +101,21 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 	if err := s.store.CreateEnrollRequest(ctx, req); err != nil {
 		return EnrollRequest{}, fmt.Errorf("record enroll: %w", err)
 	}
-	if err := s.jobs.EnqueueEnroll(ctx, req.ID); err != nil {
+	enqueueCtx, cancel := context.WithDeadline(ctx, start.Add(max(s.cfg.EnrollWait, enqueueWait)))
+	err = s.jobs.EnqueueEnroll(enqueueCtx, req.ID)
+	cancel()
+	if err != nil {
 		// Accepted all the same: the reconciler enqueues it again.
 		s.log.WarnContext(ctx, "enqueue enroll failed; the reconciler will retry", "enroll_request", req.ID, "err", err)
 	}
-	return s.awaitEnroll(ctx, req, woken)
+	return s.awaitEnroll(ctx, req, woken, deadline)
 }
 
-// awaitEnroll waits for req to finish: woken by the worker's commit when
-// woken is not nil (then a slow look now and then covers a notification
-// lost while the listener reconnects), else polling.
-func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, woken <-chan struct{}) (EnrollRequest, error) {
-	deadline := time.NewTimer(s.cfg.EnrollWait)
+// awaitEnroll waits until the deadline for req to finish: woken by the
+// worker's commit when woken is not nil (then a slow look now and then
+// covers a notification lost while the listener reconnects), else polling.
+func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, woken <-chan struct{}, until time.Time) (EnrollRequest, error) {
+	deadline := time.NewTimer(time.Until(until))
 	defer deadline.Stop()
 	interval := s.cfg.PollInterval
 	if woken != nil {

@@ -447,6 +447,15 @@ func (j *heldJobs) EnqueueEnroll(ctx context.Context, id string) error {
 	return nil
 }
 
+// stuckJobs never answers an enqueue until its context ends, as a Redis
+// in failover can keep a client retrying.
+type stuckJobs struct{}
+
+func (stuckJobs) EnqueueEnroll(ctx context.Context, id string) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
 func (t *memTx) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
 	out := make([][]engine.Match, len(probes))
 	for i, p := range probes {

@@ -280,6 +280,35 @@ func TestEnrollIsDurableAndIdempotent(t *testing.T) {
 	}
 }
 
+// TestStuckEnqueueKeepsTheReplyInsideEnrollWait: an enqueue that does not
+// answer (Redis failing over) is cut at EnrollWait from the call; the
+// enroll is answered pending, recorded for the reconciler.
+func TestStuckEnqueueKeepsTheReplyInsideEnrollWait(t *testing.T) {
+	store := newMemStore()
+	svc := testenv.NewService(t, engine.Deps{Store: store, Index: store, Jobs: stuckJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
+		engine.Config{EnrollWait: 50 * time.Millisecond, PollInterval: time.Millisecond})
+	type result struct {
+		req engine.EnrollRequest
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		req, err := svc.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: g, Vectors: face(1, 1)})
+		done <- result{req, err}
+	}()
+	select {
+	case r := <-done:
+		if r.err != nil || r.req.State != engine.Pending {
+			t.Fatalf("SubmitEnroll with a stuck queue = %+v, %v; want pending", r.req.State, r.err)
+		}
+		if got, err := store.EnrollRequest(context.Background(), r.req.ID); err != nil || got.State != engine.Pending {
+			t.Errorf("the request is not recorded pending for the reconciler: %+v, %v", got.State, err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("SubmitEnroll waited on a stuck enqueue past EnrollWait")
+	}
+}
+
 func TestImportDeduplicates(t *testing.T) {
 	svc, store := newService(t, engine.Config{})
 	var items []engine.ImportItem

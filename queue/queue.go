@@ -55,7 +55,9 @@ func NewEnrollTask(id, queueName string) *asynq.Task {
 // the rate limits and the replay cache all share it. It does not wait for
 // Redis. Several comma-separated addresses name a Redis Cluster
 // (redis://[user:pass@]host1:port,host2:port,…): the client then follows
-// the cluster's slots and failovers.
+// the cluster's slots and failovers. A caller's context deadline bounds
+// each command, network reads included (go-redis's ContextTimeoutEnabled):
+// a Redis that stops answering costs a request its deadline, not seconds.
 func OpenRedis(url string) (redis.UniversalClient, error) {
 	if rest, ok := strings.CutPrefix(url, "redis://"); ok && strings.Contains(strings.SplitN(rest, "/", 2)[0], ",") {
 		hosts := strings.SplitN(rest, "/", 2)[0]
@@ -72,12 +74,13 @@ func OpenRedis(url string) (redis.UniversalClient, error) {
 			addrs = append(addrs, h)
 		}
 		return redis.NewClusterClient(&redis.ClusterOptions{Addrs: addrs, Username: opt.Username, Password: opt.Password,
-			TLSConfig: opt.TLSConfig}), nil
+			TLSConfig: opt.TLSConfig, ContextTimeoutEnabled: true}), nil
 	}
 	opt, err := redis.ParseURL(url)
 	if err != nil {
 		return nil, fmt.Errorf("REDIS_URL: %w", err)
 	}
+	opt.ContextTimeoutEnabled = true
 	return redis.NewClient(opt), nil
 }
 

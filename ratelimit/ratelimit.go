@@ -12,6 +12,11 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
+// Wait bounds each Allow and Peek: a Redis that cannot answer within it
+// (a cluster failing over keeps the client retrying for seconds) is an
+// error, so that a caller failing open still answers inside the SDKs' 5 s.
+const Wait = 250 * time.Millisecond
+
 // Limiter allows each key Rate events per Per, with bursts of Burst.
 type Limiter struct {
 	limiter *redis_rate.Limiter
@@ -31,9 +36,11 @@ func New(rdb redis.UniversalClient, name string, rate int, per time.Duration, bu
 }
 
 // Allow takes one event from key's allowance. When none is left it returns
-// false and how long to wait. A Redis error is returned with ok true: the
-// caller decides whether to fail open.
+// false and how long to wait. A Redis error (or no answer within Wait) is
+// returned with ok true: the caller decides whether to fail open.
 func (l *Limiter) Allow(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, Wait)
+	defer cancel()
 	res, err := l.limiter.Allow(ctx, l.prefix+key, l.limit)
 	if err != nil {
 		return true, 0, err
@@ -44,6 +51,8 @@ func (l *Limiter) Allow(ctx context.Context, key string) (ok bool, retryAfter ti
 // Peek reports whether key has at least one event left, without taking it;
 // when not, about how long until it has.
 func (l *Limiter) Peek(ctx context.Context, key string) (ok bool, retryAfter time.Duration, err error) {
+	ctx, cancel := context.WithTimeout(ctx, Wait)
+	defer cancel()
 	res, err := l.limiter.AllowN(ctx, l.prefix+key, l.limit, 0)
 	if err != nil {
 		return true, 0, err

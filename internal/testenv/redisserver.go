@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +22,8 @@ type RedisCluster struct {
 	Nodes []*RedisNode
 }
 
-// RedisNode is one redis-server of a RedisCluster.
+// RedisNode is one private redis-server: alone (StartRedis) or in a
+// RedisCluster.
 type RedisNode struct {
 	Addr string // 127.0.0.1:port
 	args []string
@@ -68,6 +70,28 @@ func StartRedisCluster(t testing.TB) *RedisCluster {
 	return c
 }
 
+// StartRedis starts one private redis-server with the append-only file on
+// (appendfsync everysec, as scripts/services.sh runs it) on a free loopback
+// port, killed when the test ends: for tests that kill, pause or restart it.
+func StartRedis(t testing.TB) *RedisNode {
+	t.Helper()
+	dir, port := t.TempDir(), FreePort(t)
+	n := &RedisNode{Addr: fmt.Sprintf("127.0.0.1:%d", port), args: []string{
+		"--bind", "127.0.0.1", "--port", strconv.Itoa(port), "--dir", dir,
+		"--appendonly", "yes", "--save", "", "--logfile", filepath.Join(dir, "redis.log")}}
+	n.Start(t)
+	t.Cleanup(n.Kill)
+	return n
+}
+
+// URL is REDIS_URL for a lone node.
+func (n *RedisNode) URL() string { return "redis://" + n.Addr + "/0" }
+
+// Pause stops the node with SIGSTOP: it keeps its connections but answers
+// nothing, as a hung server would. Resume continues it.
+func (n *RedisNode) Pause()  { n.cmd.Process.Signal(syscall.SIGSTOP) }
+func (n *RedisNode) Resume() { n.cmd.Process.Signal(syscall.SIGCONT) }
+
 // URL is REDIS_URL's cluster form for the cluster.
 func (c *RedisCluster) URL() string {
 	addrs := make([]string, len(c.Nodes))
@@ -92,7 +116,8 @@ func (n *RedisNode) Start(t testing.TB) {
 	}
 }
 
-// Kill kills the node with SIGKILL and waits for it to end.
+// Kill kills the node with SIGKILL (what its append-only file has not
+// written yet is lost) and waits for it to end.
 func (n *RedisNode) Kill() {
 	if n.cmd != nil && n.cmd.Process != nil {
 		n.cmd.Process.Kill()
