@@ -5,15 +5,27 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/queue"
 )
 
 // TestOpenRedisHonoursDeadlines: with a real Redis that hangs (SIGSTOP), a
 // command under a context deadline ends with an error instead of waiting
-// out the client's read timeout (here an hour), on both REDIS_URL forms'
-// clients: enqueues and rate limits then stay inside a request's budget.
+// out the client's read timeout (here an hour): enqueues and rate limits
+// then stay inside a request's budget. The cluster form's client is set
+// the same way.
 func TestOpenRedisHonoursDeadlines(t *testing.T) {
+	cluster, err := queue.OpenRedis("redis://127.0.0.1:7001,127.0.0.1:7002")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cc, ok := cluster.(*redis.ClusterClient); !ok || !cc.Options().ContextTimeoutEnabled {
+		t.Errorf("the cluster form gave %T without context deadlines on the wire", cluster)
+	}
+	cluster.Close()
+
 	node := testenv.StartRedis(t)
 	rdb, err := queue.OpenRedis(node.URL() + "?read_timeout=1h&write_timeout=1h")
 	if err != nil {
