@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"math"
+	"net/http"
 	"strings"
 	"syscall"
 	"testing"
@@ -365,9 +366,10 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 
 	// Deleted persons are gone from every replica's in-memory index and from Redis.
 	dump := s.redisDump()
+	hc := &http.Client{Timeout: 30 * time.Second}
 	for _, f := range deleted {
 		for _, n := range s.apis {
-			c := &client.Client{BaseURL: n.url, APIKey: s.key, Version: "FACE3_1", Enc: 2}
+			c := &client.Client{BaseURL: n.url, APIKey: s.key, Version: "FACE3_1", Enc: 2, HTTP: hc}
 			if r, err := c.Predict(ctx, vector(f.identity, 0, 0), 1, ""); err != nil || r.PUID != "-1" {
 				t.Errorf("deleted %s: identify on %s answers %+v (%v)", f.puid, n.name, r, err)
 			}
@@ -379,7 +381,9 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 	t.Logf("%d faces: %d enrolled (%d via 202), %d deleted; %d enroll requests", len(l.faces), len(enrolled),
 		len(l.byState("queued")), len(deleted), s.count(`SELECT count(*) FROM enroll_requests`))
 
-	// The API's goroutines and pool connections are back to the baseline.
+	// The API's goroutines and pool connections are back to the baseline
+	// (the test's own idle connections closed: each holds a server goroutine).
+	hc.CloseIdleConnections()
 	time.Sleep(2 * time.Second)
 	end := s.apiStats(s.api())
 	t.Logf("end: %d goroutines (baseline %d), %d/%d pool connections acquired/total (baseline %d/%d)",

@@ -247,6 +247,7 @@ func (l *load) finish(t *testing.T) {
 	if err := l.settle(ctx); err != nil {
 		t.Fatal(err)
 	}
+	l.http.CloseIdleConnections() // settle's, which hold goroutines in the API
 	t.Logf("load: %s", l.summary())
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -106,6 +106,7 @@ func (s *stack) waitFailover(dead *testenv.RedisNode, key string) {
 // answer it at once.
 type prober struct {
 	s       *stack
+	http    *http.Client
 	clients []*client.Client
 	stop    chan struct{}
 	done    sync.WaitGroup
@@ -122,7 +123,7 @@ const probeVersion = "PROBE"
 
 func newProber(s *stack) *prober {
 	hc := &http.Client{Timeout: 10 * time.Second}
-	p := &prober{s: s, stop: make(chan struct{})}
+	p := &prober{s: s, http: hc, stop: make(chan struct{})}
 	for _, u := range s.urls() {
 		p.clients = append(p.clients, &client.Client{BaseURL: u, APIKey: s.key, Version: probeVersion, Enc: 2, HTTP: hc, Tries: 1})
 	}
@@ -142,9 +143,12 @@ func (p *prober) run() {
 	})
 }
 
+// halt stops the prober and closes its idle connections (each holds a
+// goroutine in the replica, which the baseline check counts).
 func (p *prober) halt() {
 	p.halted.Do(func() { close(p.stop) })
 	p.done.Wait()
+	p.http.CloseIdleConnections()
 }
 
 func (p *prober) violate(format string, args ...any) {
