@@ -44,6 +44,8 @@ fuzz:
 	@$(ENV) && bash scripts/fuzz.sh ./httpapi FuzzV1Body $(FUZZTIME)
 	@$(ENV) && bash scripts/fuzz.sh ./cmd/biomatch FuzzOpenNPY $(FUZZTIME)
 
+## services: PostgreSQL+pgvector and Redis under ./.data (installed if missing);
+## REDIS_CLUSTER=1 runs Redis as a six-node cluster (127.0.0.1:7001–7006) instead.
 services:
 	@bash scripts/services.sh up
 
