@@ -381,11 +381,18 @@ func (s *stack) checkInvariants(t *testing.T, l *load, base processStats) {
 	t.Logf("%d faces: %d enrolled (%d via 202), %d deleted; %d enroll requests", len(l.faces), len(enrolled),
 		len(l.byState("queued")), len(deleted), s.count(`SELECT count(*) FROM enroll_requests`))
 
-	// The API's goroutines and pool connections are back to the baseline
-	// (the test's own idle connections closed: each holds a server goroutine).
+	// The API's goroutines and pool connections come back to the baseline
+	// (the test's own idle connections closed: each holds a server
+	// goroutine). What winds down gets ten seconds; a leak stays.
 	hc.CloseIdleConnections()
-	time.Sleep(2 * time.Second)
+	http.DefaultClient.CloseIdleConnections()
+	back := func(st processStats) bool {
+		return st.goroutines <= base.goroutines+10 && st.poolAcquired <= max(base.poolAcquired, 1)
+	}
 	end := s.apiStats(s.api())
+	for deadline := time.Now().Add(10 * time.Second); !back(end) && time.Now().Before(deadline); end = s.apiStats(s.api()) {
+		time.Sleep(500 * time.Millisecond)
+	}
 	t.Logf("end: %d goroutines (baseline %d), %d/%d pool connections acquired/total (baseline %d/%d)",
 		end.goroutines, base.goroutines, end.poolAcquired, end.poolTotal, base.poolAcquired, base.poolTotal)
 	if end.goroutines > base.goroutines+10 {
