@@ -408,10 +408,11 @@ func (s *stack) redisDump() string {
 	var addrs []string
 	if s.cluster == nil {
 		addrs = []string{s.redis.Addr}
-	}
-	for _, n := range s.clusterNodes() {
-		if n.IsMaster() {
-			addrs = append(addrs, n.Addr)
+	} else {
+		for _, n := range s.cluster.Nodes {
+			if n.IsMaster() {
+				addrs = append(addrs, n.Addr)
+			}
 		}
 	}
 	var b strings.Builder
@@ -421,13 +422,6 @@ func (s *stack) redisDump() string {
 		rdb.Close()
 	}
 	return b.String()
-}
-
-func (s *stack) clusterNodes() []*testenv.RedisNode {
-	if s.cluster == nil {
-		return nil
-	}
-	return s.cluster.Nodes
 }
 
 // personsByFace returns, for every face the load ever sent, the persons

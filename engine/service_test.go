@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
@@ -466,16 +465,10 @@ func TestBatchFailsOnlyTheBadItem(t *testing.T) {
 // one enrolled person as much as a lax level accepts is that person at
 // DEDUP level low, and a new person at the default (high).
 func TestDedupDecidesAtItsLevel(t *testing.T) {
-	cal, err := calibration.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	curve := cal.Models[cal.DefaultModel]
-	tLow, _ := curve.Threshold(1e-2)
-	tMedium, _ := curve.Threshold(1e-3)
 	// alice, and a face at cosine halfway between the low and medium
 	// thresholds of a one-template gallery.
 	alice := synth.Vector(512, 31, 0, 0)
+	tLow, tMedium := testenv.LowAndMedium(t)
 	c := (tLow + tMedium) / 2
 	near := synth.Float64s(synth.AtCosine(alice, c, 32))
 	for _, tc := range []struct {

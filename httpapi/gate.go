@@ -170,11 +170,7 @@ func (g gate) admitSession(c *gin.Context, call *nodeCall) bool {
 		}
 	}
 	if err := g.keys.keys.UseSession(c.Request.Context(), sess.ID); err != nil {
-		if errors.Is(err, engine.ErrNotFound) {
-			g.refuse(c)
-		} else {
-			nodeError(c, err)
-		}
+		g.lookupFailed(c, err)
 		return false
 	}
 	return true
@@ -261,6 +257,17 @@ func (g gate) refuse(c *gin.Context) {
 	c.JSON(http.StatusForbidden, statusReply{-1, "Failed to check api key"})
 }
 
+// lookupFailed answers a failed key or session lookup: an unknown one is
+// the generic refusal (counted against the address), anything else the
+// error's own reply (a 503 when the database cannot be reached).
+func (g gate) lookupFailed(c *gin.Context, err error) {
+	if errors.Is(err, engine.ErrNotFound) {
+		g.refuse(c)
+		return
+	}
+	nodeError(c, err)
+}
+
 // retryAfter sets Retry-After to wait in whole seconds (at least 1) and
 // returns them.
 func retryAfter(c *gin.Context, wait time.Duration) int {
@@ -287,11 +294,7 @@ func (g gate) authenticateBodyKey(c *gin.Context, call *nodeCall) bool {
 	}
 	var err error
 	if call.key, err = g.keys.bySecret(c.Request.Context(), call.apiKey); err != nil {
-		if errors.Is(err, engine.ErrNotFound) {
-			g.refuse(c)
-		} else {
-			nodeError(c, err)
-		}
+		g.lookupFailed(c, err)
 		return false
 	}
 	return true
@@ -314,11 +317,7 @@ func (g gate) openSealed(c *gin.Context, call *nodeCall) bool {
 	}
 	key, secret, err := g.keys.byID(ctx, keyID)
 	if err != nil {
-		if errors.Is(err, engine.ErrNotFound) {
-			g.refuse(c)
-		} else {
-			nodeError(c, err)
-		}
+		g.lookupFailed(c, err)
 		return false
 	}
 	if call.req.Sealed == "" {

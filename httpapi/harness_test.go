@@ -96,17 +96,24 @@ func (h *harness) post(path string, body []byte, headers map[string]string) (int
 	for k, v := range headers {
 		req.Header.Set(k, v)
 	}
+	resp, raw := h.do(req)
+	var m map[string]any
+	if err := json.Unmarshal(raw, &m); err != nil {
+		h.t.Fatalf("POST %s: reply %d is not a JSON object: %s", path, resp.StatusCode, raw)
+	}
+	return resp.StatusCode, m
+}
+
+// do sends req and returns the reply with its whole body read (and closed).
+func (h *harness) do(req *http.Request) (*http.Response, []byte) {
+	h.t.Helper()
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		h.t.Fatal(err)
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
-	var m map[string]any
-	if err := json.Unmarshal(raw, &m); err != nil {
-		h.t.Fatalf("POST %s: reply %d is not a JSON object: %s", path, resp.StatusCode, raw)
-	}
-	return resp.StatusCode, m
+	return resp, raw
 }
 
 // count returns SELECT count(*) of a table.

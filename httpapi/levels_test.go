@@ -6,8 +6,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/internal/synth"
+	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/postgres"
 )
 
@@ -32,13 +32,7 @@ func TestSecurityLevelsEndToEnd(t *testing.T) {
 
 	// A probe between the low and medium thresholds of a one-template
 	// gallery: low matches it, the default (high) and highest do not.
-	cal, err := calibration.Embedded()
-	if err != nil {
-		t.Fatal(err)
-	}
-	curve := cal.Models[cal.DefaultModel]
-	tLow, _ := curve.Threshold(1e-2)
-	tMedium, _ := curve.Threshold(1e-3)
+	tLow, tMedium := testenv.LowAndMedium(t)
 	probe := synth.AtCosine(alice, (tLow+tMedium)/2, 77)
 
 	for _, tc := range []struct {

@@ -120,12 +120,7 @@ func TestOpenAPIMatchesResponses(t *testing.T) {
 		for k, val := range c.headers {
 			req.Header.Set(k, val)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, raw := h.do(req)
 		if resp.StatusCode != c.want {
 			t.Fatalf("call %d %s %s = %d, want %d: %.200s", i, c.method, c.path, resp.StatusCode, c.want, raw)
 		}
@@ -232,12 +227,7 @@ func TestOpenAPIMatchesV1(t *testing.T) {
 		case !strings.Contains(c.path, "unauthenticated"):
 			req.Header.Set("Authorization", "Bearer "+key)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		raw, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
+		resp, raw := h.do(req)
 		if resp.StatusCode != c.want {
 			t.Fatalf("call %d %s %s = %d, want %d: %.300s", i, c.method, c.path, resp.StatusCode, c.want, raw)
 		}

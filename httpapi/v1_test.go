@@ -33,12 +33,7 @@ func (h *harness) v1(method, path, key string, body any) (int, map[string]any, h
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	resp, raw := h.do(req)
 	var m map[string]any
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &m); err != nil {
@@ -308,13 +303,9 @@ func TestOAuthClientCredentials(t *testing.T) {
 		if basicID != "" {
 			req.SetBasicAuth(basicID, basicSecret)
 		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
+		resp, raw := h.do(req)
 		var m map[string]any
-		json.NewDecoder(resp.Body).Decode(&m)
+		json.Unmarshal(raw, &m)
 		return resp.StatusCode, m, resp.Header
 	}
 	const form = "application/x-www-form-urlencoded"

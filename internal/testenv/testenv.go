@@ -203,3 +203,18 @@ func NewService(t testing.TB, d engine.Deps, cfg engine.Config) *engine.Service 
 	}
 	return s
 }
+
+// LowAndMedium are the embedded default model's low (FMR 1e-2) and medium
+// (1e-3) thresholds for a one-template gallery: a probe halfway between is
+// a match at level low and not at the default (high).
+func LowAndMedium(t testing.TB) (low, medium float64) {
+	t.Helper()
+	cal, err := calibration.Embedded()
+	if err != nil {
+		t.Fatal(err)
+	}
+	curve := cal.Models[cal.DefaultModel]
+	low, _ = curve.Threshold(1e-2)
+	medium, _ = curve.Threshold(1e-3)
+	return low, medium
+}
