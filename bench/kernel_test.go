@@ -48,13 +48,13 @@ func BenchmarkKernel(b *testing.B) {
 		for i := range q16 {
 			q16[i] = int16(r.IntN(255) - 127) // within every kernel's ProbeMax
 		}
-		out8 := make([]int32, rows8)
+		out8, floor8, mask8 := make([]int32, rows8), make([]int32, 1), make([]uint8, rows8)
 		probes := kernel.NewProbes([][]int16{q16}, dim)
 		for name, k := range kernel.KernelsI8() {
 			b.Run(fmt.Sprintf("i8/%s/dim=%d", name, dim), func(b *testing.B) {
 				b.SetBytes(int64(rows8 * dim))
 				for b.Loop() {
-					k(m8, dim, probes, out8)
+					k(m8, dim, probes, floor8, out8, mask8)
 				}
 			})
 		}

@@ -5,9 +5,9 @@ import "golang.org/x/sys/cpu"
 // The assembly kernels by the number of probes they score per row read
 // (the sizes of groupSizes).
 var (
-	avx2ByProbes = [...]func(m *int8, rows, stride, n16 int, qp *int16, out *int32, ostride int){
+	avx2ByProbes = [...]func(m *int8, rows, stride, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int){
 		1: dotsI8x1AVX2, 2: dotsI8x2AVX2, 4: dotsI8x4AVX2, 8: dotsI8x8AVX2}
-	vnniByProbes = [...]func(m *int8, rows, stride, n64 int, qp *int8, corr *int32, out *int32, ostride int){
+	vnniByProbes = [...]func(m *int8, rows, stride, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int){
 		1: dotsI8x1VNNI, 2: dotsI8x2VNNI, 4: dotsI8x4VNNI, 8: dotsI8x8VNNI}
 )
 
@@ -26,27 +26,33 @@ func init() {
 // dotsI8VNNI runs each probe group's VNNI kernel over the rows (64 values
 // per step), then adds what lies past the last 64-value chunk. Probes
 // with a value beyond ±127 go to dotsI8AVX2.
-func dotsI8VNNI(m []int8, dim int, p *Probes, out []int32) {
+func dotsI8VNNI(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8) {
 	nq := len(p.qs)
 	rows := len(out) / nq
 	if rows == 0 {
 		return
 	}
 	if p.groups8 == nil {
-		dotsI8AVX2(m, dim, p, out)
+		dotsI8AVX2(m, dim, p, floor, out, mask)
 		return
 	}
-	_ = m[rows*dim-1] // the kernels read rows·dim values
+	_ = m[rows*dim-1]               // the kernels read rows·dim values
+	_ = mask[rows*len(p.groups8)-1] // and write a byte per row and group
+	_ = floor[nq-1]
 	n64 := dim &^ 63
-	for _, g := range p.groups8 {
-		vnniByProbes[g.n](&m[0], rows, dim, n64, &g.packed[0], &g.corr[0], &out[g.first], nq)
+	for g, gr := range p.groups8 {
+		vnniByProbes[gr.n](&m[0], rows, dim, n64, &gr.packed[0], &gr.corr[0], &out[gr.first], nq,
+			&floor[gr.first], &mask[g], len(p.groups8))
 	}
-	addTail(m, dim, n64, p, out)
+	if n64 < dim {
+		addTail(m, dim, n64, p, out)
+		setMask(p, floor, out, mask)
+	}
 }
 
 // dotsI8AVX2 runs each probe group's assembly kernel over the rows, then
 // adds what lies past the last 16-value chunk.
-func dotsI8AVX2(m []int8, dim int, p *Probes, out []int32) {
+func dotsI8AVX2(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8) {
 	nq := len(p.qs)
 	rows := len(out) / nq
 	if rows == 0 {
@@ -56,11 +62,18 @@ func dotsI8AVX2(m []int8, dim int, p *Probes, out []int32) {
 	if n16 == 0 {
 		clear(out)
 		addTail(m, dim, 0, p, out)
+		setMask(p, floor, out, mask)
 		return
 	}
 	_ = m[rows*dim-1] // the kernels read rows·dim values
-	for _, g := range p.groups {
-		avx2ByProbes[g.n](&m[0], rows, dim, n16, &g.packed[0], &out[g.first], nq)
+	_ = mask[rows*len(p.groups)-1]
+	_ = floor[nq-1]
+	for g, gr := range p.groups {
+		avx2ByProbes[gr.n](&m[0], rows, dim, n16, &gr.packed[0], &out[gr.first], nq,
+			&floor[gr.first], &mask[g], len(p.groups))
 	}
-	addTail(m, dim, n16, p, out)
+	if n16 < dim {
+		addTail(m, dim, n16, p, out)
+		setMask(p, floor, out, mask)
+	}
 }

@@ -5,25 +5,25 @@
 package kernel
 
 // dotsI8x1AVX2 scores int8 rows against 1 packed int16 probes (AVX2; n16 a positive multiple of 16).
-func dotsI8x1AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+func dotsI8x1AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
 // dotsI8x2AVX2 scores int8 rows against 2 packed int16 probes (AVX2; n16 a positive multiple of 16).
-func dotsI8x2AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+func dotsI8x2AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
 // dotsI8x4AVX2 scores int8 rows against 4 packed int16 probes (AVX2; n16 a positive multiple of 16).
-func dotsI8x4AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+func dotsI8x4AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
 // dotsI8x8AVX2 scores int8 rows against 8 packed int16 probes (AVX2; n16 a positive multiple of 16).
-func dotsI8x8AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+func dotsI8x8AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
 // dotsI8x1VNNI scores int8 rows against 1 packed int8 probes (AVX-512 VNNI; n64 a positive multiple of 64).
-func dotsI8x1VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+func dotsI8x1VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
 // dotsI8x2VNNI scores int8 rows against 2 packed int8 probes (AVX-512 VNNI; n64 a positive multiple of 64).
-func dotsI8x2VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+func dotsI8x2VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
 // dotsI8x4VNNI scores int8 rows against 4 packed int8 probes (AVX-512 VNNI; n64 a positive multiple of 64).
-func dotsI8x4VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+func dotsI8x4VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
 // dotsI8x8VNNI scores int8 rows against 8 packed int8 probes (AVX-512 VNNI; n64 a positive multiple of 64).
-func dotsI8x8VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+func dotsI8x8VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)

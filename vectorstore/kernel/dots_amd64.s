@@ -4,9 +4,9 @@
 
 #include "textflag.h"
 
-// func dotsI8x1AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+// func dotsI8x1AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2
-TEXT ·dotsI8x1AVX2(SB), NOSPLIT, $0-56
+TEXT ·dotsI8x1AVX2(SB), NOSPLIT, $0-80
 	MOVQ  m+0(FP), AX
 	MOVQ  rows+8(FP), CX
 	MOVQ  stride+16(FP), DX
@@ -15,22 +15,24 @@ TEXT ·dotsI8x1AVX2(SB), NOSPLIT, $0-56
 	MOVQ  out+40(FP), DI
 	MOVQ  ostride+48(FP), R8
 	SHLQ  $0x02, R8
+	MOVQ  mask+64(FP), R9
 	TESTQ CX, CX
 	JZ    done
 
 row:
 	VPXOR Y0, Y0, Y0
-	XORQ  R9, R9
-	MOVQ  SI, R10
+	XORQ  R10, R10
+	MOVQ  SI, R11
 
 chunk:
-	VPMOVSXBW    (AX)(R9*1), Y1
-	VPMADDWD     (R10), Y1, Y1
+	VPMOVSXBW    (AX)(R10*1), Y1
+	VPMADDWD     (R11), Y1, Y1
 	VPADDD       Y1, Y0, Y0
-	ADDQ         $0x00000020, R10
-	ADDQ         $0x10, R9
-	CMPQ         R9, BX
+	ADDQ         $0x00000020, R11
+	ADDQ         $0x10, R10
+	CMPQ         R10, BX
 	JL           chunk
+	MOVQ         floor+56(FP), R10
 	VEXTRACTI128 $0x01, Y0, X1
 	VPADDD       X1, X0, X0
 	VPSHUFD      $0x4e, X0, X1
@@ -38,8 +40,15 @@ chunk:
 	VPSHUFD      $0xb1, X0, X1
 	VPADDD       X1, X0, X0
 	VMOVD        X0, (DI)
+	VMOVD        (R10), X1
+	VPCMPGTD     X1, X0, X1
+	VMOVMSKPS    X1, R10
+	ANDL         $0x00000001, R10
+	MOVB         R10, (R9)
 	ADDQ         DX, AX
 	ADDQ         R8, DI
+	MOVQ         mstride+72(FP), R10
+	ADDQ         R10, R9
 	DECQ         CX
 	JNZ          row
 
@@ -47,9 +56,9 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsI8x2AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+// func dotsI8x2AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2, MMX+
-TEXT ·dotsI8x2AVX2(SB), NOSPLIT, $0-56
+TEXT ·dotsI8x2AVX2(SB), NOSPLIT, $0-80
 	MOVQ  m+0(FP), AX
 	MOVQ  rows+8(FP), CX
 	MOVQ  stride+16(FP), DX
@@ -58,36 +67,45 @@ TEXT ·dotsI8x2AVX2(SB), NOSPLIT, $0-56
 	MOVQ  out+40(FP), DI
 	MOVQ  ostride+48(FP), R8
 	SHLQ  $0x02, R8
+	MOVQ  mask+64(FP), R9
 	TESTQ CX, CX
 	JZ    done
 
 row:
 	VPXOR Y0, Y0, Y0
 	VPXOR Y1, Y1, Y1
-	XORQ  R9, R9
-	MOVQ  SI, R10
-	MOVQ  DX, R11
-	SHLQ  $0x03, R11
-	ADDQ  AX, R11
+	XORQ  R10, R10
+	MOVQ  SI, R11
+	MOVQ  DX, R12
+	SHLQ  $0x03, R12
+	ADDQ  AX, R12
 
 chunk:
-	VPMOVSXBW    (AX)(R9*1), Y2
-	PREFETCHT0   (R11)(R9*1)
-	VPMADDWD     (R10), Y2, Y3
+	VPMOVSXBW    (AX)(R10*1), Y2
+	PREFETCHT0   (R12)(R10*1)
+	VPMADDWD     (R11), Y2, Y3
 	VPADDD       Y3, Y0, Y0
-	VPMADDWD     32(R10), Y2, Y3
+	VPMADDWD     32(R11), Y2, Y3
 	VPADDD       Y3, Y1, Y1
-	ADDQ         $0x00000040, R10
-	ADDQ         $0x10, R9
-	CMPQ         R9, BX
+	ADDQ         $0x00000040, R11
+	ADDQ         $0x10, R10
+	CMPQ         R10, BX
 	JL           chunk
+	MOVQ         floor+56(FP), R10
 	VPHADDD      Y1, Y0, Y0
 	VPHADDD      Y0, Y0, Y0
 	VEXTRACTI128 $0x01, Y0, X1
 	VPADDD       X1, X0, X0
 	VMOVQ        X0, (DI)
+	VMOVQ        (R10), X1
+	VPCMPGTD     X1, X0, X1
+	VMOVMSKPS    X1, R10
+	ANDL         $0x00000003, R10
+	MOVB         R10, (R9)
 	ADDQ         DX, AX
 	ADDQ         R8, DI
+	MOVQ         mstride+72(FP), R10
+	ADDQ         R10, R9
 	DECQ         CX
 	JNZ          row
 
@@ -95,9 +113,9 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsI8x4AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+// func dotsI8x4AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2, MMX+
-TEXT ·dotsI8x4AVX2(SB), NOSPLIT, $0-56
+TEXT ·dotsI8x4AVX2(SB), NOSPLIT, $0-80
 	MOVQ  m+0(FP), AX
 	MOVQ  rows+8(FP), CX
 	MOVQ  stride+16(FP), DX
@@ -106,6 +124,7 @@ TEXT ·dotsI8x4AVX2(SB), NOSPLIT, $0-56
 	MOVQ  out+40(FP), DI
 	MOVQ  ostride+48(FP), R8
 	SHLQ  $0x02, R8
+	MOVQ  mask+64(FP), R9
 	TESTQ CX, CX
 	JZ    done
 
@@ -114,35 +133,44 @@ row:
 	VPXOR Y1, Y1, Y1
 	VPXOR Y2, Y2, Y2
 	VPXOR Y3, Y3, Y3
-	XORQ  R9, R9
-	MOVQ  SI, R10
-	MOVQ  DX, R11
-	SHLQ  $0x03, R11
-	ADDQ  AX, R11
+	XORQ  R10, R10
+	MOVQ  SI, R11
+	MOVQ  DX, R12
+	SHLQ  $0x03, R12
+	ADDQ  AX, R12
 
 chunk:
-	VPMOVSXBW    (AX)(R9*1), Y4
-	PREFETCHT0   (R11)(R9*1)
-	VPMADDWD     (R10), Y4, Y5
+	VPMOVSXBW    (AX)(R10*1), Y4
+	PREFETCHT0   (R12)(R10*1)
+	VPMADDWD     (R11), Y4, Y5
 	VPADDD       Y5, Y0, Y0
-	VPMADDWD     32(R10), Y4, Y5
+	VPMADDWD     32(R11), Y4, Y5
 	VPADDD       Y5, Y1, Y1
-	VPMADDWD     64(R10), Y4, Y5
+	VPMADDWD     64(R11), Y4, Y5
 	VPADDD       Y5, Y2, Y2
-	VPMADDWD     96(R10), Y4, Y5
+	VPMADDWD     96(R11), Y4, Y5
 	VPADDD       Y5, Y3, Y3
-	ADDQ         $0x00000080, R10
-	ADDQ         $0x10, R9
-	CMPQ         R9, BX
+	ADDQ         $0x00000080, R11
+	ADDQ         $0x10, R10
+	CMPQ         R10, BX
 	JL           chunk
+	MOVQ         floor+56(FP), R10
+	XORL         R11, R11
 	VPHADDD      Y1, Y0, Y0
 	VPHADDD      Y3, Y2, Y2
 	VPHADDD      Y2, Y0, Y0
 	VEXTRACTI128 $0x01, Y0, X1
 	VPADDD       X1, X0, X0
 	VMOVDQU      X0, (DI)
+	VMOVDQU      (R10), X1
+	VPCMPGTD     X1, X0, X1
+	VMOVMSKPS    X1, R10
+	ORL          R10, R11
+	MOVB         R11, (R9)
 	ADDQ         DX, AX
 	ADDQ         R8, DI
+	MOVQ         mstride+72(FP), R10
+	ADDQ         R10, R9
 	DECQ         CX
 	JNZ          row
 
@@ -150,9 +178,9 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsI8x8AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int)
+// func dotsI8x8AVX2(m *int8, rows int, stride int, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2, MMX+
-TEXT ·dotsI8x8AVX2(SB), NOSPLIT, $0-56
+TEXT ·dotsI8x8AVX2(SB), NOSPLIT, $0-80
 	MOVQ  m+0(FP), AX
 	MOVQ  rows+8(FP), CX
 	MOVQ  stride+16(FP), DX
@@ -161,6 +189,7 @@ TEXT ·dotsI8x8AVX2(SB), NOSPLIT, $0-56
 	MOVQ  out+40(FP), DI
 	MOVQ  ostride+48(FP), R8
 	SHLQ  $0x02, R8
+	MOVQ  mask+64(FP), R9
 	TESTQ CX, CX
 	JZ    done
 
@@ -173,49 +202,63 @@ row:
 	VPXOR Y5, Y5, Y5
 	VPXOR Y6, Y6, Y6
 	VPXOR Y7, Y7, Y7
-	XORQ  R9, R9
-	MOVQ  SI, R10
-	MOVQ  DX, R11
-	SHLQ  $0x03, R11
-	ADDQ  AX, R11
+	XORQ  R10, R10
+	MOVQ  SI, R11
+	MOVQ  DX, R12
+	SHLQ  $0x03, R12
+	ADDQ  AX, R12
 
 chunk:
-	VPMOVSXBW    (AX)(R9*1), Y8
-	PREFETCHT0   (R11)(R9*1)
-	VPMADDWD     (R10), Y8, Y9
+	VPMOVSXBW    (AX)(R10*1), Y8
+	PREFETCHT0   (R12)(R10*1)
+	VPMADDWD     (R11), Y8, Y9
 	VPADDD       Y9, Y0, Y0
-	VPMADDWD     32(R10), Y8, Y9
+	VPMADDWD     32(R11), Y8, Y9
 	VPADDD       Y9, Y1, Y1
-	VPMADDWD     64(R10), Y8, Y9
+	VPMADDWD     64(R11), Y8, Y9
 	VPADDD       Y9, Y2, Y2
-	VPMADDWD     96(R10), Y8, Y9
+	VPMADDWD     96(R11), Y8, Y9
 	VPADDD       Y9, Y3, Y3
-	VPMADDWD     128(R10), Y8, Y9
+	VPMADDWD     128(R11), Y8, Y9
 	VPADDD       Y9, Y4, Y4
-	VPMADDWD     160(R10), Y8, Y9
+	VPMADDWD     160(R11), Y8, Y9
 	VPADDD       Y9, Y5, Y5
-	VPMADDWD     192(R10), Y8, Y9
+	VPMADDWD     192(R11), Y8, Y9
 	VPADDD       Y9, Y6, Y6
-	VPMADDWD     224(R10), Y8, Y9
+	VPMADDWD     224(R11), Y8, Y9
 	VPADDD       Y9, Y7, Y7
-	ADDQ         $0x00000100, R10
-	ADDQ         $0x10, R9
-	CMPQ         R9, BX
+	ADDQ         $0x00000100, R11
+	ADDQ         $0x10, R10
+	CMPQ         R10, BX
 	JL           chunk
+	MOVQ         floor+56(FP), R10
+	XORL         R12, R12
 	VPHADDD      Y1, Y0, Y0
 	VPHADDD      Y3, Y2, Y2
 	VPHADDD      Y2, Y0, Y0
 	VEXTRACTI128 $0x01, Y0, X1
 	VPADDD       X1, X0, X0
 	VMOVDQU      X0, (DI)
+	VMOVDQU      (R10), X1
+	VPCMPGTD     X1, X0, X1
+	VMOVMSKPS    X1, R11
+	ORL          R11, R12
 	VPHADDD      Y5, Y4, Y4
 	VPHADDD      Y7, Y6, Y6
 	VPHADDD      Y6, Y4, Y4
 	VEXTRACTI128 $0x01, Y4, X0
 	VPADDD       X0, X4, X4
 	VMOVDQU      X4, 16(DI)
+	VMOVDQU      16(R10), X0
+	VPCMPGTD     X0, X4, X0
+	VMOVMSKPS    X0, R11
+	SHLL         $0x04, R11
+	ORL          R11, R12
+	MOVB         R12, (R9)
 	ADDQ         DX, AX
 	ADDQ         R8, DI
+	MOVQ         mstride+72(FP), R10
+	ADDQ         R10, R9
 	DECQ         CX
 	JNZ          row
 
@@ -223,18 +266,18 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsI8x1VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// func dotsI8x1VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2, AVX512F, AVX512VNNI
-TEXT ·dotsI8x1VNNI(SB), NOSPLIT, $0-64
+TEXT ·dotsI8x1VNNI(SB), NOSPLIT, $0-88
 	MOVQ         m+0(FP), AX
 	MOVQ         rows+8(FP), CX
 	MOVQ         stride+16(FP), DX
 	MOVQ         n64+24(FP), BX
 	MOVQ         qp+32(FP), SI
-	MOVQ         corr+40(FP), DI
-	MOVQ         out+48(FP), R8
-	MOVQ         ostride+56(FP), R9
-	SHLQ         $0x02, R9
+	MOVQ         out+48(FP), DI
+	MOVQ         ostride+56(FP), R8
+	SHLQ         $0x02, R8
+	MOVQ         mask+72(FP), R9
 	MOVL         $0x80808080, R10
 	VPBROADCASTD R10, Z2
 	TESTQ        CX, CX
@@ -254,17 +297,26 @@ chunk:
 	JL            chunk
 	VEXTRACTI64X4 $0x01, Z0, Y1
 	VPADDD        Y1, Y0, Y0
+	MOVQ          corr+40(FP), R10
+	MOVQ          floor+64(FP), R11
 	VEXTRACTI128  $0x01, Y0, X1
 	VPADDD        X1, X0, X0
 	VPSHUFD       $0x4e, X0, X1
 	VPADDD        X1, X0, X0
 	VPSHUFD       $0xb1, X0, X1
 	VPADDD        X1, X0, X0
-	VMOVD         (DI), X1
+	VMOVD         (R10), X1
 	VPSUBD        X1, X0, X0
-	VMOVD         X0, (R8)
+	VMOVD         X0, (DI)
+	VMOVD         (R11), X1
+	VPCMPGTD      X1, X0, X1
+	VMOVMSKPS     X1, R10
+	ANDL          $0x00000001, R10
+	MOVB          R10, (R9)
 	ADDQ          DX, AX
-	ADDQ          R9, R8
+	ADDQ          R8, DI
+	MOVQ          mstride+80(FP), R10
+	ADDQ          R10, R9
 	DECQ          CX
 	JNZ           row
 
@@ -272,18 +324,18 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsI8x2VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// func dotsI8x2VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2, AVX512F, AVX512VNNI, MMX+
-TEXT ·dotsI8x2VNNI(SB), NOSPLIT, $0-64
+TEXT ·dotsI8x2VNNI(SB), NOSPLIT, $0-88
 	MOVQ         m+0(FP), AX
 	MOVQ         rows+8(FP), CX
 	MOVQ         stride+16(FP), DX
 	MOVQ         n64+24(FP), BX
 	MOVQ         qp+32(FP), SI
-	MOVQ         corr+40(FP), DI
-	MOVQ         out+48(FP), R8
-	MOVQ         ostride+56(FP), R9
-	SHLQ         $0x02, R9
+	MOVQ         out+48(FP), DI
+	MOVQ         ostride+56(FP), R8
+	SHLQ         $0x02, R8
+	MOVQ         mask+72(FP), R9
 	MOVL         $0x80808080, R10
 	VPBROADCASTD R10, Z3
 	TESTQ        CX, CX
@@ -311,15 +363,24 @@ chunk:
 	VPADDD        Y2, Y0, Y0
 	VEXTRACTI64X4 $0x01, Z1, Y2
 	VPADDD        Y2, Y1, Y1
+	MOVQ          corr+40(FP), R10
+	MOVQ          floor+64(FP), R11
 	VPHADDD       Y1, Y0, Y0
 	VPHADDD       Y0, Y0, Y0
 	VEXTRACTI128  $0x01, Y0, X2
 	VPADDD        X2, X0, X0
-	VMOVQ         (DI), X2
+	VMOVQ         (R10), X2
 	VPSUBD        X2, X0, X0
-	VMOVQ         X0, (R8)
+	VMOVQ         X0, (DI)
+	VMOVQ         (R11), X2
+	VPCMPGTD      X2, X0, X2
+	VMOVMSKPS     X2, R10
+	ANDL          $0x00000003, R10
+	MOVB          R10, (R9)
 	ADDQ          DX, AX
-	ADDQ          R9, R8
+	ADDQ          R8, DI
+	MOVQ          mstride+80(FP), R10
+	ADDQ          R10, R9
 	DECQ          CX
 	JNZ           row
 
@@ -327,18 +388,18 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsI8x4VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// func dotsI8x4VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2, AVX512F, AVX512VNNI, MMX+
-TEXT ·dotsI8x4VNNI(SB), NOSPLIT, $0-64
+TEXT ·dotsI8x4VNNI(SB), NOSPLIT, $0-88
 	MOVQ         m+0(FP), AX
 	MOVQ         rows+8(FP), CX
 	MOVQ         stride+16(FP), DX
 	MOVQ         n64+24(FP), BX
 	MOVQ         qp+32(FP), SI
-	MOVQ         corr+40(FP), DI
-	MOVQ         out+48(FP), R8
-	MOVQ         ostride+56(FP), R9
-	SHLQ         $0x02, R9
+	MOVQ         out+48(FP), DI
+	MOVQ         ostride+56(FP), R8
+	SHLQ         $0x02, R8
+	MOVQ         mask+72(FP), R9
 	MOVL         $0x80808080, R10
 	VPBROADCASTD R10, Z5
 	TESTQ        CX, CX
@@ -374,15 +435,25 @@ chunk:
 	VPADDD        Y4, Y2, Y2
 	VEXTRACTI64X4 $0x01, Z3, Y4
 	VPADDD        Y4, Y3, Y3
+	MOVQ          corr+40(FP), R10
+	MOVQ          floor+64(FP), R11
+	XORL          R12, R12
 	VPHADDD       Y1, Y0, Y0
 	VPHADDD       Y3, Y2, Y2
 	VPHADDD       Y2, Y0, Y0
 	VEXTRACTI128  $0x01, Y0, X4
 	VPADDD        X4, X0, X0
-	VPSUBD        (DI), X0, X0
-	VMOVDQU       X0, (R8)
+	VPSUBD        (R10), X0, X0
+	VMOVDQU       X0, (DI)
+	VMOVDQU       (R11), X4
+	VPCMPGTD      X4, X0, X4
+	VMOVMSKPS     X4, R10
+	ORL           R10, R12
+	MOVB          R12, (R9)
 	ADDQ          DX, AX
-	ADDQ          R9, R8
+	ADDQ          R8, DI
+	MOVQ          mstride+80(FP), R10
+	ADDQ          R10, R9
 	DECQ          CX
 	JNZ           row
 
@@ -390,18 +461,18 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsI8x8VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int)
+// func dotsI8x8VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 // Requires: AVX, AVX2, AVX512F, AVX512VNNI, MMX+
-TEXT ·dotsI8x8VNNI(SB), NOSPLIT, $0-64
+TEXT ·dotsI8x8VNNI(SB), NOSPLIT, $0-88
 	MOVQ         m+0(FP), AX
 	MOVQ         rows+8(FP), CX
 	MOVQ         stride+16(FP), DX
 	MOVQ         n64+24(FP), BX
 	MOVQ         qp+32(FP), SI
-	MOVQ         corr+40(FP), DI
-	MOVQ         out+48(FP), R8
-	MOVQ         ostride+56(FP), R9
-	SHLQ         $0x02, R9
+	MOVQ         out+48(FP), DI
+	MOVQ         ostride+56(FP), R8
+	SHLQ         $0x02, R8
+	MOVQ         mask+72(FP), R9
 	MOVL         $0x80808080, R10
 	VPBROADCASTD R10, Z9
 	TESTQ        CX, CX
@@ -453,22 +524,37 @@ chunk:
 	VPADDD        Y8, Y6, Y6
 	VEXTRACTI64X4 $0x01, Z7, Y8
 	VPADDD        Y8, Y7, Y7
+	MOVQ          corr+40(FP), R10
+	MOVQ          floor+64(FP), R11
+	XORL          R13, R13
 	VPHADDD       Y1, Y0, Y0
 	VPHADDD       Y3, Y2, Y2
 	VPHADDD       Y2, Y0, Y0
 	VEXTRACTI128  $0x01, Y0, X8
 	VPADDD        X8, X0, X0
-	VPSUBD        (DI), X0, X0
-	VMOVDQU       X0, (R8)
+	VPSUBD        (R10), X0, X0
+	VMOVDQU       X0, (DI)
+	VMOVDQU       (R11), X8
+	VPCMPGTD      X8, X0, X8
+	VMOVMSKPS     X8, R12
+	ORL           R12, R13
 	VPHADDD       Y5, Y4, Y4
 	VPHADDD       Y7, Y6, Y6
 	VPHADDD       Y6, Y4, Y4
 	VEXTRACTI128  $0x01, Y4, X8
 	VPADDD        X8, X4, X4
-	VPSUBD        16(DI), X4, X4
-	VMOVDQU       X4, 16(R8)
+	VPSUBD        16(R10), X4, X4
+	VMOVDQU       X4, 16(DI)
+	VMOVDQU       16(R11), X8
+	VPCMPGTD      X8, X4, X8
+	VMOVMSKPS     X8, R12
+	SHLL          $0x04, R12
+	ORL           R12, R13
+	MOVB          R13, (R9)
 	ADDQ          DX, AX
-	ADDQ          R9, R8
+	ADDQ          R8, DI
+	MOVQ          mstride+80(FP), R10
+	ADDQ          R10, R9
 	DECQ          CX
 	JNZ           row
 

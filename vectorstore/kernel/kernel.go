@@ -25,8 +25,11 @@ import (
 type F32Func func(m []float32, dim int, q []float32, out []float32)
 
 // I8Func computes out[i*p.Len()+j] = rows[i]·probe j in integers, for the
-// rows of dim int8 values stored back to back in m (len(out)/p.Len() rows).
-type I8Func func(m []int8, dim int, p *Probes, out []int32)
+// rows of dim int8 values stored back to back in m (len(out)/p.Len() rows),
+// and flags the products above a floor, so callers need not look at the
+// others: bit b of mask[i*p.Groups()+g] is set when out[i*p.Len()+j] >
+// floor[j], for probe j = p.Group(g) first + b.
+type I8Func func(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8)
 
 // The selected kernels and their names.
 var (
@@ -65,6 +68,11 @@ func DotsF32Gonum(m []float32, dim int, q []float32, out []float32) {
 	}
 	a := blas32.General{Rows: n, Cols: dim, Stride: dim, Data: m[:n*dim]}
 	blas32.Gemv(blas.NoTrans, 1, a, blas32.Vector{N: dim, Inc: 1, Data: q}, 0, blas32.Vector{N: n, Inc: 1, Data: out})
+}
+
+// DotF32 is a·b with gonum's float32 dot-product assembly (len(b) ≥ len(a)).
+func DotF32(a, b []float32) float32 {
+	return blas32.Dot(blas32.Vector{N: len(a), Inc: 1, Data: a}, blas32.Vector{N: len(a), Inc: 1, Data: b})
 }
 
 // DotsF32Batch computes out[i*len(qs)+j] = rows[i]·qs[j] with gonum's
@@ -199,8 +207,36 @@ func pack8(qs [][]int16, dim int) []group8 {
 // Len is the number of probes.
 func (p *Probes) Len() int { return len(p.qs) }
 
+// Groups is the number of probe groups: the bytes of a row's mask.
+func (p *Probes) Groups() int { return len(p.groups) }
+
+// Group returns the first probe and the number of probes (at most 8) of
+// group g.
+func (p *Probes) Group(g int) (first, n int) { return p.groups[g].first, p.groups[g].n }
+
+// setMask sets mask (see I8Func) from out.
+func setMask(p *Probes, floor []int32, out []int32, mask []uint8) {
+	nq, ng := len(p.qs), len(p.groups)
+	for i := range len(out) / nq {
+		for g, gr := range p.groups {
+			var bits uint8
+			for b := range gr.n {
+				if out[i*nq+gr.first+b] > floor[gr.first+b] {
+					bits |= 1 << b
+				}
+			}
+			mask[i*ng+g] = bits
+		}
+	}
+}
+
 // DotsI8Go is the portable int8 kernel.
-func DotsI8Go(m []int8, dim int, p *Probes, out []int32) {
+func DotsI8Go(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8) {
+	dotsI8Go(m, dim, p, out)
+	setMask(p, floor, out, mask)
+}
+
+func dotsI8Go(m []int8, dim int, p *Probes, out []int32) {
 	nq := len(p.qs)
 	for i := range len(out) / nq {
 		row := m[i*dim : i*dim+dim]

@@ -91,20 +91,50 @@ func TestKernelsI8(t *testing.T) {
 					}
 				}
 				p := NewProbes(qs, dim)
+				want := make([]int64, rows*nq)
+				for i := range rows {
+					for j, q := range qs {
+						for d := range dim {
+							want[i*nq+j] += int64(m[i*dim+d]) * int64(q[d])
+						}
+					}
+				}
+				// Floors: each probe's product with row j%rows, ±1 and
+				// exactly (above must be strict), and the extremes.
+				floor := make([]int32, nq)
+				for j := range floor {
+					floor[j] = int32(want[(j%rows)*nq+j]) + int32(j%3) - 1
+				}
+				floor[0] = math.MinInt32
+				if nq > 1 {
+					floor[nq-1] = math.MaxInt32
+				}
 				for name, k := range KernelsI8() {
 					out := make([]int32, rows*nq)
+					mask := make([]uint8, rows*p.Groups())
 					for i := range out {
 						out[i] = 12345 // the kernel must overwrite, not add
 					}
-					k(m, dim, p, out)
+					for i := range mask {
+						mask[i] = 0xff
+					}
+					k(m, dim, p, floor, out, mask)
 					for i := range rows {
-						for j, q := range qs {
-							var want int64
-							for d := range dim {
-								want += int64(m[i*dim+d]) * int64(q[d])
+						for j := range qs {
+							if got := out[i*nq+j]; int64(got) != want[i*nq+j] {
+								t.Fatalf("%s dim %d, %d probes of ±%d: row %d probe %d = %d, want %d", name, dim, nq, probeMax, i, j, got, want[i*nq+j])
 							}
-							if got := out[i*nq+j]; int64(got) != want {
-								t.Fatalf("%s dim %d, %d probes of ±%d: row %d probe %d = %d, want %d", name, dim, nq, probeMax, i, j, got, want)
+						}
+						for g := range p.Groups() {
+							first, n := p.Group(g)
+							var wantBits uint8
+							for b := range n {
+								if want[i*nq+first+b] > int64(floor[first+b]) {
+									wantBits |= 1 << b
+								}
+							}
+							if got := mask[i*p.Groups()+g]; got != wantBits {
+								t.Fatalf("%s dim %d, %d probes of ±%d: row %d group %d mask %08b, want %08b", name, dim, nq, probeMax, i, g, got, wantBits)
 							}
 						}
 					}
@@ -165,6 +195,7 @@ func BenchmarkDotsI8Batch(b *testing.B) {
 			}
 			p := NewProbes(qs, dim)
 			out := make([]int32, rows*nq)
+			floor, mask := make([]int32, nq), make([]uint8, rows*p.Groups())
 			for name, k := range KernelsI8() {
 				if name == "go" && rows > 2048 {
 					continue
@@ -172,7 +203,7 @@ func BenchmarkDotsI8Batch(b *testing.B) {
 				b.Run(fmt.Sprintf("%s/rows=%d/probes=%d", name, rows, nq), func(b *testing.B) {
 					b.SetBytes(int64(rows * dim))
 					for b.Loop() {
-						k(m, dim, p, out)
+						k(m, dim, p, floor, out, mask)
 					}
 					b.ReportMetric(float64(b.N)*float64(rows*nq)/b.Elapsed().Seconds()/1e6, "Mcmp/s")
 				})

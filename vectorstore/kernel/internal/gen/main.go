@@ -36,13 +36,14 @@ func main() {
 
 // dotsI8 generates dotsI8x<p>AVX2: for each of rows int8 rows (stride bytes
 // apart), the int32 dot products of its first n16 values with p int16
-// probes, written to out[i*ostride+j]. The probes are packed by 16-value
+// probes, written to out[i*ostride+j], and the byte mask[i*mstride] whose
+// bit j is set when that product exceeds floor[j]. The probes are packed by 16-value
 // chunk: chunk c of probe j is at qp[(c*p+j)*16 :]. Each chunk of a row is
 // widened once (vpmovsxbw) and multiplied into every probe (vpmaddwd):
 // exact integer arithmetic, read from memory once for p probes.
 func dotsI8(p int) {
 	name := fmt.Sprintf("dotsI8x%dAVX2", p)
-	TEXT(name, NOSPLIT, "func(m *int8, rows, stride, n16 int, qp *int16, out *int32, ostride int)")
+	TEXT(name, NOSPLIT, "func(m *int8, rows, stride, n16 int, qp *int16, out *int32, ostride int, floor *int32, mask *uint8, mstride int)")
 	Doc(fmt.Sprintf("%s scores int8 rows against %d packed int16 probes (AVX2; n16 a positive multiple of 16).", name, p))
 	m := Load(Param("m"), GP64())
 	rows := Load(Param("rows"), GP64())
@@ -52,6 +53,7 @@ func dotsI8(p int) {
 	out := Load(Param("out"), GP64())
 	ostride := Load(Param("ostride"), GP64())
 	SHLQ(U8(2), ostride) // int32s → bytes
+	mask := Load(Param("mask"), GP64())
 
 	acc := make([]reg.VecVirtual, p)
 	for j := range acc {
@@ -88,10 +90,11 @@ func dotsI8(p int) {
 	CMPQ(j, n16)
 	JL(LabelRef("chunk"))
 
-	storeSums(acc, out, nil)
+	storeSums(acc, out, nil, mask)
 
 	ADDQ(stride, m)
 	ADDQ(ostride, out)
+	ADDQ(Load(Param("mstride"), GP64()), mask)
 	DECQ(rows)
 	JNZ(LabelRef("row"))
 	Label("done")
@@ -101,13 +104,26 @@ func dotsI8(p int) {
 
 // storeSums writes the horizontal sum of each accumulator's eight int32
 // lanes (its low 256 bits), less corr[j] when corr is not nil, to out[0],
-// out[1], … (the accumulators are clobbered).
-func storeSums(acc []reg.VecVirtual, out, corr reg.Register) {
+// out[1], …, and to the byte at mask a bit per sum, bit j set when sum j
+// exceeds floor[j] (the parameter floor). The accumulators are clobbered.
+func storeSums(acc []reg.VecVirtual, out, corr, mask reg.Register) {
 	minus := func(k int, lo reg.Register, load func(Op, Op)) {
 		if corr != nil {
 			t := XMM()
 			load(Mem{Base: corr, Disp: 4 * k}, t)
 			VPSUBD(t, lo, lo)
+		}
+	}
+	floor := Load(Param("floor"), GP64())
+	bits := GP32()
+	// above sets bits to the sign mask of lo > floor[k…] (n lanes).
+	above := func(k, n int, lo reg.Register, load func(Op, Op)) {
+		t := XMM()
+		load(Mem{Base: floor, Disp: 4 * k}, t)
+		VPCMPGTD(t, lo, t)
+		VMOVMSKPS(t, bits)
+		if n < 4 {
+			ANDL(U32(1<<n-1), bits)
 		}
 	}
 	switch len(acc) {
@@ -121,6 +137,7 @@ func storeSums(acc []reg.VecVirtual, out, corr reg.Register) {
 		VPADDD(hi, lo, lo)
 		minus(0, lo, func(m, r Op) { VMOVD(m, r) })
 		VMOVD(lo, Mem{Base: out})
+		above(0, 1, lo, func(m, r Op) { VMOVD(m, r) })
 	case 2:
 		// [a0+a1 a2+a3 b0+b1 b2+b3] per 128-bit lane, then again: [a b a b].
 		a, b := acc[0].AsY(), acc[1].AsY()
@@ -131,7 +148,10 @@ func storeSums(acc []reg.VecVirtual, out, corr reg.Register) {
 		VPADDD(hi, lo, lo)
 		minus(0, lo, func(m, r Op) { VMOVQ(m, r) })
 		VMOVQ(lo, Mem{Base: out})
+		above(0, 2, lo, func(m, r Op) { VMOVQ(m, r) })
 	default:
+		all := GP32()
+		XORL(all, all)
 		for g := 0; g < len(acc); g += 4 {
 			a := []reg.Register{acc[g].AsY(), acc[g+1].AsY(), acc[g+2].AsY(), acc[g+3].AsY()}
 			VPHADDD(a[1], a[0], a[0])
@@ -144,8 +164,15 @@ func storeSums(acc []reg.VecVirtual, out, corr reg.Register) {
 				VPSUBD(Mem{Base: corr, Disp: 4 * g}, lo, lo)
 			}
 			VMOVDQU(lo, Mem{Base: out, Disp: 4 * g})
+			above(g, 4, lo, func(m, r Op) { VMOVDQU(m, r) })
+			if g > 0 {
+				SHLL(U8(g), bits)
+			}
+			ORL(bits, all)
 		}
+		bits = all
 	}
+	MOVB(bits.As8(), Mem{Base: mask})
 }
 
 // dotsVNNI generates dotsI8x<p>VNNI: like dotsI8, with int8 probes, 64
@@ -157,17 +184,17 @@ func storeSums(acc []reg.VecVirtual, out, corr reg.Register) {
 // of probe j at qp[(c*p+j)*64 :].
 func dotsVNNI(p int) {
 	name := fmt.Sprintf("dotsI8x%dVNNI", p)
-	TEXT(name, NOSPLIT, "func(m *int8, rows, stride, n64 int, qp *int8, corr *int32, out *int32, ostride int)")
+	TEXT(name, NOSPLIT, "func(m *int8, rows, stride, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)")
 	Doc(fmt.Sprintf("%s scores int8 rows against %d packed int8 probes (AVX-512 VNNI; n64 a positive multiple of 64).", name, p))
 	m := Load(Param("m"), GP64())
 	rows := Load(Param("rows"), GP64())
 	stride := Load(Param("stride"), GP64())
 	n64 := Load(Param("n64"), GP64())
 	qp := Load(Param("qp"), GP64())
-	corr := Load(Param("corr"), GP64())
 	out := Load(Param("out"), GP64())
 	ostride := Load(Param("ostride"), GP64())
 	SHLQ(U8(2), ostride)
+	mask := Load(Param("mask"), GP64())
 
 	acc := make([]reg.VecVirtual, p)
 	for j := range acc {
@@ -213,10 +240,11 @@ func dotsVNNI(p int) {
 		VPADDD(hi, a.AsY(), a.AsY())
 		ys[k] = a
 	}
-	storeSums(ys, out, corr)
+	storeSums(ys, out, Load(Param("corr"), GP64()), mask)
 
 	ADDQ(stride, m)
 	ADDQ(ostride, out)
+	ADDQ(Load(Param("mstride"), GP64()), mask)
 	DECQ(rows)
 	JNZ(LabelRef("row"))
 	Label("done")
