@@ -182,13 +182,48 @@ func (c *Client) body(method, path string, fields map[string]any, ts int64) ([]b
 	return b, "", err
 }
 
-func (c *Client) call(ctx context.Context, path string, fields map[string]any) (Reply, error) {
+// Prepared is a request encoded and encrypted ahead of sending, as a load
+// generator wants its requests: then sending costs only the HTTP exchange.
+// A version 3 request carries its timestamp: send it within the server's
+// clock-skew window.
+type Prepared struct {
+	path, nonce string
+	ts          int64
+	payload     []byte
+}
+
+// PrepareEnroll is Enroll's request, for Send.
+func (c *Client) PrepareEnroll(embedding []float32, userIdentifier string) (Prepared, error) {
+	return c.prepare(c.route("enroll"), map[string]any{"features": features(embedding),
+		"user_identifier": userIdentifier, "multi_user": false, "K": 0})
+}
+
+// PreparePredict is Predict's request, for Send.
+func (c *Client) PreparePredict(embedding []float32, k int, userIdentifier string) (Prepared, error) {
+	return c.prepare(c.route("predict"), map[string]any{"features": features(embedding),
+		"user_identifier": userIdentifier, "multi_user": false, "K": k})
+}
+
+// Send sends a prepared request once (no retries).
+func (c *Client) Send(ctx context.Context, p Prepared) (Reply, error) { return c.send(ctx, p) }
+
+func (c *Client) prepare(path string, fields map[string]any) (Prepared, error) {
 	ts := time.Now().Unix()
 	payload, nonce, err := c.body(http.MethodPost, path, fields, ts)
+	return Prepared{path: path, nonce: nonce, ts: ts, payload: payload}, err
+}
+
+func (c *Client) call(ctx context.Context, path string, fields map[string]any) (Reply, error) {
+	p, err := c.prepare(path, fields)
 	if err != nil {
 		return Reply{}, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(payload))
+	return c.send(ctx, p)
+}
+
+func (c *Client) send(ctx context.Context, p Prepared) (Reply, error) {
+	path, nonce, ts := p.path, p.nonce, p.ts
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(p.payload))
 	if err != nil {
 		return Reply{}, err
 	}

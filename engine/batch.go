@@ -169,7 +169,7 @@ func (b *batch) decide(ctx context.Context) error {
 				continue
 			case it.externalID != "" && p.ExternalID == "":
 				if p.ID > 0 {
-					if err := b.tx.SetExternalID(ctx, p.ID, it.externalID); err != nil {
+					if err := b.tx.SetExternalID(ctx, *p, it.externalID); err != nil {
 						return err
 					}
 				} else {
@@ -239,7 +239,7 @@ func (b *batch) person(ctx context.Context, id int64) (*Person, error) {
 	if p, ok := b.existing[id]; ok {
 		return p, nil
 	}
-	p, err := b.tx.Person(ctx, id)
+	p, err := b.tx.Person(ctx, b.g.Tenant, id)
 	if err != nil {
 		return nil, fmt.Errorf("person %d of a match: %w", id, err)
 	}

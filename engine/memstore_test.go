@@ -211,11 +211,11 @@ func (s *memStore) PersonByPUID(ctx context.Context, tenant, puid string) (engin
 	return out[0], nil
 }
 
-func (s *memStore) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
+func (s *memStore) Persons(ctx context.Context, tenant string, ids []int64) (map[int64]engine.Person, error) {
 	out := map[int64]engine.Person{}
 	s.read(func(st *memState) {
 		for _, id := range ids {
-			if p, ok := st.persons[id]; ok {
+			if p, ok := st.persons[id]; ok && p.Gallery.Tenant == tenant {
 				out[id] = p
 			}
 		}
@@ -372,9 +372,9 @@ func (t *memTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embe
 	return t.st.nearest(g, probe, k), nil
 }
 
-func (t *memTx) Person(ctx context.Context, id int64) (engine.Person, error) {
+func (t *memTx) Person(ctx context.Context, tenant string, id int64) (engine.Person, error) {
 	p, ok := t.st.persons[id]
-	if !ok {
+	if !ok || p.Gallery.Tenant != tenant {
 		return p, engine.ErrNotFound
 	}
 	return p, nil
@@ -397,11 +397,11 @@ func (t *memTx) CreatePerson(ctx context.Context, p engine.Person) (engine.Perso
 	return p, nil
 }
 
-func (t *memTx) SetExternalID(ctx context.Context, personID int64, externalID string) error {
-	p := t.st.persons[personID]
+func (t *memTx) SetExternalID(ctx context.Context, person engine.Person, externalID string) error {
+	p := t.st.persons[person.ID]
 	p.ExternalID = externalID
-	t.st.persons[personID] = p
-	t.wrote[personID] = true
+	t.st.persons[person.ID] = p
+	t.wrote[person.ID] = true
 	return nil
 }
 

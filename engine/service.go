@@ -110,7 +110,7 @@ func (s *Service) Identify(ctx context.Context, g Gallery, probe Embedding, k in
 	if len(ids) == 0 {
 		return nil, d, nil
 	}
-	persons, err := s.store.Persons(ctx, ids)
+	persons, err := s.store.Persons(ctx, g.Tenant, ids)
 	if err != nil {
 		return nil, d, err
 	}

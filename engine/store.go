@@ -36,8 +36,8 @@ type Store interface {
 	PersonsByExternalID(ctx context.Context, tenant, externalID, version string) ([]Person, error)
 	// PersonByPUID returns the tenant's person with that puid (ErrNotFound).
 	PersonByPUID(ctx context.Context, tenant, puid string) (Person, error)
-	// Persons returns the persons with the given ids that still exist.
-	Persons(ctx context.Context, ids []int64) (map[int64]Person, error)
+	// Persons returns the tenant's persons with the given ids that still exist.
+	Persons(ctx context.Context, tenant string, ids []int64) (map[int64]Person, error)
 	// PersonByIdentifier finds a person of g by external id, else by puid (ErrNotFound).
 	PersonByIdentifier(ctx context.Context, g Gallery, identifier string) (Person, error)
 	// PersonTemplates returns the person's templates.
@@ -77,14 +77,14 @@ type GalleryTx interface {
 	// CreatePersons writes new persons of g with their templates in bulk
 	// and returns them with their ids, in order. Their Person.ID is ignored.
 	CreatePersons(ctx context.Context, g Gallery, ps []NewPerson) ([]Person, error)
-	// Person returns a person by id (ErrNotFound).
-	Person(ctx context.Context, id int64) (Person, error)
+	// Person returns the tenant's person by id (ErrNotFound).
+	Person(ctx context.Context, tenant string, id int64) (Person, error)
 	// PersonByExternalID returns the person of g with that external id (ErrNotFound).
 	PersonByExternalID(ctx context.Context, g Gallery, externalID string) (Person, error)
 	// CreatePerson inserts p and returns it with its id.
 	CreatePerson(ctx context.Context, p Person) (Person, error)
-	// SetExternalID sets a person's external id.
-	SetExternalID(ctx context.Context, personID int64, externalID string) error
+	// SetExternalID sets p's external id.
+	SetExternalID(ctx context.Context, p Person, externalID string) error
 	// AddTemplates stores templates for p and returns its new enroll level.
 	AddTemplates(ctx context.Context, p Person, ts []Embedding) (int, error)
 	// FinishEnrollRequests stores each request's result, clears its

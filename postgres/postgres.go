@@ -190,7 +190,7 @@ func (p *Store) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest)
 // EnrollRequest implements engine.Store.
 func (p *Store) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
 	return scanEnrollRequest(p.pool.QueryRow(ctx, `SELECT `+enrollRequestColumns+`
-		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id WHERE r.id = $1`, id))
+		FROM enroll_requests r LEFT JOIN persons p ON p.tenant = r.tenant AND p.id = r.person_id WHERE r.id = $1`, id))
 }
 
 // CountEnrollAttempt implements engine.Store.
@@ -321,8 +321,9 @@ func (p *Store) PersonByPUID(ctx context.Context, tenant, puid string) (engine.P
 	return onePerson(p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND puid = $2`, tenant, puid))
 }
 
-func (p *Store) Persons(ctx context.Context, ids []int64) (map[int64]engine.Person, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = ANY($1)`, ids)
+// Persons implements engine.Store.
+func (p *Store) Persons(ctx context.Context, tenant string, ids []int64) (map[int64]engine.Person, error) {
+	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND id = ANY($2)`, tenant, ids)
 	if err != nil {
 		return nil, Translate(err)
 	}
@@ -517,12 +518,12 @@ type added struct {
 
 func (t *galleryTx) LockEnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
 	return scanEnrollRequest(t.tx.QueryRow(ctx, `SELECT `+enrollRequestColumns+`
-		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id WHERE r.id = $1 FOR UPDATE OF r`, id))
+		FROM enroll_requests r LEFT JOIN persons p ON p.tenant = r.tenant AND p.id = r.person_id WHERE r.id = $1 FOR UPDATE OF r`, id))
 }
 
 func (t *galleryTx) LockPendingEnrolls(ctx context.Context, g engine.Gallery, except string, limit int) ([]engine.EnrollRequest, error) {
 	rows, err := t.tx.Query(ctx, `SELECT `+enrollRequestColumns+`
-		FROM enroll_requests r LEFT JOIN persons p ON p.id = r.person_id
+		FROM enroll_requests r LEFT JOIN persons p ON p.tenant = r.tenant AND p.id = r.person_id
 		WHERE r.state = 'pending' AND r.tenant = $1 AND r.version = $2 AND r.id <> $3
 		ORDER BY r.created_at LIMIT $4 FOR UPDATE OF r SKIP LOCKED`, g.Tenant, g.Version, except, limit)
 	if err != nil {
@@ -681,8 +682,8 @@ func (t *galleryTx) AuditAll(ctx context.Context, entries []engine.AuditEntry) e
 	return Translate(err)
 }
 
-func (t *galleryTx) Person(ctx context.Context, id int64) (engine.Person, error) {
-	return onePerson(t.tx.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE id = $1`, id))
+func (t *galleryTx) Person(ctx context.Context, tenant string, id int64) (engine.Person, error) {
+	return onePerson(t.tx.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND id = $2`, tenant, id))
 }
 
 func (t *galleryTx) PersonByExternalID(ctx context.Context, g engine.Gallery, externalID string) (engine.Person, error) {
@@ -702,8 +703,8 @@ func (t *galleryTx) CreatePerson(ctx context.Context, p engine.Person) (engine.P
 	return p, Translate(err)
 }
 
-func (t *galleryTx) SetExternalID(ctx context.Context, personID int64, externalID string) error {
-	_, err := t.tx.Exec(ctx, `UPDATE persons SET external_id = $2 WHERE id = $1`, personID, externalID)
+func (t *galleryTx) SetExternalID(ctx context.Context, p engine.Person, externalID string) error {
+	_, err := t.tx.Exec(ctx, `UPDATE persons SET external_id = $3 WHERE tenant = $1 AND id = $2`, p.Gallery.Tenant, p.ID, externalID)
 	return Translate(err)
 }
 
@@ -717,8 +718,8 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 		return 0, Translate(err)
 	}
 	var level int
-	if err := t.tx.QueryRow(ctx, `UPDATE persons SET enroll_level = enroll_level + $2 WHERE id = $1 RETURNING enroll_level`,
-		p.ID, len(ts)).Scan(&level); err != nil {
+	if err := t.tx.QueryRow(ctx, `UPDATE persons SET enroll_level = enroll_level + $3 WHERE tenant = $1 AND id = $2 RETURNING enroll_level`,
+		p.Gallery.Tenant, p.ID, len(ts)).Scan(&level); err != nil {
 		return 0, Translate(err)
 	}
 	var seq int64

@@ -43,7 +43,10 @@ func TestGalleryCountsAndDelete(t *testing.T) {
 		victim = id
 		break
 	}
-	ps, err := p.Persons(ctx, []int64{victim})
+	if other, err := p.Persons(ctx, "another-tenant", []int64{victim}); err != nil || len(other) != 0 {
+		t.Fatalf("Persons of another tenant = %v, %v; want none", other, err)
+	}
+	ps, err := p.Persons(ctx, gallery.Tenant, []int64{victim})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -170,7 +170,7 @@ func enqueueEnrollEvents(ctx context.Context, tx pgx.Tx, ids []string) error {
 			'person', CASE WHEN p.id IS NOT NULL THEN jsonb_strip_nulls(jsonb_build_object('puid', p.puid, 'guid', p.guid,
 				'user_identifier', nullif(p.external_id, ''), 'gallery', p.version, 'enroll_level', p.enroll_level)) END)))
 		FROM enroll_requests r
-		LEFT JOIN persons p ON p.id = r.person_id
+		LEFT JOIN persons p ON p.tenant = r.tenant AND p.id = r.person_id
 		CROSS JOIN LATERAL (SELECT CASE WHEN r.state = 'done' THEN 'enrollment.completed' ELSE 'enrollment.failed' END AS event) e
 		JOIN webhooks w ON w.tenant = r.tenant AND e.event = ANY(w.events)
 		WHERE r.id = ANY($1) AND r.state <> 'pending'`, ids)

@@ -193,7 +193,7 @@ func TestSyncedFollowsOtherProcesses(t *testing.T) {
 	eventually("all rows arrive", func() bool { return follower.Len() == len(rows) })
 	contract(t, "Synced after notifications", follower, rows)
 
-	ps, err := pg.Persons(context.Background(), []int64{rows[0].PersonID})
+	ps, err := pg.Persons(context.Background(), gallery.Tenant, []int64{rows[0].PersonID})
 	if err != nil {
 		t.Fatal(err)
 	}

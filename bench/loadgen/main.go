@@ -7,6 +7,11 @@
 // "Ok" exists exactly once, every enroll answered 202 completed with a
 // person. It stops by itself after -duration.
 //
+// Requests are encoded and encrypted before the clock starts (identify
+// probes from a pool of up to 16,384, enrolls each a new face), so the
+// load generator spends the run on HTTP alone, and it keeps up to -conns
+// connections alive, as an ingress in front of biomatch would.
+//
 //	go run ./bench/loadgen -key KEY -gallery 10000 -gallery-seed 7 -rate 1 -duration 1s    # make the gallery once
 //	go run ./bench/loadgen -key KEY -gallery 10000 -gallery-seed 7 -enroll-gallery=false -enroll 0.1 -rate 200 -duration 60s -check
 package main
@@ -18,7 +23,9 @@ import (
 	"flag"
 	"fmt"
 	"math/rand/v2"
+	"net/http"
 	"os"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -52,12 +59,15 @@ func main() {
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "identity seed of the new persons this run enrolls")
 	check := flag.Bool("check", false, "verify the enroll history against PostgreSQL (DATABASE_URL or ./.data/env)")
 	asJSON := flag.Bool("json", false, "print the summary as JSON")
+	conns := flag.Int("conns", 512, "keep-alive connections to the server at most (0: a new connection per request)")
 	flag.Parse()
 	if *key == "" || *rate <= 0 {
 		fmt.Fprintln(os.Stderr, "loadgen: -key and a positive -rate are required")
 		os.Exit(2)
 	}
-	c := &client.Client{BaseURL: *url, APIKey: *key, Version: *version, Enc: 2}
+	transport := &http.Transport{MaxIdleConns: *conns, MaxIdleConnsPerHost: *conns, DisableKeepAlives: *conns == 0}
+	c := &client.Client{BaseURL: *url, APIKey: *key, Version: *version, Enc: 2,
+		HTTP: &http.Client{Timeout: 60 * time.Second, Transport: transport}}
 	ctx := context.Background()
 	base, galleryBase := *seed<<20, *gallerySeed<<40
 
@@ -81,40 +91,30 @@ func main() {
 
 	n := int(*rate * duration.Seconds())
 	interval := time.Duration(float64(time.Second) / *rate)
+	reqs, err := prepare(c, n, *enrollShare, *seed, base, galleryBase, max(*gallery, 1))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(1)
+	}
 	samples := make([]sample, n)
-	r := rand.New(rand.NewPCG(*seed, 1))
-	known := max(*gallery, 1)
-	var fresh uint64
 	start := time.Now()
 	var wg sync.WaitGroup
-	for i := range n {
+	for i, req := range reqs {
 		due := start.Add(time.Duration(i) * interval)
 		time.Sleep(time.Until(due))
-		enroll := r.Float64() < *enrollShare
-		var vec []float32
-		if enroll {
-			vec = synth.Vector(512, base+fresh, 0, 0)
-			fresh++
-		} else {
-			vec = synth.Vector(512, galleryBase+uint64(r.IntN(known)), 0.3, uint64(i))
-		}
 		wg.Go(func() {
 			s := sample{op: "identify"}
-			var rep client.Reply
-			var err error
-			if enroll {
+			if req.enroll {
 				s.op = "enroll"
-				rep, err = c.Enroll(ctx, vec, "")
-			} else {
-				rep, err = c.Predict(ctx, vec, 1, "")
 			}
+			rep, err := c.Send(ctx, req.Prepared)
 			s.latency = time.Since(due)
 			if err != nil {
 				s.status = "error"
 			} else {
 				s.status = fmt.Sprint(rep.HTTPStatus)
-				s.puid, s.created = rep.PUID, enroll && rep.HTTPStatus == 200 && rep.Message == "Ok"
-				if enroll && rep.HTTPStatus == 202 {
+				s.puid, s.created = rep.PUID, req.enroll && rep.HTTPStatus == 200 && rep.Message == "Ok"
+				if req.enroll && rep.HTTPStatus == 202 {
 					s.queued = rep.Header["x-enroll-request-id"]
 				}
 			}
@@ -136,6 +136,81 @@ func main() {
 		}
 		fmt.Println("history check: every acknowledged enroll exists exactly once")
 	}
+}
+
+// request is one scheduled request, encoded and encrypted.
+type request struct {
+	client.Prepared
+	enroll bool
+}
+
+// probePool is how many distinct identify probes a run prepares at most;
+// later identifies reuse them in turn.
+const probePool = 16384
+
+// prepare draws the run's n requests (a share of enrolls, each a new face;
+// the rest identifies of known faces) and encodes them on every core.
+func prepare(c *client.Client, n int, enrollShare float64, seed, base, galleryBase uint64, known int) ([]request, error) {
+	began := time.Now()
+	r := rand.New(rand.NewPCG(seed, 1))
+	reqs := make([]request, n)
+	build := make([]func() (client.Prepared, error), n)
+	var fresh uint64
+	var pool []int // request index of each distinct identify probe
+	for i := range reqs {
+		if reqs[i].enroll = r.Float64() < enrollShare; reqs[i].enroll {
+			id := base + fresh
+			fresh++
+			build[i] = func() (client.Prepared, error) { return c.PrepareEnroll(synth.Vector(512, id, 0, 0), "") }
+			continue
+		}
+		if len(pool) == probePool {
+			continue // filled from the pool below
+		}
+		id, sample := galleryBase+uint64(r.IntN(known)), uint64(i)
+		build[i] = func() (client.Prepared, error) { return c.PreparePredict(synth.Vector(512, id, 0.3, sample), 1, "") }
+		pool = append(pool, i)
+	}
+	next := make(chan int)
+	errs := make(chan error, 1)
+	var wg sync.WaitGroup
+	for range runtime.GOMAXPROCS(0) {
+		wg.Go(func() {
+			for i := range next {
+				p, err := build[i]()
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+					continue
+				}
+				reqs[i].Prepared = p
+			}
+		})
+	}
+	for i := range build {
+		if build[i] != nil {
+			next <- i
+		}
+	}
+	close(next)
+	wg.Wait()
+	select {
+	case err := <-errs:
+		return nil, err
+	default:
+	}
+	used := 0
+	for i := range reqs {
+		if !reqs[i].enroll && build[i] == nil {
+			reqs[i].Prepared = reqs[pool[used%len(pool)]].Prepared
+			used++
+		}
+	}
+	fmt.Fprintf(os.Stderr, "loadgen: %d requests (%d enrolls, %d distinct identify probes) prepared in %.1fs\n",
+		n, fresh, len(pool), time.Since(began).Seconds())
+	return reqs, nil
 }
 
 // OpStats is one operation's figures.
