@@ -152,11 +152,11 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 		s.people[i].Lock()
 		defer s.people[i].Unlock()
 	}
-	// By the id range alone, so that the primary key is the only index the
-	// plan can use (with the gallery's too, a generic plan may read the
-	// whole gallery); other galleries' rows in the range are skipped here.
+	// By the primary key (tenant, id) alone: with the version too, a
+	// generic plan may read the whole gallery by its index; the tenant's
+	// other galleries' rows in the range are skipped here.
 	rows, err := q.Query(ctx, `SELECT id, person_id, tenant, version, embedding::real[] FROM templates
-		WHERE id BETWEEN $1 AND $2`, ch.FirstTemplate, ch.LastTemplate)
+		WHERE tenant = $1 AND id BETWEEN $2 AND $3`, ch.Tenant, ch.FirstTemplate, ch.LastTemplate)
 	if err != nil {
 		return postgres.Translate(err)
 	}
