@@ -271,7 +271,7 @@ func onePerson(rows pgx.Rows, err error) (engine.Person, error) {
 	return p, Translate(err)
 }
 
-// Persons implements engine.Store.
+// GallerySize implements engine.Store.
 func (p *Store) GallerySize(ctx context.Context, g engine.Gallery) (int, error) {
 	var n int
 	err := p.pool.QueryRow(ctx, `SELECT templates FROM galleries WHERE tenant = $1 AND version = $2`, g.Tenant, g.Version).Scan(&n)

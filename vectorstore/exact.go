@@ -110,21 +110,33 @@ func (e *Exact) Len() int {
 	return n
 }
 
-// Add inserts rows; a template id already held is replaced.
+// Add inserts rows; a template id already held is replaced. Consecutive
+// rows of one gallery and dimension are written under one lock of its
+// matrix, so a bulk write waits for the searches running on it once, not
+// once per row.
 func (e *Exact) Add(rows ...Row) {
-	for _, r := range rows {
-		key := galleryKey{r.Gallery.Tenant, r.Gallery.Version, len(r.Embedding)}
+	for len(rows) > 0 {
+		key := keyOf(rows[0])
+		n := 1
+		for n < len(rows) && keyOf(rows[n]) == key {
+			n++
+		}
 		e.mu.Lock()
 		m := e.galleries[key]
 		if m == nil {
 			m = e.newMatrix(key.dim)
 			e.galleries[key] = m
 		}
-		e.personKey[r.PersonID] = key
+		for _, r := range rows[:n] {
+			e.personKey[r.PersonID] = key
+		}
 		e.mu.Unlock()
-		e.bytes.Add(m.put(r.TemplateID, r.PersonID, r.Embedding))
+		e.bytes.Add(m.putAll(rows[:n]))
+		rows = rows[n:]
 	}
 }
+
+func keyOf(r Row) galleryKey { return galleryKey{r.Gallery.Tenant, r.Gallery.Version, len(r.Embedding)} }
 
 // RemovePerson drops every row of a person.
 func (e *Exact) RemovePerson(personID int64) {
@@ -313,10 +325,20 @@ func (m *matrix) reserve(n int) {
 	}
 }
 
-// put adds or replaces a row and returns the change in bytes.
-func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
+// putAll adds or replaces rows (of this matrix) and returns the change in
+// bytes.
+func (m *matrix) putAll(rows []Row) int64 {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	var n int64
+	for _, r := range rows {
+		n += m.put(r.TemplateID, r.PersonID, r.Embedding)
+	}
+	return n
+}
+
+// put adds or replaces a row and returns the change in bytes (m.mu held).
+func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 	if i, ok := m.row[id]; ok {
 		copy(m.f32[i*m.dim:], e)
 		if old := m.persons[i]; old != person {

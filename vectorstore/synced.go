@@ -173,9 +173,11 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 	if err != nil {
 		return postgres.Translate(err)
 	}
-	for _, rs := range byPerson { // persons new in that write: no rows to replace
-		s.Add(rs...)
+	var all []Row // persons new in that write: no rows to replace
+	for _, rs := range byPerson {
+		all = append(all, rs...)
 	}
+	s.Add(all...)
 	if s.changed != nil {
 		s.changedMu.Lock()
 		for person := range byPerson {
