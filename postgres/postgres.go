@@ -85,6 +85,23 @@ type TxSearcher interface {
 	EmbeddingArg(e engine.Embedding) any
 }
 
+// OwnWrites is implemented by a TxSearcher that takes a gallery
+// transaction's new persons as soon as it committed (vectorstore.Dedup), so
+// the gallery's next decision in this process need not wait for their
+// notification to come back.
+type OwnWrites interface {
+	// Committed tells that a transaction which took g's lock at change
+	// sequence from committed, leaving g at sequence to, and that its
+	// only changes to g's templates were the new persons' rows.
+	Committed(g engine.Gallery, from, to int64, rows []NewTemplate)
+}
+
+// NewTemplate is a template a transaction wrote.
+type NewTemplate struct {
+	ID, PersonID int64
+	Embedding    engine.Embedding
+}
+
 // NewStore returns a Store over a migrated pool made by OpenPool.
 func NewStore(pool *pgxpool.Pool, search TxSearcher) *Store {
 	p := &Store{pool: pool, search: search}
@@ -229,6 +246,7 @@ func (p *Store) PendingEnrollRequests(ctx context.Context, before time.Time, lim
 // InGallery implements engine.Store with a transaction-scoped advisory lock
 // on the gallery.
 func (p *Store) InGallery(ctx context.Context, g engine.Gallery, fn func(context.Context, engine.GalleryTx) error) error {
+	var t *galleryTx
 	err := pgx.BeginFunc(ctx, p.pool, func(tx pgx.Tx) error {
 		if err := LockGallery(ctx, tx, g); err != nil {
 			return err
@@ -240,8 +258,12 @@ func (p *Store) InGallery(ctx context.Context, g engine.Gallery, fn func(context
 		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		return fn(ctx, &galleryTx{tx: tx, search: p.search, seq: seq})
+		t = &galleryTx{tx: tx, search: p.search, seq: seq}
+		return fn(ctx, t)
 	})
+	if own, ok := p.search.(OwnWrites); ok && err == nil && t.last > 0 && !t.otherChanges {
+		own.Committed(g, t.seq, t.last, t.created)
+	}
 	return Translate(err)
 }
 
@@ -508,6 +530,12 @@ type galleryTx struct {
 	search TxSearcher
 	seq    int64   // the gallery's change sequence when the lock was taken
 	added  []added // templates this transaction wrote, not yet in any index
+	// What it changed in the gallery, for OwnWrites: its last change
+	// sequence, the new persons' templates, and whether it changed
+	// anything else.
+	last         int64
+	created      []NewTemplate
+	otherChanges bool
 }
 
 type added struct {
@@ -546,13 +574,13 @@ func (t *galleryTx) Savepoint(ctx context.Context, fn func(ctx context.Context) 
 	if err != nil {
 		return Translate(err)
 	}
-	added := len(t.added)
+	added, last, created, other := len(t.added), t.last, len(t.created), t.otherChanges
 	outer := t.tx
 	t.tx = sp
 	err = fn(ctx)
 	t.tx = outer
 	if err != nil {
-		t.added = t.added[:added]
+		t.added, t.last, t.created, t.otherChanges = t.added[:added], last, t.created[:created], other
 		if rerr := sp.Rollback(ctx); rerr != nil {
 			return Translate(rerr)
 		}
@@ -669,11 +697,15 @@ func (t *galleryTx) CreatePersons(ctx context.Context, g engine.Gallery, ps []en
 	if _, err = t.tx.Exec(ctx, `SELECT pg_notify('`+TemplatesChannel+`', $1)`, string(payload)); err != nil {
 		return nil, Translate(err)
 	}
+	next := 0
 	for i, np := range ps {
 		for _, e := range np.Templates {
 			t.added = append(t.added, added{person: out[i].ID, gallery: g, e: e})
+			t.created = append(t.created, NewTemplate{ID: tids[next], PersonID: out[i].ID, Embedding: e})
+			next++
 		}
 	}
+	t.last = seq
 	return out, nil
 }
 
@@ -730,6 +762,7 @@ func (t *galleryTx) AddTemplates(ctx context.Context, p engine.Person, ts []engi
 	for _, e := range ts {
 		t.added = append(t.added, added{person: p.ID, gallery: p.Gallery, e: e})
 	}
+	t.last, t.otherChanges = seq, true
 	return level, Translate(notifyPerson(ctx, t.tx, p.ID, p.Gallery, seq))
 }
 

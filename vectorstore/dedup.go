@@ -29,6 +29,30 @@ type Dedup struct {
 
 	mu     sync.Mutex
 	behind map[engine.Gallery]int64 // the gallery's sequence the index last failed to reach in time
+	own    map[engine.Gallery]ownWrite
+}
+
+// ownWrite is a committed transaction's new persons (postgres.OwnWrites).
+type ownWrite struct {
+	from, to int64
+	rows     []postgres.NewTemplate
+}
+
+var _ postgres.OwnWrites = (*Dedup)(nil)
+
+// Committed implements postgres.OwnWrites: the gallery's next decision in
+// this process applies the rows to the in-memory index itself if the
+// gallery is still at change to then (its follower would, later).
+func (d *Dedup) Committed(g engine.Gallery, from, to int64, rows []postgres.NewTemplate) {
+	if d.Mem == nil {
+		return
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.own == nil {
+		d.own = map[engine.Gallery]ownWrite{}
+	}
+	d.own[g] = ownWrite{from, to, rows}
 }
 
 // NearestIn implements postgres.TxSearcher.
@@ -71,6 +95,7 @@ func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64, wait t
 		late := d.behind[g] == seq && seq > 0 // this transaction's earlier items waited already
 		d.mu.Unlock()
 		if !late {
+			d.applyOwn(g, seq)
 			if d.Mem.WaitFor(ctx, g, seq, wait) == nil {
 				return true
 			}
@@ -90,6 +115,22 @@ func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64, wait t
 		}
 	}
 	return false
+}
+
+// applyOwn gives the in-memory index this process's last committed write to
+// g when g is still at that write's change sequence (seq, read under g's
+// lock): then nothing else changed since, and the rows are g's current
+// state. Otherwise the write is left to the follower.
+func (d *Dedup) applyOwn(g engine.Gallery, seq int64) {
+	d.mu.Lock()
+	w, ok := d.own[g]
+	if ok && w.to <= seq {
+		delete(d.own, g)
+	}
+	d.mu.Unlock()
+	if ok && w.to == seq {
+		d.Mem.ApplyCommitted(g, w.from, w.to, w.rows)
+	}
 }
 
 // EmbeddingArg implements postgres.TxSearcher.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -197,4 +198,74 @@ type workerJobs struct {
 func (j *workerJobs) EnqueueEnroll(ctx context.Context, id string) error {
 	j.wg.Go(func() { j.svc.ProcessEnroll(context.Background(), id) })
 	return nil
+}
+
+// TestOwnWritesNeedNoNotification: the persons a process's enroll created
+// are in its in-memory index for its next decision without their
+// notification (this index follows nothing), so that decision does not
+// wait; a person another process created in between is not taken that way
+// (the gallery moved on), and that decision falls back to the exact SQL
+// scan once its wait ends.
+func TestOwnWritesNeedNoNotification(t *testing.T) {
+	pool := testenv.NewPool(t)
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{})
+	testenv.Enroll(t, pg.Store, gallery, 20, 256)
+	ctx := context.Background()
+	mem := vectorstore.NewSynced(pg.PGVector, vectorstore.ExactConfig{}, 0, quiet) // loaded once, never following
+	if _, _, err := mem.Load(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var logged strings.Builder
+	var logMu sync.Mutex
+	log := slog.New(slog.NewTextHandler(&lockedWriter{w: &logged, mu: &logMu}, nil))
+	store := postgres.NewStore(pool, &vectorstore.Dedup{Mem: mem, PG: pg.PGVector, Wait: 200 * time.Millisecond,
+		BatchWait: 200 * time.Millisecond, Log: log})
+	svc := newDedupService(t, store, mem)
+
+	before := mem.Len()
+	first := decide(t, svc, store, synth.Vector(256, 7100, 0.2, 1))
+	again := decide(t, svc, store, synth.Vector(256, 7100, 0.2, 2))
+	if first.Outcome != engine.Created || again.Outcome != engine.Existing || again.Person.ID != first.Person.ID {
+		t.Fatalf("first %s %d, then %s %d; want the second recognised as the first", first.Outcome, first.Person.ID, again.Outcome, again.Person.ID)
+	}
+	if got := mem.Len(); got != before+1 {
+		t.Errorf("index holds %d templates, want %d: the own write was not applied", got, before+1)
+	}
+	logMu.Lock()
+	if strings.Contains(logged.String(), "behind") {
+		t.Errorf("the decision after an own write waited for the index:\n%s", logged.String())
+	}
+	logMu.Unlock()
+
+	// Another process writes after this one: the gallery is no longer at
+	// this process's last write, which is not applied.
+	mine := decide(t, svc, store, synth.Vector(256, 7200, 0.2, 1))
+	other := newDedupService(t, pg.Store, pg)
+	theirs := decide(t, other, pg.Store, synth.Vector(256, 7300, 0.2, 1))
+	mineAgain := decide(t, svc, store, synth.Vector(256, 7200, 0.2, 2))
+	theirsAgain := decide(t, svc, store, synth.Vector(256, 7300, 0.2, 2))
+	if mineAgain.Outcome != engine.Existing || mineAgain.Person.ID != mine.Person.ID ||
+		theirsAgain.Outcome != engine.Existing || theirsAgain.Person.ID != theirs.Person.ID {
+		t.Fatalf("after another process's write: %s %d (want existing %d), %s %d (want existing %d)",
+			mineAgain.Outcome, mineAgain.Person.ID, mine.Person.ID, theirsAgain.Outcome, theirsAgain.Person.ID, theirs.Person.ID)
+	}
+	if got := mem.Len(); got != before+1 {
+		t.Errorf("index holds %d templates, want %d: a write was applied though the gallery had moved on", got, before+1)
+	}
+	logMu.Lock()
+	defer logMu.Unlock()
+	if !strings.Contains(logged.String(), "behind") {
+		t.Error("the decisions after another process's write did not wait for the index (and fall back)")
+	}
+}
+
+type lockedWriter struct {
+	w  io.Writer
+	mu *sync.Mutex
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
 }

@@ -136,7 +136,9 @@ func (e *Exact) Add(rows ...Row) {
 	}
 }
 
-func keyOf(r Row) galleryKey { return galleryKey{r.Gallery.Tenant, r.Gallery.Version, len(r.Embedding)} }
+func keyOf(r Row) galleryKey {
+	return galleryKey{r.Gallery.Tenant, r.Gallery.Version, len(r.Embedding)}
+}
 
 // RemovePerson drops every row of a person.
 func (e *Exact) RemovePerson(personID int64) {

@@ -189,6 +189,41 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 	return nil
 }
 
+// ApplyCommitted adds the templates of persons new in a write that moved g
+// from change sequence from to to, if the index reflects from but not yet
+// to. The caller holds g's lock and saw g at to, so nothing changed between
+// the write and now: the rows are g's committed state, and applying them
+// early cannot bring back a person deleted since. The follower applies the
+// same rows again when their notification arrives (a template id is
+// replaced, not doubled).
+func (s *Synced) ApplyCommitted(g engine.Gallery, from, to int64, rows []postgres.NewTemplate) {
+	if s.over.Load() || !s.Loaded() {
+		return
+	}
+	s.reload.RLock()
+	defer s.reload.RUnlock()
+	if s.changed != nil {
+		return // a full load is running: it and the follower see to it
+	}
+	s.seqMu.Lock()
+	have := s.seqs[g]
+	s.seqMu.Unlock()
+	if have < from || have >= to {
+		return
+	}
+	for i := range s.people {
+		s.people[i].Lock()
+		defer s.people[i].Unlock()
+	}
+	all := make([]Row, len(rows))
+	for i, r := range rows {
+		all[i] = Row{TemplateID: r.ID, PersonID: r.PersonID, Gallery: g, Embedding: r.Embedding}
+	}
+	s.Add(all...)
+	s.reached(map[engine.Gallery]int64{g: to}, false)
+	s.checkBudget()
+}
+
 func (s *Synced) checkBudget() {
 	if s.budget > 0 && s.vector && s.Bytes() > s.budget && !s.over.Swap(true) {
 		s.log.Warn("in-memory index is over its memory budget: searching with pgvector instead",
