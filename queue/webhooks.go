@@ -37,7 +37,7 @@ type webhookPayload struct {
 func NewWebhookTask(id, queueName string) *asynq.Task {
 	payload, _ := json.Marshal(webhookPayload{DeliveryID: id})
 	return asynq.NewTask(TypeWebhook, payload, asynq.TaskID("webhook:"+id), asynq.MaxRetry(WebhookMaxRetry),
-		asynq.Timeout(30*time.Second), asynq.Retention(Retention), asynq.Queue(queueName))
+		asynq.Timeout(30*time.Second), asynq.Retention(WebhookRetention), asynq.Queue(queueName))
 }
 
 // webhookDelay is the backoff before retry n (1, 2, …) of a delivery.
