@@ -204,9 +204,6 @@ func (c *Client) PreparePredict(embedding []float32, k int, userIdentifier strin
 		"user_identifier": userIdentifier, "multi_user": false, "K": k})
 }
 
-// Send sends a prepared request once (no retries).
-func (c *Client) Send(ctx context.Context, p Prepared) (Reply, error) { return c.send(ctx, p) }
-
 func (c *Client) prepare(path string, fields map[string]any) (Prepared, error) {
 	ts := time.Now().Unix()
 	payload, nonce, err := c.body(http.MethodPost, path, fields, ts)
@@ -218,10 +215,11 @@ func (c *Client) call(ctx context.Context, path string, fields map[string]any) (
 	if err != nil {
 		return Reply{}, err
 	}
-	return c.send(ctx, p)
+	return c.Send(ctx, p)
 }
 
-func (c *Client) send(ctx context.Context, p Prepared) (Reply, error) {
+// Send sends a prepared request once (no retries).
+func (c *Client) Send(ctx context.Context, p Prepared) (Reply, error) {
 	path, nonce, ts := p.path, p.nonce, p.ts
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(c.BaseURL, "/")+path, bytes.NewReader(p.payload))
 	if err != nil {

@@ -148,10 +148,7 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 	}
 	s.reload.RLock()
 	defer s.reload.RUnlock()
-	for i := range s.people {
-		s.people[i].Lock()
-		defer s.people[i].Unlock()
-	}
+	defer s.lockEveryPerson()()
 	// By the primary key (tenant, id) alone: with the version too, a
 	// generic plan may read the whole gallery by its index; the tenant's
 	// other galleries' rows in the range are skipped here.
@@ -211,10 +208,7 @@ func (s *Synced) ApplyCommitted(g engine.Gallery, from, to int64, rows []postgre
 	if have < from || have >= to {
 		return
 	}
-	for i := range s.people {
-		s.people[i].Lock()
-		defer s.people[i].Unlock()
-	}
+	defer s.lockEveryPerson()()
 	all := make([]Row, len(rows))
 	for i, r := range rows {
 		all[i] = Row{TemplateID: r.ID, PersonID: r.PersonID, Gallery: g, Embedding: r.Embedding}
@@ -222,6 +216,19 @@ func (s *Synced) ApplyCommitted(g engine.Gallery, from, to int64, rows []postgre
 	s.Add(all...)
 	s.reached(map[engine.Gallery]int64{g: to}, false)
 	s.checkBudget()
+}
+
+// lockEveryPerson takes every person stripe, so no refresh of one person
+// interleaves its read and apply with a bulk change, and returns the unlock.
+func (s *Synced) lockEveryPerson() (unlock func()) {
+	for i := range s.people {
+		s.people[i].Lock()
+	}
+	return func() {
+		for i := range s.people {
+			s.people[i].Unlock()
+		}
+	}
 }
 
 func (s *Synced) checkBudget() {

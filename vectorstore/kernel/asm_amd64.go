@@ -44,10 +44,7 @@ func dotsI8VNNI(m []int8, dim int, p *Probes, floor []int32, out []int32, mask [
 		vnniByProbes[gr.n](&m[0], rows, dim, n64, &gr.packed[0], &gr.corr[0], &out[gr.first], nq,
 			&floor[gr.first], &mask[g], len(p.groups8))
 	}
-	if n64 < dim {
-		addTail(m, dim, n64, p, out)
-		setMask(p, floor, out, mask)
-	}
+	addTail(m, dim, n64, p, floor, out, mask)
 }
 
 // dotsI8AVX2 runs each probe group's assembly kernel over the rows, then
@@ -61,8 +58,7 @@ func dotsI8AVX2(m []int8, dim int, p *Probes, floor []int32, out []int32, mask [
 	n16 := dim &^ 15
 	if n16 == 0 {
 		clear(out)
-		addTail(m, dim, 0, p, out)
-		setMask(p, floor, out, mask)
+		addTail(m, dim, 0, p, floor, out, mask)
 		return
 	}
 	_ = m[rows*dim-1] // the kernels read rows·dim values
@@ -72,8 +68,5 @@ func dotsI8AVX2(m []int8, dim int, p *Probes, floor []int32, out []int32, mask [
 		avx2ByProbes[gr.n](&m[0], rows, dim, n16, &gr.packed[0], &out[gr.first], nq,
 			&floor[gr.first], &mask[g], len(p.groups))
 	}
-	if n16 < dim {
-		addTail(m, dim, n16, p, out)
-		setMask(p, floor, out, mask)
-	}
+	addTail(m, dim, n16, p, floor, out, mask)
 }

@@ -257,8 +257,9 @@ func dotsI8Go(m []int8, dim int, p *Probes, out []int32) {
 }
 
 // addTail adds the products of the values from index from on, past the
-// last whole chunk, which the assembly kernels leave out.
-func addTail(m []int8, dim, from int, p *Probes, out []int32) {
+// last whole chunk, which the assembly kernels leave out, and then sets
+// the mask again from the whole products.
+func addTail(m []int8, dim, from int, p *Probes, floor []int32, out []int32, mask []uint8) {
 	n16, nq := from, len(p.qs)
 	if n16 == dim {
 		return
@@ -273,6 +274,7 @@ func addTail(m []int8, dim, from int, p *Probes, out []int32) {
 			out[i*nq+j] += s
 		}
 	}
+	setMask(p, floor, out, mask)
 }
 
 // Dot64 is the canonical score: float64 sum, in index order, of the
