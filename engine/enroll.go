@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
+	"sync"
 	"time"
 )
 
@@ -180,6 +182,18 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 	if req.State != Pending {
 		return nil
 	}
+	// This process's tasks of one gallery take turns here, in memory: a
+	// task whose request the running batch holds waits for that batch
+	// without a transaction, an attempt counted or PostgreSQL's lock, and
+	// finds its request decided when its turn comes.
+	release, err := s.turns.take(ctx, req.Gallery)
+	if err != nil {
+		return err
+	}
+	defer release()
+	if req, err = s.store.EnrollRequest(ctx, id); err != nil || req.State != Pending {
+		return err
+	}
 	if err := s.store.CountEnrollAttempt(ctx, id); err != nil {
 		return err
 	}
@@ -277,4 +291,36 @@ func (s *Service) ReconcileEnrolls(ctx context.Context, before time.Time) (int, 
 // ImportProgress returns how many items of source are already imported.
 func (s *Service) ImportProgress(ctx context.Context, source string) (int64, error) {
 	return s.store.ImportProgress(ctx, source)
+}
+
+// galleryTurns lets one task of a gallery at a time into its decision
+// (striped by gallery: two galleries may share a stripe, which only
+// serializes them in this process). PostgreSQL's gallery lock still
+// orders the decisions of different processes.
+type galleryTurns struct {
+	once    sync.Once
+	stripes []chan struct{}
+}
+
+const turnStripes = 64
+
+// take waits for g's turn, until ctx ends, and returns its release.
+func (t *galleryTurns) take(ctx context.Context, g Gallery) (release func(), err error) {
+	t.once.Do(func() {
+		t.stripes = make([]chan struct{}, turnStripes)
+		for i := range t.stripes {
+			t.stripes[i] = make(chan struct{}, 1)
+		}
+	})
+	h := fnv.New32a()
+	h.Write([]byte(g.Tenant))
+	h.Write([]byte{0})
+	h.Write([]byte(g.Version))
+	turn := t.stripes[h.Sum32()%turnStripes]
+	select {
+	case turn <- struct{}{}:
+		return func() { <-turn }, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
 }

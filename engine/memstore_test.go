@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/biomatch/biomatch/engine"
@@ -24,6 +25,10 @@ type memStore struct {
 	// failFinish makes FinishEnrollRequest fail for these request ids (a
 	// fault in one item of a batch).
 	failFinish map[string]bool
+	// reads counts EnrollRequest calls; locked, when not nil, runs as
+	// InGallery has taken the gallery's lock.
+	reads  atomic.Int64
+	locked func()
 }
 
 type memState struct {
@@ -71,6 +76,7 @@ func (s *memStore) CreateEnrollRequest(ctx context.Context, r engine.EnrollReque
 }
 
 func (s *memStore) EnrollRequest(ctx context.Context, id string) (r engine.EnrollRequest, err error) {
+	s.reads.Add(1)
 	s.read(func(st *memState) { r, err = st.request(id) })
 	return r, err
 }
@@ -116,6 +122,9 @@ func (s *memStore) InGallery(ctx context.Context, g engine.Gallery, fn func(cont
 	lock, _ := s.galleryMu.LoadOrStore(g, &sync.Mutex{})
 	lock.(*sync.Mutex).Lock()
 	defer lock.(*sync.Mutex).Unlock()
+	if s.locked != nil {
+		s.locked()
+	}
 	tx := memTx{wrote: map[int64]bool{}, requests: map[string]bool{}, failFinish: s.failFinish}
 	s.read(func(st *memState) { tx.st = st.clone() })
 	if err := fn(ctx, &tx); err != nil {

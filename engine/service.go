@@ -20,6 +20,7 @@ type Service struct {
 	cfg      Config
 	cal      *Calibration
 	sizes    gallerySizes
+	turns    galleryTurns
 	log      *slog.Logger
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"sync"
 	"testing"
 	"time"
 
@@ -397,6 +398,49 @@ func newHeldService(t *testing.T) (*engine.Service, *memStore) {
 	svc := testenv.NewService(t, engine.Deps{Store: store, Index: store, Jobs: &heldJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
 		engine.Config{EnrollWait: time.Millisecond, PollInterval: time.Millisecond})
 	return svc, store
+}
+
+// TestTasksOfOneGalleryTakeTurns: tasks of one gallery run at once; the
+// first to get its turn decides every pending request in one batch, and
+// the others, when their turn comes, find theirs decided: one attempt is
+// counted in all, not one per task waiting for the batch.
+func TestTasksOfOneGalleryTakeTurns(t *testing.T) {
+	svc, store := newHeldService(t)
+	ctx := context.Background()
+	ids := submitPending(t, svc, face(1, 1), face(2, 1), face(3, 1), face(4, 1), face(5, 1), face(6, 1), face(7, 1), face(8, 1))
+	// The first decision holds the gallery until every task has looked at
+	// its request (or 2 s), so the others arrive while it runs.
+	var once sync.Once
+	store.locked = func() {
+		once.Do(func() {
+			for deadline := time.Now().Add(2 * time.Second); store.reads.Load() < int64(len(ids)) && time.Now().Before(deadline); {
+				time.Sleep(time.Millisecond)
+			}
+		})
+	}
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Go(func() {
+			if err := svc.ProcessEnroll(ctx, id); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	attempts := 0
+	for i, id := range ids {
+		r, err := store.EnrollRequest(ctx, id)
+		if err != nil || r.State != engine.Done {
+			t.Fatalf("request %d: %v, %v; want done", i, r.State, err)
+		}
+		attempts += r.Attempts
+	}
+	if attempts != 1 {
+		t.Errorf("%d attempts counted for %d tasks decided in one batch, want 1", attempts, len(ids))
+	}
+	if n := len(store.st.persons); n != len(ids) {
+		t.Errorf("%d persons, want %d", n, len(ids))
+	}
 }
 
 // TestBatchedEnroll: one decision takes on every pending enroll of the
