@@ -44,6 +44,7 @@ type sample struct {
 	puid    string // enroll replies
 	created bool
 	queued  string // a 202's enroll request id
+	second  int    // the second of the run it was due in
 }
 
 func main() {
@@ -59,6 +60,7 @@ func main() {
 	seed := flag.Uint64("seed", uint64(time.Now().UnixNano()), "identity seed of the new persons this run enrolls")
 	check := flag.Bool("check", false, "verify the enroll history against PostgreSQL (DATABASE_URL or ./.data/env)")
 	asJSON := flag.Bool("json", false, "print the summary as JSON")
+	timeline := flag.Bool("timeline", false, "also print each second's p50/p99 by operation (warm-up, stalls)")
 	conns := flag.Int("conns", 512, "keep-alive connections to the server at most (0: a new connection per request)")
 	flag.Parse()
 	if *key == "" || *rate <= 0 {
@@ -107,7 +109,7 @@ func main() {
 		due := start.Add(time.Duration(i) * interval)
 		time.Sleep(time.Until(due))
 		wg.Go(func() {
-			s := sample{op: "identify"}
+			s := sample{op: "identify", second: int(due.Sub(start) / time.Second)}
 			if req.enroll {
 				s.op = "enroll"
 			}
@@ -132,6 +134,9 @@ func main() {
 		json.NewEncoder(os.Stdout).Encode(summary)
 	} else {
 		printSummary(summary)
+	}
+	if *timeline {
+		printTimeline(samples)
 	}
 	if *check {
 		if err := verify(ctx, samples); err != nil {
@@ -264,6 +269,27 @@ func printSummary(s Summary) {
 	for _, op := range []string{"enroll", "identify"} {
 		if st := s.Ops[op]; st != nil {
 			fmt.Printf("| %s | %d | %.1f | %.1f | %.1f | %.1f | %v |\n", op, st.Count, st.P50ms, st.P90ms, st.P99ms, st.MaxMs, st.ByStatus)
+		}
+	}
+}
+
+// printTimeline prints each second's latencies by operation, by when
+// the requests were due: a slow start or a stall shows as its seconds.
+func printTimeline(samples []sample) {
+	bySecond := map[int][]sample{}
+	last := 0
+	for _, x := range samples {
+		bySecond[x.second] = append(bySecond[x.second], x)
+		last = max(last, x.second)
+	}
+	fmt.Println("| second | op | count | p50 ms | p99 ms | max ms |")
+	fmt.Println("|---|---|---|---|---|---|")
+	for sec := 0; sec <= last; sec++ {
+		s := summarize(bySecond[sec], time.Second, 0)
+		for _, op := range []string{"enroll", "identify"} {
+			if st := s.Ops[op]; st != nil {
+				fmt.Printf("| %d | %s | %d | %.1f | %.1f | %.1f |\n", sec, op, st.Count, st.P50ms, st.P99ms, st.MaxMs)
+			}
 		}
 	}
 }

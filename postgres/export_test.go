@@ -1,0 +1,4 @@
+package postgres
+
+// LockPendingEnrollsSQL is lockPendingEnrollsSQL, for the plan test.
+const LockPendingEnrollsSQL = lockPendingEnrollsSQL
