@@ -94,11 +94,11 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		State:      Pending,
 	}
 	// Subscribed before the request exists: no finish can slip past.
-	var woken <-chan struct{}
+	var sub *subscription
 	if s.finished != nil {
-		ch, unsubscribe := s.finished.Subscribe(req.ID)
-		defer unsubscribe()
-		woken = ch
+		sub = &subscription{finished: s.finished, id: req.ID}
+		sub.woken, sub.end = s.finished.Subscribe(req.ID)
+		defer sub.close()
 	}
 	if err := s.store.CreateEnrollRequest(ctx, req); err != nil {
 		return EnrollRequest{}, fmt.Errorf("record enroll: %w", err)
@@ -110,36 +110,64 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		// Accepted all the same: the reconciler enqueues it again.
 		s.log.WarnContext(ctx, "enqueue enroll failed; the reconciler will retry", "enroll_request", req.ID, "err", err)
 	}
-	return s.awaitEnroll(ctx, req, woken, deadline)
+	return s.awaitEnroll(ctx, req, sub, deadline)
 }
 
-// awaitEnroll waits until the deadline for req to finish: woken by the
-// worker's commit when woken is not nil (then a slow look now and then
-// covers a notification lost while the listener reconnects), else polling.
-func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, woken <-chan struct{}, until time.Time) (EnrollRequest, error) {
+// subscription is a waiting handler's subscription to its request's finish.
+type subscription struct {
+	finished Finished
+	id       string
+	woken    <-chan struct{}
+	end      func()
+}
+
+// renew subscribes again, ending the spent subscription: done before the
+// handler looks, so a finish after the look wakes the new one.
+func (s *subscription) renew() {
+	s.end()
+	s.woken, s.end = s.finished.Subscribe(s.id)
+}
+
+func (s *subscription) close() { s.end() }
+
+// awaitEnroll waits until the deadline for req to finish: woken by sub
+// when not nil (the worker's commit, or a notification possibly missed),
+// else polling.
+func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, sub *subscription, until time.Time) (EnrollRequest, error) {
 	deadline := time.NewTimer(time.Until(until))
 	defer deadline.Stop()
-	interval := s.cfg.PollInterval
-	if woken != nil {
-		interval = max(interval, time.Second)
+	var tick *time.Timer
+	var poll <-chan time.Time
+	if sub == nil {
+		tick = time.NewTimer(s.cfg.PollInterval)
+		defer tick.Stop()
+		poll = tick.C
 	}
-	tick := time.NewTimer(interval)
-	defer tick.Stop()
+	var retry <-chan time.Time // after a failed look, when woken
 	for polls := 1; ; polls++ {
+		var woken <-chan struct{}
+		if sub != nil {
+			woken = sub.woken
+		}
 		select {
 		case <-ctx.Done():
 			return req, nil
 		case <-deadline.C:
 			return req, nil
 		case <-woken:
-			woken = nil // one wake-up per request: look, then poll slowly
-		case <-tick.C:
-			tick.Reset(pollDelay(interval, polls))
+			sub.renew()
+		case <-retry:
+		case <-poll:
+			tick.Reset(pollDelay(s.cfg.PollInterval, polls))
 		}
+		retry = nil
 		got, err := s.store.EnrollRequest(ctx, req.ID)
 		if err != nil {
 			if ctx.Err() != nil {
 				return req, nil
+			}
+			if sub != nil {
+				retry = time.After(s.cfg.PollInterval)
 			}
 			continue // a transient read error: keep waiting until the deadline
 		}

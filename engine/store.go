@@ -130,10 +130,11 @@ type Follower interface {
 
 // Finished wakes a handler waiting for an enroll request when the request
 // may have finished (postgres.Finished: LISTEN/NOTIFY), so waiting costs no
-// polling. A lost notification costs only latency: waiters still look now
-// and then.
+// polling.
 type Finished interface {
-	// Subscribe returns a channel closed when request id finishes, and a
-	// function that ends the subscription.
+	// Subscribe returns a channel closed when request id may have
+	// finished — when it did, or when a notification of it may have been
+	// missed — and a function that ends the subscription. The subscriber
+	// then looks, and subscribes again if the request is still pending.
 	Subscribe(id string) (<-chan struct{}, func())
 }

@@ -19,11 +19,16 @@ var _ engine.Finished = (*Finished)(nil)
 
 // Finished wakes the handlers waiting for enroll requests when the worker
 // commits them (engine.Finished), from one LISTEN connection per process.
+// While it is not listening (before the first LISTEN, while reconnecting) a
+// subscription's channel closes after notListeningLook instead, and every
+// waiter is woken when listening stops and when it starts again: a waiter
+// never misses a finish, and costs no reads while the listener is up.
 type Finished struct {
 	pool *pgxpool.Pool
 	log  *slog.Logger
 
 	mu      sync.Mutex
+	live    bool // LISTEN is in effect on a connection not known lost
 	waiters map[string][]chan struct{}
 
 	listening     chan struct{} // closed once the first LISTEN succeeded
@@ -38,10 +43,19 @@ func NewFinished(pool *pgxpool.Pool, log *slog.Logger) *Finished {
 // Listening is closed once Follow listens.
 func (f *Finished) Listening() <-chan struct{} { return f.listening }
 
+// notListeningLook is how soon a waiter looks again while the process is
+// not listening.
+const notListeningLook = time.Second
+
 // Subscribe implements engine.Finished.
 func (f *Finished) Subscribe(id string) (<-chan struct{}, func()) {
 	ch := make(chan struct{})
 	f.mu.Lock()
+	if !f.live {
+		f.mu.Unlock()
+		look := time.AfterFunc(notListeningLook, func() { close(ch) })
+		return ch, func() { look.Stop() }
+	}
 	f.waiters[id] = append(f.waiters[id], ch)
 	f.mu.Unlock()
 	return ch, func() {
@@ -62,6 +76,20 @@ func (f *Finished) Subscribe(id string) (<-chan struct{}, func()) {
 	}
 }
 
+// setLive records whether notifications arrive and wakes every waiter:
+// any of their requests may have finished unannounced.
+func (f *Finished) setLive(live bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.live = live
+	for id, list := range f.waiters {
+		for _, ch := range list {
+			close(ch)
+		}
+		delete(f.waiters, id)
+	}
+}
+
 func (f *Finished) wake(id string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -71,11 +99,11 @@ func (f *Finished) wake(id string) {
 	delete(f.waiters, id)
 }
 
-// Follow listens until ctx ends, reconnecting after a lost connection
-// (waiters meanwhile fall back on their slow poll).
+// Follow listens until ctx ends, reconnecting after a lost connection.
 func (f *Finished) Follow(ctx context.Context) {
 	for ctx.Err() == nil {
 		err := f.follow(ctx)
+		f.setLive(false)
 		if ctx.Err() != nil {
 			return
 		}
@@ -97,6 +125,7 @@ func (f *Finished) follow(ctx context.Context) error {
 	if _, err := conn.Exec(ctx, "LISTEN "+EnrollsChannel); err != nil {
 		return err
 	}
+	f.setLive(true)
 	f.listeningOnce.Do(func() { close(f.listening) })
 	for {
 		note, err := conn.WaitForNotification(ctx)

@@ -1,0 +1,97 @@
+package postgres_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/biomatch/biomatch/internal/testenv"
+	"github.com/biomatch/biomatch/postgres"
+)
+
+// TestFinishedNeverMissesAFinish: a waiter is woken by its request's
+// notification; when the listener's connection is lost (a notification
+// then may be lost too) every waiter is woken to look; while nobody
+// listens a subscription wakes within a second; and once listening again,
+// notifications wake waiters as before.
+func TestFinishedNeverMissesAFinish(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := postgres.NewFinished(pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+
+	woken := func(ch <-chan struct{}, within time.Duration) bool {
+		select {
+		case <-ch:
+			return true
+		case <-time.After(within):
+			return false
+		}
+	}
+	notify := func(id string) {
+		t.Helper()
+		if _, err := pool.Exec(ctx, `SELECT pg_notify($1, $2)`, postgres.EnrollsChannel, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	early, end := f.Subscribe("before-listening")
+	defer end()
+	if !woken(early, 5*time.Second) {
+		t.Fatal("a subscription made while nobody listens was not woken to look")
+	}
+
+	done := make(chan struct{})
+	go func() { defer close(done); f.Follow(ctx) }()
+	<-f.Listening()
+	a, endA := f.Subscribe("a")
+	defer endA()
+	b, endB := f.Subscribe("b")
+	defer endB()
+	notify("a")
+	if !woken(a, 5*time.Second) {
+		t.Fatal("the notification of a did not wake its waiter")
+	}
+	if woken(b, 200*time.Millisecond) {
+		t.Fatal("the notification of a woke the waiter of b")
+	}
+
+	// Lose the listener's connection: b's notification may be lost with it.
+	var killed bool
+	if err := pool.QueryRow(ctx, `SELECT bool_or(pg_terminate_backend(pid)) FROM pg_stat_activity
+		WHERE datname = current_database() AND query LIKE 'LISTEN%'`).Scan(&killed); err != nil || !killed {
+		t.Fatalf("terminate the listener: %v, %v", killed, err)
+	}
+	if !woken(b, 5*time.Second) {
+		t.Fatal("losing the listener did not wake the waiter of b")
+	}
+
+	// Listening again (Follow reconnects within a second or two): a new
+	// subscription is woken by its notification.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, endC := f.Subscribe("c")
+		notify("c")
+		got := woken(c, 100*time.Millisecond)
+		endC()
+		if got {
+			break // by the notification, or by the look while not listening
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no wake-up for c after reconnecting")
+		}
+	}
+	d, endD := f.Subscribe("d") // listening now: only its notification wakes it
+	defer endD()
+	if woken(d, 1500*time.Millisecond) {
+		t.Fatal("a waiter was woken without its notification while listening")
+	}
+	notify("d")
+	if !woken(d, 5*time.Second) {
+		t.Fatal("after reconnecting, the notification of d did not wake its waiter")
+	}
+	cancel()
+	<-done
+}
