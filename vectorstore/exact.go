@@ -279,7 +279,7 @@ func (e *Exact) newMatrix(dim int) *matrix {
 type matrix struct {
 	mu      sync.RWMutex
 	dim     int
-	f32     []float32     // rows back to back
+	f32     [][]float32   // rows back to back, in chunks (see chunkRows)
 	ids     []int64       // template id per row
 	persons []int64       // person id per row
 	row     map[int64]int // row index per template id
@@ -293,7 +293,7 @@ type matrix struct {
 	scans *batch.Combiner[query, []engine.Match]
 
 	int8 bool
-	i8   []int8    // per-row scaled copy, when int8
+	i8   [][]int8  // per-row scaled copy, when int8, in chunks like f32
 	inv  []float32 // 1/scale of each int8 row
 	res  []float32 // ‖x − x̃‖ of each row (x̃ = dequantised), rounded up
 	qn   []float32 // ‖x̃‖ of each row, rounded up
@@ -315,14 +315,75 @@ func (m *matrix) len() int {
 	return len(m.ids)
 }
 
+// chunkRows is how many rows one chunk of a matrix's rows holds. A
+// matrix grows by adding chunks, never by copying all its rows to a larger
+// array: at 100k × 512 that copy took 320 MB of fresh memory under the write
+// lock, and every search, enroll decision and read-your-writes refresh
+// stalled behind it for about a second. A multiple of blockRows.
+const chunkRows = 16 * blockRows
+
+// growChunks makes room for one more row of dim values at the end of
+// chunks: the last chunk grows (doubling, so a small gallery stays small)
+// until it holds chunkRows rows; then a full-size chunk is added.
+func growChunks[T int8 | float32](chunks [][]T, dim int) [][]T {
+	if len(chunks) == 0 || len(chunks[len(chunks)-1]) == chunkRows*dim {
+		size := 16
+		if len(chunks) > 0 {
+			size = chunkRows
+		}
+		return append(chunks, make([]T, dim, size*dim))
+	}
+	last := chunks[len(chunks)-1]
+	if cap(last)-len(last) < dim {
+		grown := make([]T, len(last), min(2*cap(last), chunkRows*dim))
+		copy(grown, last)
+		last = grown
+	}
+	chunks[len(chunks)-1] = last[:len(last)+dim]
+	return chunks
+}
+
+// dropLastRow removes the last row of chunks (and its chunk once empty).
+func dropLastRow[T int8 | float32](chunks [][]T, dim int) [][]T {
+	last := chunks[len(chunks)-1]
+	if len(last) == dim {
+		return chunks[:len(chunks)-1]
+	}
+	chunks[len(chunks)-1] = last[:len(last)-dim]
+	return chunks
+}
+
+// rowsOf returns rows [lo, hi) of chunks back to back; they lie in one
+// chunk.
+func rowsOf[T int8 | float32](chunks [][]T, dim, lo, hi int) []T {
+	c, o := chunks[lo/chunkRows], lo%chunkRows
+	return c[o*dim : (o+hi-lo)*dim : (o+hi-lo)*dim]
+}
+
+func (m *matrix) f32Row(i int) []float32 { return rowsOf(m.f32, m.dim, i, i+1) }
+func (m *matrix) i8Row(i int) []int8     { return rowsOf(m.i8, m.dim, i, i+1) }
+
+// blockEnd is where a kernel block starting at row start ends, before hi:
+// at most blockRows rows, within start's chunk.
+func blockEnd(start, hi int) int {
+	return min(start+blockRows, hi, (start/chunkRows+1)*chunkRows)
+}
+
+// reserve makes room for n more rows: the row lists grow once, and the
+// first chunk to its full size (later chunks are allocated full).
 func (m *matrix) reserve(n int) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	m.f32 = slices.Grow(m.f32, n*m.dim)
 	m.ids = slices.Grow(m.ids, n)
 	m.persons = slices.Grow(m.persons, n)
+	if len(m.f32) == 0 && n > 0 {
+		rows := min(n, chunkRows)
+		m.f32 = [][]float32{make([]float32, 0, rows*m.dim)}
+		if m.int8 {
+			m.i8 = [][]int8{make([]int8, 0, rows*m.dim)}
+		}
+	}
 	if m.int8 {
-		m.i8 = slices.Grow(m.i8, n*m.dim)
 		m.inv, m.res, m.qn = slices.Grow(m.inv, n), slices.Grow(m.res, n), slices.Grow(m.qn, n)
 	}
 }
@@ -342,26 +403,27 @@ func (m *matrix) putAll(rows []Row) int64 {
 // put adds or replaces a row and returns the change in bytes (m.mu held).
 func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 	if i, ok := m.row[id]; ok {
-		copy(m.f32[i*m.dim:], e)
+		copy(m.f32Row(i), e)
 		if old := m.persons[i]; old != person {
 			m.forget(old, id)
 			m.templates[person] = append(m.templates[person], id)
 		}
 		m.persons[i] = person
 		if m.int8 {
-			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8[i*m.dim:(i+1)*m.dim])
+			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8Row(i))
 		}
 		return 0
 	}
 	m.row[id] = len(m.ids)
 	m.templates[person] = append(m.templates[person], id)
-	m.f32 = append(m.f32, e...)
+	i := len(m.ids)
+	m.f32 = growChunks(m.f32, m.dim)
+	copy(m.f32Row(i), e)
 	m.ids = append(m.ids, id)
 	m.persons = append(m.persons, person)
 	if m.int8 {
-		n := len(m.i8)
-		m.i8 = append(m.i8, make([]int8, m.dim)...)
-		inv, res, qn := quantize(e, m.i8[n:])
+		m.i8 = growChunks(m.i8, m.dim)
+		inv, res, qn := quantize(e, m.i8Row(i))
 		m.inv, m.res, m.qn = append(m.inv, inv), append(m.res, res), append(m.qn, qn)
 	}
 	return m.rowBytes()
@@ -385,17 +447,17 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 		i, last := m.row[id], len(m.ids)-1
 		delete(m.row, id)
 		if i != last {
-			copy(m.f32[i*m.dim:(i+1)*m.dim], m.f32[last*m.dim:])
+			copy(m.f32Row(i), m.f32Row(last))
 			m.ids[i], m.persons[i] = m.ids[last], m.persons[last]
 			m.row[m.ids[i]] = i
 			if m.int8 {
-				copy(m.i8[i*m.dim:(i+1)*m.dim], m.i8[last*m.dim:])
+				copy(m.i8Row(i), m.i8Row(last))
 				m.inv[i], m.res[i], m.qn[i] = m.inv[last], m.res[last], m.qn[last]
 			}
 		}
-		m.f32, m.ids, m.persons = m.f32[:last*m.dim], m.ids[:last], m.persons[:last]
+		m.f32, m.ids, m.persons = dropLastRow(m.f32, m.dim), m.ids[:last], m.persons[:last]
 		if m.int8 {
-			m.i8, m.inv, m.res, m.qn = m.i8[:last*m.dim], m.inv[:last], m.res[:last], m.qn[:last]
+			m.i8, m.inv, m.res, m.qn = dropLastRow(m.i8, m.dim), m.inv[:last], m.res[:last], m.qn[:last]
 		}
 		removed -= m.rowBytes()
 	}
@@ -588,7 +650,7 @@ func (m *matrix) search(qs []query, workers int) [][]engine.Match {
 		res := make([]engine.Match, len(rows))
 		for i, r := range rows {
 			res[i] = engine.Match{TemplateID: m.ids[r], PersonID: m.persons[r],
-				Score: kernel.Dot64(m.f32[r*m.dim:(r+1)*m.dim], q.probe)}
+				Score: kernel.Dot64(m.f32Row(r), q.probe)}
 		}
 		slices.SortFunc(res, engine.CompareMatches)
 		out[j] = res[:min(q.k, len(res))]
@@ -606,7 +668,7 @@ func (m *matrix) narrowF32(rows []int, q query) []int {
 	}
 	scores := make([]float32, len(rows))
 	for i, r := range rows {
-		scores[i] = kernel.DotF32(m.f32[r*m.dim:(r+1)*m.dim], q.probe)
+		scores[i] = kernel.DotF32(m.f32Row(r), q.probe)
 	}
 	sorted := slices.Clone(scores)
 	slices.Sort(sorted)
@@ -631,13 +693,13 @@ func (m *matrix) f32Scanner(qs []query) func(sels []selector, lo, hi int) {
 	}
 	return func(sels []selector, lo, hi int) {
 		buf := make([]float32, blockRows*nq)
-		for start := lo; start < hi; start += blockRows {
-			end := min(start+blockRows, hi)
+		for start, end := lo, 0; start < hi; start = end {
+			end = blockEnd(start, hi)
 			scores := buf[:(end-start)*nq]
 			if nq == 1 {
-				kernel.DotsF32(m.f32[start*m.dim:end*m.dim], m.dim, probes, scores)
+				kernel.DotsF32(rowsOf(m.f32, m.dim, start, end), m.dim, probes, scores)
 			} else {
-				kernel.DotsF32Batch(m.f32[start*m.dim:end*m.dim], m.dim, probes, scores)
+				kernel.DotsF32Batch(rowsOf(m.f32, m.dim, start, end), m.dim, probes, scores)
 			}
 			for j := range sels {
 				s := &sels[j]
@@ -675,8 +737,8 @@ func (m *matrix) int8Scanner(qs []query) func(sels []selector, lo, hi int) {
 		buf := make([]int32, blockRows*nq)
 		mask := make([]uint8, blockRows*ng)
 		floor := make([]int32, nq)
-		for start := lo; start < hi; start += blockRows {
-			end := min(start+blockRows, hi)
+		for start, end := lo, 0; start < hi; start = end {
+			end = blockEnd(start, hi)
 			rowInv, rowRes, rowQn := m.inv[start:end], m.res[start:end], m.qn[start:end]
 			var invMax, resMax, qnMax float32
 			for i := range rowInv {
@@ -708,7 +770,7 @@ func (m *matrix) int8Scanner(qs []query) func(sels []selector, lo, hi int) {
 				floor[j] = max(skipBelow(j), math.MinInt32+1) - 1
 			}
 			dots := buf[:(end-start)*nq]
-			kernel.DotsI8(m.i8[start*m.dim:end*m.dim], m.dim, probes, floor, dots, mask[:(end-start)*ng])
+			kernel.DotsI8(rowsOf(m.i8, m.dim, start, end), m.dim, probes, floor, dots, mask[:(end-start)*ng])
 			for i := range end - start {
 				for g, bits := range mask[i*ng : (i+1)*ng] {
 					for ; bits != 0; bits &= bits - 1 {

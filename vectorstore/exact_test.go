@@ -219,3 +219,64 @@ func TestExactUpdates(t *testing.T) {
 		t.Errorf("another tenant's gallery returned %v", got)
 	}
 }
+
+// TestExactGrowsAndShrinksByChunks: a matrix holds its rows in chunks of
+// chunkRows (growing never copies them all). Rows added one by one past
+// several chunks, then removed (swap-removes across chunks, the last
+// chunks emptied and dropped) and added again, must search exactly like a
+// plain scan of what is left, with and without the int8 pre-scan, and
+// every chunk but the last must stay full.
+func TestExactGrowsAndShrinksByChunks(t *testing.T) {
+	for _, int8 := range []string{"on", "off"} {
+		r := rand.New(rand.NewPCG(17, 18))
+		e := NewExact(ExactConfig{Int8: int8, Workers: 3})
+		rows := dataset(r, 3*chunkRows+100, 128)
+		for _, row := range rows {
+			e.Add(row)
+		}
+		removed := map[int64]bool{}
+		for _, row := range rows[len(rows)-chunkRows-150:] { // empties the last chunk and more
+			removed[row.PersonID] = true
+		}
+		for range 500 { // and some anywhere
+			removed[rows[r.IntN(len(rows))].PersonID] = true
+		}
+		for p := range removed {
+			e.RemovePerson(p)
+		}
+		var kept []Row
+		for _, row := range rows {
+			if !removed[row.PersonID] {
+				kept = append(kept, row)
+			}
+		}
+		more := dataset(r, 300, 128)
+		for i := range more {
+			more[i].PersonID += 1 << 40 // new persons
+		}
+		e.Add(more...)
+		kept = append(kept, more...)
+		if e.Len() != len(kept) {
+			t.Fatalf("int8=%s: Len = %d, want %d", int8, e.Len(), len(kept))
+		}
+		m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, 128}]
+		for i, c := range m.f32[:len(m.f32)-1] {
+			if len(c) != chunkRows*128 {
+				t.Fatalf("int8=%s: chunk %d of %d holds %d rows, not %d", int8, i, len(m.f32), len(c)/128, chunkRows)
+			}
+		}
+		for trial := range 20 {
+			probe := kept[r.IntN(len(kept))].Embedding
+			if trial%2 == 1 {
+				probe = engine.Embedding(synth.Vector(128, uint64(r.IntN(len(rows)/4+1)), 0.5, r.Uint64()))
+			}
+			got, err := e.Nearest(context.Background(), testGallery, probe, 10)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(plainScan(kept, probe, 10), got); diff != "" {
+				t.Fatalf("int8=%s trial %d (-plain +exact):\n%s", int8, trial, diff)
+			}
+		}
+	}
+}
