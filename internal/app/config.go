@@ -46,6 +46,9 @@ type Config struct {
 	QueueShards      int           // the enroll queue split over this many asynq queues
 	WebhookPrivate   bool          // deliveries may go to private addresses and plain http
 	WebhookRetryBase time.Duration // first retry delay of a failed delivery
+	// WarmPool keeps every PostgreSQL connection open (postgres.OpenWarmPool):
+	// set by the long-running commands, serve and worker; not an environment variable.
+	WarmPool bool
 }
 
 // EnvDefaults documents every variable with its default; README's table
