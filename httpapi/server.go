@@ -34,6 +34,11 @@ type Config struct {
 	TrustedProxies []string
 	// KeyCacheTTL is how long a valid key is remembered; 0: KeyCacheTTL.
 	KeyCacheTTL time.Duration
+	// MaxSearches bounds the searches (identify, verify) served at once;
+	// one that finds them all running waits at most SearchWait, then is
+	// refused with 503 and Retry-After. 0: no bound.
+	MaxSearches int
+	SearchWait  time.Duration
 }
 
 // Check is one readiness probe: nil when the dependency is usable.
@@ -100,16 +105,20 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 	svc := d.Service
 
 	r.POST("/node/addbillingrecord", handleBilling())
+	searches := newSearchTurns(cfg.MaxSearches, cfg.SearchWait)
 	node := r.Group("/node", sealReplies(d.Log), g.handler())
+	// Searches take their turn before the gate reads and opens the body:
+	// a refusal costs next to nothing.
+	nodeSearch := r.Group("/node", sealReplies(d.Log), searches.node(), g.handler())
 	node.POST("/api-key/checkApiKeyValid", handleCheckKey())
 	for _, prefix := range []string{"", "/:version"} {
 		node.POST(prefix+"/enroll", handleEnroll(svc, d.Metrics))
-		node.POST(prefix+"/predict", handlePredict(svc))
+		nodeSearch.POST(prefix+"/predict", handlePredict(svc))
 		node.POST(prefix+"/deleteUser", handleDeleteUser(svc))
 		node.POST(prefix+"/syncUUID", handleSyncUUID(svc))
 		if cfg.PlainRoutes {
 			r.POST("/node"+prefix+"/plainEnroll", plainGate.handler(), handleEnroll(svc, d.Metrics))
-			r.POST("/node"+prefix+"/plainPredict", plainGate.handler(), handlePredict(svc))
+			r.POST("/node"+prefix+"/plainPredict", searches.node(), plainGate.handler(), handlePredict(svc))
 		} else {
 			r.POST("/node"+prefix+"/plainEnroll", plainDisabled)
 			r.POST("/node"+prefix+"/plainPredict", plainDisabled)
@@ -117,7 +126,7 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 	}
 
 	if d.Credentials != nil {
-		addV1(r, g, svc, d.Credentials)
+		addV1(r, g, svc, d.Credentials, searches)
 		if d.Webhooks != nil {
 			addWebhooks(r.Group("/v1/webhooks", g.v1Auth()), d.Webhooks, d.WebhookPolicy)
 		}

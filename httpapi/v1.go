@@ -91,7 +91,7 @@ func (g gate) v1Auth() gin.HandlerFunc {
 }
 
 // addV1 lists the /v1 routes.
-func addV1(r *gin.Engine, g gate, svc *engine.Service, creds Credentials) {
+func addV1(r *gin.Engine, g gate, svc *engine.Service, creds Credentials, searches *searchTurns) {
 	r.POST("/v1/oauth/token", g.handleToken(creds))
 	v1 := r.Group("/v1", g.v1Auth())
 	v1.POST("/sessions", handleCreateSession(creds))
@@ -99,8 +99,8 @@ func addV1(r *gin.Engine, g gate, svc *engine.Service, creds Credentials) {
 	v1.GET("/galleries", handleGalleries(svc))
 	v1.GET("/galleries/:version/persons", handleListPersons(svc))
 	v1.POST("/galleries/:version/persons", handleV1Enroll(svc))
-	v1.POST("/galleries/:version/identify", handleV1Identify(svc))
-	v1.POST("/galleries/:version/verify", handleV1Verify(svc))
+	v1.POST("/galleries/:version/identify", searches.v1(), handleV1Identify(svc))
+	v1.POST("/galleries/:version/verify", searches.v1(), handleV1Verify(svc))
 	v1.GET("/persons", handleFindPersons(svc))
 	v1.GET("/persons/:puid", handlePerson(svc))
 	v1.DELETE("/persons/:puid", handleV1Delete(svc))

@@ -212,7 +212,7 @@ func (a *App) Handler() (http.Handler, error) {
 		deps.Admin = asynqmon.New(asynqmon.Options{RootPath: httpapi.AdminPath, RedisConnOpt: queue.ConnOpt{Client: a.Redis}})
 	}
 	return httpapi.NewHandler(httpapi.Config{CORSOrigins: cfg.CORSOrigins, MaxBodyBytes: cfg.MaxBodyBytes,
-		PlainRoutes: cfg.PlainRoutes, TrustedProxies: cfg.TrustedProxies}, deps)
+		PlainRoutes: cfg.PlainRoutes, TrustedProxies: cfg.TrustedProxies, MaxSearches: cfg.MaxSearches, SearchWait: cfg.SearchWait}, deps)
 }
 
 // Start runs, in the background until Close, the in-memory index (its

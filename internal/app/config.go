@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"maps"
 	"os"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,10 @@ type Config struct {
 	// WarmPool keeps every PostgreSQL connection open (postgres.OpenWarmPool):
 	// set by the long-running commands, serve and worker; not an environment variable.
 	WarmPool bool
+	// MaxSearches bounds the searches (identify, verify) served at once;
+	// SearchWait is the longest a search waits for a turn before a 503.
+	MaxSearches int
+	SearchWait  time.Duration
 }
 
 // EnvDefaults documents every variable with its default; README's table
@@ -63,6 +68,8 @@ var EnvDefaults = map[string]string{
 	"READ_HEADER_TIMEOUT":      "10s",
 	"LOG_LEVEL":                "info",
 	"ENROLL_WAIT":              "4s",
+	"MAX_SEARCHES":             "auto",
+	"SEARCH_WAIT":              "1s",
 	"SECURITY_LEVEL":           "",
 	"DEDUP_SECURITY_LEVEL":     "",
 	"VERSION_SECURITY_LEVELS":  "",
@@ -162,6 +169,15 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		bad("PLAIN_ROUTES", "want true or false")
 	} else {
 		c.PlainRoutes = plain
+	}
+	if v := env("MAX_SEARCHES"); v == "auto" {
+		c.MaxSearches = 32 * runtime.GOMAXPROCS(0)
+	} else {
+		c.MaxSearches = int(intVar("MAX_SEARCHES", 0, 1_000_000))
+	}
+	if c.SearchWait = durVar("SEARCH_WAIT"); c.SearchWait > MaxSearchWait {
+		bad("SEARCH_WAIT", fmt.Sprintf("at most %s: a search let in after waiting still needs its own time before the "+
+			"PrivateID SDKs give up at 5 s", MaxSearchWait))
 	}
 	if c.MetricsAddr == "off" {
 		c.MetricsAddr = ""
@@ -302,6 +318,9 @@ func loadLevels(env func(string) string, bad func(name, why string)) engine.Leve
 // MaxEnrollWait is the longest ENROLL_WAIT accepted: the reply must reach
 // a CryptoNets SDK before its 5 s timeout.
 const MaxEnrollWait = 4500 * time.Millisecond
+
+// MaxSearchWait is the longest SEARCH_WAIT accepted.
+const MaxSearchWait = 3 * time.Second
 
 // parseList splits a comma-separated list (CORS_ORIGINS, TRUSTED_PROXIES).
 func parseList(s string) []string {
