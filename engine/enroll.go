@@ -62,20 +62,28 @@ type EnrollInput struct {
 	RequestID  string
 	ExternalID string
 	Vectors    [][]float64 // raw, one per frame
+	// Arrived is when the caller's request arrived: EnrollWait counts from
+	// it (zero: from the call), so time spent before the call is not added.
+	Arrived time.Time
 }
 
 // enqueueWait is the least time an enqueue gets, however short EnrollWait.
 const enqueueWait = time.Second
 
 // SubmitEnroll validates the input, records it durably, queues it and waits
-// for the worker's answer: all within EnrollWait of the call (or enqueueWait,
-// if longer): a slow enqueue, as in a Redis failover, shortens the wait and
-// never lengthens the reply past the clients' patience. The returned request is
-// Done/Failed with its Result, or still Pending if the wait ended first: the
-// enroll then completes later all the same. Validation errors wrap
-// ErrInvalid or ErrRejected; nothing is written then.
+// for the worker's answer: all within EnrollWait of the request's arrival
+// (or enqueueWait, if longer): a slow enqueue, as in a Redis failover, shortens
+// the wait and never lengthens the reply past the clients' patience. The
+// returned request is Done/Failed with its Result, or still Pending if the
+// wait ended first: the enroll then completes later all the same. Validation
+// errors wrap ErrInvalid or ErrRejected; nothing is written then. A request
+// that could not be recorded before the wait ended (an overloaded database)
+// returns ErrBusy.
 func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollRequest, error) {
-	start := time.Now()
+	start := in.Arrived
+	if start.IsZero() {
+		start = time.Now()
+	}
 	deadline := start.Add(s.cfg.EnrollWait)
 	es, err := NewEmbeddings(in.Vectors)
 	if err != nil {
@@ -100,7 +108,15 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		sub.woken, sub.end = s.finished.Subscribe(req.ID)
 		defer sub.close()
 	}
-	if err := s.store.CreateEnrollRequest(ctx, req); err != nil {
+	recordCtx, cancel := context.WithDeadline(ctx, deadline)
+	err = s.store.CreateEnrollRequest(recordCtx, req)
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil && recordCtx.Err() != nil {
+			// In the rare case the commit landed as the wait ended, the
+			// reconciler queues the request: it completes all the same.
+			return EnrollRequest{}, fmt.Errorf("%w: the enroll could not be recorded within %s", ErrBusy, s.cfg.EnrollWait)
+		}
 		return EnrollRequest{}, fmt.Errorf("record enroll: %w", err)
 	}
 	enqueueCtx, cancel := context.WithDeadline(ctx, start.Add(max(s.cfg.EnrollWait, enqueueWait)))
@@ -134,8 +150,10 @@ func (s *subscription) close() { s.end() }
 // when not nil (the worker's commit, or a notification possibly missed),
 // else polling.
 func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, sub *subscription, until time.Time) (EnrollRequest, error) {
-	deadline := time.NewTimer(time.Until(until))
-	defer deadline.Stop()
+	// Every look ends at the deadline too: a look waiting for a busy
+	// database must not hold the reply past it.
+	ctx, cancel := context.WithDeadline(ctx, until)
+	defer cancel()
 	var tick *time.Timer
 	var poll <-chan time.Time
 	if sub == nil {
@@ -151,8 +169,6 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, sub *subsc
 		}
 		select {
 		case <-ctx.Done():
-			return req, nil
-		case <-deadline.C:
 			return req, nil
 		case <-woken:
 			sub.renew()

@@ -170,7 +170,7 @@ func (s *Service) followWrite(ctx context.Context, personID int64) {
 	if s.follower == nil {
 		return
 	}
-	if err := s.follower.PersonChanged(ctx, personID); err != nil {
+	if err := s.follower.PersonChanged(ctx, personID); err != nil && ctx.Err() == nil {
 		s.log.WarnContext(ctx, "refresh in-memory index", "person_id", personID, "err", err)
 	}
 }

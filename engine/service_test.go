@@ -527,3 +527,84 @@ func TestDedupDecidesAtItsLevel(t *testing.T) {
 		}
 	}
 }
+
+// busyStore is a memStore whose enroll-request writes or reads (as chosen)
+// wait until their context ends, as on a database too busy to answer.
+type busyStore struct {
+	*memStore
+	busyWrites, busyReads bool
+}
+
+func (s busyStore) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest) error {
+	if s.busyWrites {
+		<-ctx.Done()
+		return ctx.Err()
+	}
+	return s.memStore.CreateEnrollRequest(ctx, r)
+}
+
+func (s busyStore) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
+	if s.busyReads {
+		<-ctx.Done()
+		return engine.EnrollRequest{}, ctx.Err()
+	}
+	return s.memStore.EnrollRequest(ctx, id)
+}
+
+// TestEnrollWaitCountsFromArrival: EnrollWait counts from the request's
+// arrival, not from the call; a write the database does not finish by
+// then answers ErrBusy (nothing recorded), and a look at the request that
+// does not finish by then answers pending: no reply waits past EnrollWait
+// for a busy database.
+func TestEnrollWaitCountsFromArrival(t *testing.T) {
+	const wait = time.Minute // a reply that waited for it fails the test's 10 s
+	submit := func(store engine.Store, arrived time.Time) (engine.EnrollRequest, error) {
+		t.Helper()
+		svc := testenv.NewService(t, engine.Deps{Store: store, Index: store.(engine.Index), Jobs: &heldJobs{},
+			Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: wait, PollInterval: time.Millisecond})
+		type result struct {
+			req engine.EnrollRequest
+			err error
+		}
+		done := make(chan result, 1)
+		go func() {
+			req, err := svc.SubmitEnroll(context.Background(), engine.EnrollInput{Gallery: g, Vectors: face(1, 1), Arrived: arrived})
+			done <- result{req, err}
+		}()
+		select {
+		case r := <-done:
+			return r.req, r.err
+		case <-time.After(10 * time.Second):
+			t.Fatal("SubmitEnroll waited past the deadline set by the request's arrival")
+			return engine.EnrollRequest{}, nil
+		}
+	}
+
+	t.Run("arrived before the call", func(t *testing.T) {
+		store := newMemStore()
+		req, err := submit(store, time.Now().Add(-wait+100*time.Millisecond))
+		if err != nil || req.State != engine.Pending {
+			t.Fatalf("SubmitEnroll without a worker = %+v, %v; want pending", req.State, err)
+		}
+		if got, err := store.EnrollRequest(context.Background(), req.ID); err != nil || got.State != engine.Pending {
+			t.Errorf("the request is not recorded pending: %+v, %v", got.State, err)
+		}
+	})
+	t.Run("a write that does not finish", func(t *testing.T) {
+		store := busyStore{memStore: newMemStore(), busyWrites: true}
+		_, err := submit(store, time.Now().Add(-wait+100*time.Millisecond))
+		if !errors.Is(err, engine.ErrBusy) {
+			t.Fatalf("SubmitEnroll on a database that does not write = %v, want ErrBusy", err)
+		}
+		if n := len(store.st.requests); n != 0 {
+			t.Errorf("%d requests recorded, want none", n)
+		}
+	})
+	t.Run("a look that does not finish", func(t *testing.T) {
+		store := busyStore{memStore: newMemStore(), busyReads: true}
+		req, err := submit(store, time.Now().Add(-wait+100*time.Millisecond))
+		if err != nil || req.State != engine.Pending {
+			t.Fatalf("SubmitEnroll on a database that does not answer reads = %+v, %v; want pending", req.State, err)
+		}
+	})
+}

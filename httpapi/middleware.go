@@ -29,6 +29,7 @@ const (
 	ctxKeyPrefix = "key_prefix"
 	ctxTenant    = "tenant"
 	ctxSealer    = "v3_sealer" // func(status int, body []byte) (string, error)
+	ctxArrived   = "arrived"   // time.Time: when the request reached the router
 )
 
 // requestID accepts x-correlation-id (or requestID) from the caller, else
@@ -70,6 +71,7 @@ func recovery(log *slog.Logger) gin.HandlerFunc {
 func logRequests(log *slog.Logger, m *metrics.Metrics) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		start := time.Now()
+		c.Set(ctxArrived, start)
 		c.Next()
 		route := c.FullPath()
 		if route == "" {

@@ -40,7 +40,7 @@ func handleEnroll(svc *engine.Service, m *metrics.Metrics) gin.HandlerFunc {
 		}
 		req, err := svc.SubmitEnroll(c.Request.Context(), engine.EnrollInput{
 			Gallery: call.gallery, KeyID: call.key.ID, RequestID: c.GetString(ctxRequestID),
-			ExternalID: call.req.UserIdentifier, Vectors: vectors,
+			ExternalID: call.req.UserIdentifier, Vectors: vectors, Arrived: c.GetTime(ctxArrived),
 		})
 		if err != nil {
 			if errors.Is(err, engine.ErrInvalid) {

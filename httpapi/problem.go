@@ -48,6 +48,7 @@ var v1Errors = []struct {
 	{engine.ErrNotFound, http.StatusNotFound, "not-found"},
 	{engine.ErrConflict, http.StatusConflict, "conflict"},
 	{engine.ErrForbidden, http.StatusForbidden, "forbidden"},
+	{engine.ErrBusy, http.StatusServiceUnavailable, "busy"},
 	{engine.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
 	{context.Canceled, 499, "canceled"},

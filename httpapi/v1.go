@@ -384,7 +384,7 @@ func handleV1Enroll(svc *engine.Service) gin.HandlerFunc {
 		}
 		key := v1KeyFrom(c)
 		r, err := svc.SubmitEnroll(c.Request.Context(), engine.EnrollInput{Gallery: g, KeyID: key.ID,
-			RequestID: c.GetString(ctxRequestID), ExternalID: req.UserIdentifier, Vectors: vectors})
+			RequestID: c.GetString(ctxRequestID), ExternalID: req.UserIdentifier, Vectors: vectors, Arrived: c.GetTime(ctxArrived)})
 		if err != nil {
 			v1Error(c, err)
 			return
