@@ -190,7 +190,12 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, sub *subsc
 		if got.State != Pending {
 			if got.State == Done {
 				s.forgetSize(got.Gallery)
-				s.followWrite(ctx, got.Result.Person.ID)
+				// Read back at once: the index applies the worker's commit
+				// from its notification; waiting for that costs no read and
+				// no lock, and ends at the deadline like every look.
+				if s.follower != nil {
+					_ = s.follower.AwaitPerson(ctx, got.Result.Person.ID)
+				}
 			}
 			return got, nil
 		}

@@ -343,6 +343,12 @@ func (s *memStore) PersonChanged(ctx context.Context, personID int64) error {
 	return nil
 }
 
+// AwaitPerson implements engine.Follower: it records the call (the store
+// is its own index: every commit is searchable at once).
+func (s *memStore) AwaitPerson(ctx context.Context, personID int64) error {
+	return s.PersonChanged(ctx, personID)
+}
+
 // memTx is a gallery transaction on a copy of the state; it remembers what
 // it wrote, for the commit.
 type memTx struct {

@@ -119,13 +119,16 @@ type AuditEntry struct {
 	Detail    string
 }
 
-// Follower is an index that keeps its own copy of the templates. The
-// Service tells it about its own writes (an enroll it answers, a delete) so
-// that the caller reads them back at once; writes of other processes reach
-// it by its own means.
+// Follower is an index that keeps its own copy of the templates, following
+// every process's writes by its own means. The Service makes its answers
+// readable at once: it waits for an enrolled person to be there before
+// answering, and tells it about a delete.
 type Follower interface {
 	// PersonChanged reloads the person's templates (none: it was deleted).
 	PersonChanged(ctx context.Context, personID int64) error
+	// AwaitPerson returns once the person's rows are searchable (or the
+	// follower does not serve searches), or when ctx ends.
+	AwaitPerson(ctx context.Context, personID int64) error
 }
 
 // Finished wakes a handler waiting for an enroll request when the request

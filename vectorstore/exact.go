@@ -140,6 +140,14 @@ func keyOf(r Row) galleryKey {
 	return galleryKey{r.Gallery.Tenant, r.Gallery.Version, len(r.Embedding)}
 }
 
+// HasPerson reports whether the person has rows here.
+func (e *Exact) HasPerson(personID int64) bool {
+	e.mu.RLock()
+	defer e.mu.RUnlock()
+	_, ok := e.personKey[personID]
+	return ok
+}
+
 // RemovePerson drops every row of a person.
 func (e *Exact) RemovePerson(personID int64) {
 	e.mu.Lock()

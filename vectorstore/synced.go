@@ -341,6 +341,26 @@ func (s *Synced) WaitFor(ctx context.Context, g engine.Gallery, seq int64, wait 
 	}
 }
 
+// AwaitPerson implements engine.Follower: it returns once the person has
+// rows in the index (applied from a notification, or from the worker's own
+// commit), at once while the index does not serve searches (not loaded,
+// or over its budget: searches go to PostgreSQL then), or when ctx ends.
+func (s *Synced) AwaitPerson(ctx context.Context, personID int64) error {
+	for {
+		s.seqMu.Lock()
+		advanced := s.advanced
+		s.seqMu.Unlock()
+		if s.over.Load() || !s.Loaded() || s.HasPerson(personID) {
+			return nil
+		}
+		select {
+		case <-advanced:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
 // Load replaces the content with every template in PostgreSQL, read with
 // one binary COPY, and returns how many it read and how long it took.
 // Searches wait for the first Load to succeed.

@@ -151,3 +151,49 @@ func TestBulkWriteReachesFollowers(t *testing.T) {
 		}
 	}
 }
+
+// TestAwaitPersonReturnsOnceSearchable: a person committed by another
+// writer (here straight to PostgreSQL, as the worker does) is searchable
+// the moment AwaitPerson returns, each of many times; for a person nobody
+// wrote, AwaitPerson ends with its context.
+func TestAwaitPersonReturnsOnceSearchable(t *testing.T) {
+	pool := testenv.NewPool(t)
+	pg := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1 << 30})
+	s := loadedSynced(t, pg, "on")
+	ctx := context.Background()
+
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	if err := s.AwaitPerson(short, 1<<40); err == nil {
+		t.Fatal("AwaitPerson of a person nobody wrote returned nil")
+	}
+
+	for i := range 50 {
+		e := engine.Embedding(synth.Vector(128, uint64(5000+i), 0, 0))
+		var person engine.Person
+		err := pg.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
+			var err error
+			if person, err = tx.CreatePerson(ctx, engine.Person{Gallery: gallery, PUID: engine.NewID(), GUID: engine.NewID()}); err != nil {
+				return err
+			}
+			_, err = tx.AddTemplates(ctx, person, []engine.Embedding{e})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		wait, cancel := context.WithTimeout(ctx, 20*time.Second)
+		err = s.AwaitPerson(wait, person.ID)
+		cancel()
+		if err != nil {
+			t.Fatalf("person %d: AwaitPerson: %v", i, err)
+		}
+		ms, err := s.Nearest(ctx, gallery, e, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ms) == 0 || ms[0].PersonID != person.ID {
+			t.Fatalf("person %d: AwaitPerson returned, but the index finds %v, want person %d", i, ms, person.ID)
+		}
+	}
+}
