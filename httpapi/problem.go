@@ -59,7 +59,9 @@ var v1Errors = []struct {
 func v1Error(c *gin.Context, err error) {
 	for _, row := range v1Errors {
 		if errors.Is(err, row.err) {
-			if row.status == http.StatusServiceUnavailable {
+			if errors.Is(err, engine.ErrBusy) {
+				c.Header("Retry-After", "1")
+			} else if row.status == http.StatusServiceUnavailable {
 				c.Header("Retry-After", "5")
 			}
 			writeProblem(c, row.status, row.code, err.Error())
