@@ -67,12 +67,13 @@ type EnrollInput struct {
 	Arrived time.Time
 }
 
-// enqueueWait is the least time an enqueue gets, however short EnrollWait.
-const enqueueWait = time.Second
+// acceptWait is the least time recording and queueing an enroll get,
+// however short EnrollWait.
+const acceptWait = time.Second
 
 // SubmitEnroll validates the input, records it durably, queues it and waits
 // for the worker's answer: all within EnrollWait of the request's arrival
-// (or enqueueWait, if longer): a slow enqueue, as in a Redis failover, shortens
+// (or acceptWait, if longer): a slow enqueue, as in a Redis failover, shortens
 // the wait and never lengthens the reply past the clients' patience. The
 // returned request is Done/Failed with its Result, or still Pending if the
 // wait ended first: the enroll then completes later all the same. Validation
@@ -85,6 +86,9 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		start = time.Now()
 	}
 	deadline := start.Add(s.cfg.EnrollWait)
+	// Recording and queueing get at least acceptWait, however short
+	// EnrollWait: a request is accepted first, waited for second.
+	acceptBy := start.Add(max(s.cfg.EnrollWait, acceptWait))
 	es, err := NewEmbeddings(in.Vectors)
 	if err != nil {
 		return EnrollRequest{}, err
@@ -108,18 +112,18 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		sub.woken, sub.end = s.finished.Subscribe(req.ID)
 		defer sub.close()
 	}
-	recordCtx, cancel := context.WithDeadline(ctx, deadline)
+	recordCtx, cancel := context.WithDeadline(ctx, acceptBy)
 	err = s.store.CreateEnrollRequest(recordCtx, req)
 	cancel()
 	if err != nil {
 		if ctx.Err() == nil && recordCtx.Err() != nil {
 			// In the rare case the commit landed as the wait ended, the
 			// reconciler queues the request: it completes all the same.
-			return EnrollRequest{}, fmt.Errorf("%w: the enroll could not be recorded within %s", ErrBusy, s.cfg.EnrollWait)
+			return EnrollRequest{}, fmt.Errorf("%w: the enroll could not be recorded within %s", ErrBusy, max(s.cfg.EnrollWait, acceptWait))
 		}
 		return EnrollRequest{}, fmt.Errorf("record enroll: %w", err)
 	}
-	enqueueCtx, cancel := context.WithDeadline(ctx, start.Add(max(s.cfg.EnrollWait, enqueueWait)))
+	enqueueCtx, cancel := context.WithDeadline(ctx, acceptBy)
 	err = s.jobs.EnqueueEnroll(enqueueCtx, req.ID)
 	cancel()
 	if err != nil {
