@@ -30,10 +30,6 @@ var (
 	ErrRejected = errors.New("enrollment rejected")
 	// ErrUnavailable: a dependency (database, queue) is down; retry later.
 	ErrUnavailable = errors.New("service unavailable")
-	// ErrBusy: the service could not take the request in before the
-	// caller's patience ran out (overloaded); nothing was accepted, as far
-	// as the service knows. Retry shortly.
-	ErrBusy = errors.New("service busy")
 	// ErrForbidden: the caller's key does not allow what it asked for.
 	ErrForbidden = errors.New("forbidden")
 )

@@ -78,8 +78,8 @@ const acceptWait = time.Second
 // returned request is Done/Failed with its Result, or still Pending if the
 // wait ended first: the enroll then completes later all the same. Validation
 // errors wrap ErrInvalid or ErrRejected; nothing is written then. A request
-// that could not be recorded before the wait ended (an overloaded database)
-// returns ErrBusy.
+// that could not be recorded before the wait ended (a database overloaded or
+// unreachable) returns ErrUnavailable.
 func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollRequest, error) {
 	start := in.Arrived
 	if start.IsZero() {
@@ -119,7 +119,7 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 		if ctx.Err() == nil && recordCtx.Err() != nil {
 			// In the rare case the commit landed as the wait ended, the
 			// reconciler queues the request: it completes all the same.
-			return EnrollRequest{}, fmt.Errorf("%w: the enroll could not be recorded within %s", ErrBusy, max(s.cfg.EnrollWait, acceptWait))
+			return EnrollRequest{}, fmt.Errorf("%w: the enroll could not be recorded within %s", ErrUnavailable, max(s.cfg.EnrollWait, acceptWait))
 		}
 		return EnrollRequest{}, fmt.Errorf("record enroll: %w", err)
 	}

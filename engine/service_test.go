@@ -553,7 +553,7 @@ func (s busyStore) EnrollRequest(ctx context.Context, id string) (engine.EnrollR
 
 // TestEnrollWaitCountsFromArrival: EnrollWait counts from the request's
 // arrival, not from the call; a write the database does not finish by
-// then answers ErrBusy (nothing recorded), and a look at the request that
+// then answers ErrUnavailable (nothing recorded), and a look at the request that
 // does not finish by then answers pending: no reply waits past EnrollWait
 // for a busy database.
 func TestEnrollWaitCountsFromArrival(t *testing.T) {
@@ -593,8 +593,8 @@ func TestEnrollWaitCountsFromArrival(t *testing.T) {
 	t.Run("a write that does not finish", func(t *testing.T) {
 		store := busyStore{memStore: newMemStore(), busyWrites: true}
 		_, err := submit(store, time.Now().Add(-wait+100*time.Millisecond))
-		if !errors.Is(err, engine.ErrBusy) {
-			t.Fatalf("SubmitEnroll on a database that does not write = %v, want ErrBusy", err)
+		if !errors.Is(err, engine.ErrUnavailable) {
+			t.Fatalf("SubmitEnroll on a database that does not write = %v, want ErrUnavailable", err)
 		}
 		if n := len(store.st.requests); n != 0 {
 			t.Errorf("%d requests recorded, want none", n)

@@ -25,7 +25,6 @@ var nodeErrors = []struct {
 	{engine.ErrRejected, http.StatusBadRequest, 152, "", ""},
 	{engine.ErrConflict, http.StatusConflict, -2, "", ""},
 	{engine.ErrForbidden, http.StatusForbidden, -1, "", ""},
-	{engine.ErrBusy, http.StatusServiceUnavailable, -1, "", "1"},
 	{engine.ErrUnavailable, http.StatusServiceUnavailable, -1, "service temporarily unavailable (its database or queue cannot be reached): retry in a few seconds", "5"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, -1, "service temporarily unavailable (its database or queue cannot be reached): retry in a few seconds", "5"},
 	{context.Canceled, 499, -1, "request canceled", ""},

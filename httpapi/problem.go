@@ -48,7 +48,6 @@ var v1Errors = []struct {
 	{engine.ErrNotFound, http.StatusNotFound, "not-found"},
 	{engine.ErrConflict, http.StatusConflict, "conflict"},
 	{engine.ErrForbidden, http.StatusForbidden, "forbidden"},
-	{engine.ErrBusy, http.StatusServiceUnavailable, "busy"},
 	{engine.ErrUnavailable, http.StatusServiceUnavailable, "unavailable"},
 	{context.DeadlineExceeded, http.StatusServiceUnavailable, "unavailable"},
 	{context.Canceled, 499, "canceled"},
@@ -59,9 +58,7 @@ var v1Errors = []struct {
 func v1Error(c *gin.Context, err error) {
 	for _, row := range v1Errors {
 		if errors.Is(err, row.err) {
-			if errors.Is(err, engine.ErrBusy) {
-				c.Header("Retry-After", "1")
-			} else if row.status == http.StatusServiceUnavailable {
+			if row.status == http.StatusServiceUnavailable {
 				c.Header("Retry-After", "5")
 			}
 			writeProblem(c, row.status, row.code, err.Error())
