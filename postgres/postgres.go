@@ -33,24 +33,8 @@ var (
 const DefaultMaxConns = 32
 
 // OpenPool makes a pool with pgvector's types registered on every
-// connection, opening connections as they are needed: for commands that
-// run briefly. It does not wait for the database: Ping tells whether it answers.
+// connection. It does not wait for the database: Ping tells whether it answers.
 func OpenPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	return openPool(ctx, url, false)
-}
-
-// OpenWarmPool is OpenPool for a long-running process: it opens every
-// connection of the pool in the background at once and keeps them open
-// (pgxpool's MinConns = MaxConns, unless the URL sets pool_min_conns). A
-// connection costs both processes several milliseconds of CPU to open
-// (TCP, authentication, the type lookups, a new backend's catalog caches):
-// opened on demand, a burst after start or after a quiet spell opened them
-// all at once, on the burst's time.
-func OpenWarmPool(ctx context.Context, url string) (*pgxpool.Pool, error) {
-	return openPool(ctx, url, true)
-}
-
-func openPool(ctx context.Context, url string, warm bool) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
@@ -60,9 +44,6 @@ func openPool(ctx context.Context, url string, warm bool) (*pgxpool.Pool, error)
 		// worker's concurrent tasks plus the API's requests: a small
 		// machine would queue for connections. The URL's pool_max_conns wins.
 		cfg.MaxConns = DefaultMaxConns
-	}
-	if warm && !strings.Contains(url, "pool_min_conns") {
-		cfg.MinConns = cfg.MaxConns
 	}
 	cfg.AfterConnect = func(ctx context.Context, conn *pgx.Conn) error {
 		var installed bool

@@ -100,7 +100,6 @@ func runServe(ctx context.Context, config func() (app.Config, error), args []str
 		wg.Wait()
 	}
 
-	cfg.WarmPool = true
 	a, err := app.New(ctx, cfg, log, true)
 	if err != nil {
 		shutdown()
@@ -150,7 +149,6 @@ func runWorker(ctx context.Context, config func() (app.Config, error), args []st
 	if err != nil {
 		return err
 	}
-	cfg.WarmPool = true
 	a, err := app.New(ctx, cfg, newLogger(cfg, std.err), false)
 	if err != nil {
 		return err

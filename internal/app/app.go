@@ -61,17 +61,12 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 	if err != nil {
 		return nil, err
 	}
-	open := postgres.OpenPool
-	if cfg.WarmPool {
-		open = postgres.OpenWarmPool
-	}
-	pool, err := open(ctx, cfg.DatabaseURL)
+	pool, err := postgres.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		rdb.Close()
 		return nil, err
 	}
 	var pg *vectorstore.PGVector
-	waited := false
 	for wait := 250 * time.Millisecond; ; wait = min(2*wait, 5*time.Second) {
 		pg, err = vectorstore.NewPGVector(ctx, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: cfg.HNSWMinTemplates, EfSearch: cfg.HNSWEfSearch})
 		if err == nil {
@@ -85,12 +80,6 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 			return nil, err
 		case <-time.After(wait):
 		}
-		waited = true
-	}
-	if waited {
-		// Connections opened before the migrations created the vector
-		// extension lack its types (AfterConnect): open them again.
-		pool.Reset()
 	}
 	dedup := &vectorstore.Dedup{PG: pg, Log: log}
 	a := &App{Pool: pool, Redis: rdb, Search: pg, Store: postgres.NewStore(pool, dedup), Keys: postgres.NewKeys(pool, cfg.MasterKey),

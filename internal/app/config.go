@@ -47,9 +47,6 @@ type Config struct {
 	QueueShards      int           // the enroll queue split over this many asynq queues
 	WebhookPrivate   bool          // deliveries may go to private addresses and plain http
 	WebhookRetryBase time.Duration // first retry delay of a failed delivery
-	// WarmPool keeps every PostgreSQL connection open (postgres.OpenWarmPool):
-	// set by the long-running commands, serve and worker; not an environment variable.
-	WarmPool bool
 	// MaxSearches bounds the searches (identify, verify) served at once;
 	// SearchWait is the longest a search waits for a turn before a 503.
 	MaxSearches int
