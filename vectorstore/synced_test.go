@@ -28,18 +28,7 @@ func TestDeletedPersonNeverComesBack(t *testing.T) {
 	const iterations = 200
 	for i := range iterations {
 		e := engine.Embedding(synth.Vector(128, uint64(i), 0, 0))
-		var person engine.Person
-		err := pg.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
-			var err error
-			if person, err = tx.CreatePerson(ctx, engine.Person{Gallery: gallery, PUID: engine.NewID(), GUID: engine.NewID()}); err != nil {
-				return err
-			}
-			_, err = tx.AddTemplates(ctx, person, []engine.Embedding{e})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		person := writePerson(t, pg, e)
 		var wg sync.WaitGroup
 		for range 3 { // follow-writes of the enroll, late
 			wg.Go(func() {
@@ -170,20 +159,9 @@ func TestAwaitPersonReturnsOnceSearchable(t *testing.T) {
 
 	for i := range 50 {
 		e := engine.Embedding(synth.Vector(128, uint64(5000+i), 0, 0))
-		var person engine.Person
-		err := pg.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
-			var err error
-			if person, err = tx.CreatePerson(ctx, engine.Person{Gallery: gallery, PUID: engine.NewID(), GUID: engine.NewID()}); err != nil {
-				return err
-			}
-			_, err = tx.AddTemplates(ctx, person, []engine.Embedding{e})
-			return err
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		person := writePerson(t, pg, e)
 		wait, cancel := context.WithTimeout(ctx, 20*time.Second)
-		err = s.AwaitPerson(wait, person.ID)
+		err := s.AwaitPerson(wait, person.ID)
 		cancel()
 		if err != nil {
 			t.Fatalf("person %d: AwaitPerson: %v", i, err)
@@ -196,4 +174,23 @@ func TestAwaitPersonReturnsOnceSearchable(t *testing.T) {
 			t.Fatalf("person %d: AwaitPerson returned, but the index finds %v, want person %d", i, ms, person.ID)
 		}
 	}
+}
+
+// writePerson commits a new person of gallery with one template, straight
+// to PostgreSQL, as the worker does.
+func writePerson(t *testing.T, pg db, e engine.Embedding) engine.Person {
+	t.Helper()
+	var person engine.Person
+	err := pg.InGallery(context.Background(), gallery, func(ctx context.Context, tx engine.GalleryTx) error {
+		var err error
+		if person, err = tx.CreatePerson(ctx, engine.Person{Gallery: gallery, PUID: engine.NewID(), GUID: engine.NewID()}); err != nil {
+			return err
+		}
+		_, err = tx.AddTemplates(ctx, person, []engine.Embedding{e})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return person
 }
