@@ -62,21 +62,17 @@ func (s *searchTurns) handler(refuse func(*gin.Context)) gin.HandlerFunc {
 		// The handler reads what was read, then the same error (a body over
 		// the limit is still answered 413 there).
 		c.Request.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+		timer := time.NewTimer(s.wait)
 		select {
 		case s.turns <- struct{}{}:
-		default:
-			timer := time.NewTimer(s.wait)
-			select {
-			case s.turns <- struct{}{}:
-				timer.Stop()
-			case <-timer.C:
-				refuse(c)
-				return
-			case <-c.Request.Context().Done():
-				timer.Stop()
-				c.AbortWithStatus(499) // the client is gone: nobody reads a reply
-				return
-			}
+			timer.Stop()
+		case <-timer.C:
+			refuse(c)
+			return
+		case <-c.Request.Context().Done():
+			timer.Stop()
+			c.AbortWithStatus(499) // the client is gone: nobody reads a reply
+			return
 		}
 		defer func() { <-s.turns }()
 		c.Next()

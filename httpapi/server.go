@@ -107,7 +107,7 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 	r.POST("/node/addbillingrecord", handleBilling())
 	searches := newSearchTurns(cfg.MaxSearches, cfg.SearchWait)
 	node := r.Group("/node", sealReplies(d.Log), g.handler())
-	// Searches take their turn before the gate reads and opens the body:
+	// Searches take their turn before the gate decodes and opens the body:
 	// a refusal costs next to nothing.
 	nodeSearch := r.Group("/node", sealReplies(d.Log), searches.node(), g.handler())
 	node.POST("/api-key/checkApiKeyValid", handleCheckKey())
