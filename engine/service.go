@@ -88,7 +88,9 @@ func (s *Service) Identify(ctx context.Context, g Gallery, probe Embedding, k in
 		return nil, Decision{}, err
 	}
 	d := s.decide(g.Version, s.matchLevel(g.Version, level), n, false)
-	matches, err := s.index.Nearest(ctx, g, probe, k*s.cfg.MaxTemplatesPerPerson)
+	// The first k persons of the ranking lie within its first (k−1)·max + 1
+	// templates (each person has at most max): k = 1 needs the best one.
+	matches, err := s.index.Nearest(ctx, g, probe, (k-1)*s.cfg.MaxTemplatesPerPerson+1)
 	if err != nil {
 		return nil, d, fmt.Errorf("search %s: %w", g, err)
 	}

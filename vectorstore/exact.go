@@ -3,6 +3,7 @@ package vectorstore
 import (
 	"cmp"
 	"context"
+	"encoding/binary"
 	"math"
 	mathbits "math/bits"
 	"runtime"
@@ -33,9 +34,10 @@ type Row struct {
 // in the top k are re-scored exactly. Safe for concurrent use; searches of
 // a gallery wait for a write to it.
 type Exact struct {
-	useInt8  bool
-	workers  int
-	maxBatch int
+	useInt8   bool
+	workers   int
+	maxBatch  int
+	noPrePass bool
 
 	mu        sync.RWMutex
 	galleries map[galleryKey]*matrix
@@ -58,11 +60,15 @@ type ExactConfig struct {
 	// MaxBatch is how many waiting queries one scan answers at most; 0
 	// means 32, 1 turns batching off.
 	MaxBatch int
+	// NoPrePass turns off identify's pre-pass over the first half of each
+	// row (for side-by-side benchmarks and tests).
+	NoPrePass bool
 }
 
 // NewExact returns an empty index.
 func NewExact(cfg ExactConfig) *Exact {
-	e := &Exact{galleries: map[galleryKey]*matrix{}, personKey: map[int64]galleryKey{}, workers: cfg.Workers, maxBatch: cfg.MaxBatch}
+	e := &Exact{galleries: map[galleryKey]*matrix{}, personKey: map[int64]galleryKey{}, workers: cfg.Workers,
+		maxBatch: cfg.MaxBatch, noPrePass: cfg.NoPrePass}
 	if e.maxBatch <= 0 {
 		e.maxBatch = 32
 	}
@@ -277,7 +283,10 @@ func (s Scratch) Insert(g engine.Gallery, templateID, personID int64, e engine.E
 // newMatrix returns an empty matrix of one gallery and dimension.
 func (e *Exact) newMatrix(dim int) *matrix {
 	m := &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}, templates: map[int64][]int64{}}
-	m.scans = batch.New(e.maxBatch, func(qs []query) [][]engine.Match { return m.search(qs, e.workers) })
+	if m.int8 && dim >= 2*prefixMin && !e.noPrePass {
+		m.prefix = dim / 2 &^ (prefixMin - 1)
+	}
+	m.scans = batch.New(e.maxBatch, func(qs []query) [][]engine.Match { return m.identify(qs, e.workers) })
 	return m
 }
 
@@ -305,6 +314,18 @@ type matrix struct {
 	inv  []float32 // 1/scale of each int8 row
 	res  []float32 // ‖x − x̃‖ of each row (x̃ = dequantised), rounded up
 	qn   []float32 // ‖x̃‖ of each row, rounded up
+
+	// prefix is how many leading values the identify pre-pass scores (0:
+	// no pre-pass), and pre holds them again, rows back to back in chunks
+	// like i8, so the pre-pass reads half the bytes; maxRes, maxQn and
+	// maxSuf bound res, qn and the norm of the values past prefix over
+	// every row ever put (they never shrink, so they stay upper bounds).
+	// tried and proved count the probes the pre-pass answered alone, for
+	// deciding whether to try it.
+	prefix                 int
+	pre                    [][]int8
+	maxRes, maxQn, maxSuf  float32
+	tried, proved, skipped atomic.Int64
 }
 
 const rowIDBytes = 8 + 8 + 16 + 24 // ids, persons, map entries (approximate)
@@ -312,7 +333,7 @@ const rowIDBytes = 8 + 8 + 16 + 24 // ids, persons, map entries (approximate)
 func (m *matrix) rowBytes() int64 {
 	b := int64(m.dim*4 + rowIDBytes)
 	if m.int8 {
-		b += int64(m.dim + 12)
+		b += int64(m.dim + m.prefix + 12)
 	}
 	return b
 }
@@ -370,6 +391,7 @@ func rowsOf[T int8 | float32](chunks [][]T, dim, lo, hi int) []T {
 
 func (m *matrix) f32Row(i int) []float32 { return rowsOf(m.f32, m.dim, i, i+1) }
 func (m *matrix) i8Row(i int) []int8     { return rowsOf(m.i8, m.dim, i, i+1) }
+func (m *matrix) preRow(i int) []int8    { return rowsOf(m.pre, m.prefix, i, i+1) }
 
 // blockEnd is where a kernel block starting at row start ends, before hi:
 // at most blockRows rows, within start's chunk.
@@ -389,6 +411,9 @@ func (m *matrix) reserve(n int) {
 		m.f32 = [][]float32{make([]float32, 0, rows*m.dim)}
 		if m.int8 {
 			m.i8 = [][]int8{make([]int8, 0, rows*m.dim)}
+		}
+		if m.prefix > 0 {
+			m.pre = [][]int8{make([]int8, 0, rows*m.prefix)}
 		}
 	}
 	if m.int8 {
@@ -419,6 +444,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.persons[i] = person
 		if m.int8 {
 			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8Row(i))
+			m.widenBounds(i, e)
 		}
 		return 0
 	}
@@ -429,12 +455,36 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 	copy(m.f32Row(i), e)
 	m.ids = append(m.ids, id)
 	m.persons = append(m.persons, person)
+	if m.prefix > 0 {
+		m.pre = growChunks(m.pre, m.prefix)
+	}
 	if m.int8 {
 		m.i8 = growChunks(m.i8, m.dim)
 		inv, res, qn := quantize(e, m.i8Row(i))
 		m.inv, m.res, m.qn = append(m.inv, inv), append(m.res, res), append(m.qn, qn)
+		m.widenBounds(i, e)
 	}
 	return m.rowBytes()
+}
+
+// widenBounds copies row i's int8 prefix for the pre-pass and raises the
+// matrix-wide bounds it relies on to cover the row, whose float32 values
+// are e (m.mu held).
+func (m *matrix) widenBounds(i int, e engine.Embedding) {
+	m.maxRes, m.maxQn = max(m.maxRes, m.res[i]), max(m.maxQn, m.qn[i])
+	if m.prefix > 0 {
+		copy(m.preRow(i), m.i8Row(i))
+		m.maxSuf = max(m.maxSuf, norm(e[m.prefix:]))
+	}
+}
+
+// norm is ‖x‖, rounded up.
+func norm(x []float32) float32 {
+	var s float64
+	for _, v := range x {
+		s += float64(v) * float64(v)
+	}
+	return float32(math.Sqrt(s)*(1+1e-6) + 1e-9)
 }
 
 // removePerson swap-removes the person's rows and returns the change in bytes.
@@ -462,10 +512,16 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 				copy(m.i8Row(i), m.i8Row(last))
 				m.inv[i], m.res[i], m.qn[i] = m.inv[last], m.res[last], m.qn[last]
 			}
+			if m.prefix > 0 {
+				copy(m.preRow(i), m.preRow(last))
+			}
 		}
 		m.f32, m.ids, m.persons = dropLastRow(m.f32, m.dim), m.ids[:last], m.persons[:last]
 		if m.int8 {
 			m.i8, m.inv, m.res, m.qn = dropLastRow(m.i8, m.dim), m.inv[:last], m.res[:last], m.qn[:last]
+		}
+		if m.prefix > 0 {
+			m.pre = dropLastRow(m.pre, m.prefix)
 		}
 		removed -= m.rowBytes()
 	}
@@ -520,6 +576,11 @@ const f32Slack = 2e-4
 
 // parallelMin is the gallery size from which a search uses every worker.
 const parallelMin = 32768
+
+// prefixMin is the shortest prefix the identify pre-pass scores, one step
+// of the VNNI kernel: a matrix of dim ≥ 2·prefixMin has a pre-pass over
+// its first half, rounded down to a multiple of prefixMin.
+const prefixMin = 64
 
 // blockRows is how many rows a kernel call scores at once: 128 KiB of
 // int8 rows of 512 values, which stay in the core's cache while the batch
@@ -604,23 +665,87 @@ type query struct {
 func (m *matrix) search(qs []query, workers int) [][]engine.Match {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
+	return m.scanAll(qs, workers)
+}
+
+// identify is search for the identify path: where the pre-pass has been
+// answering most probes of this gallery on its own, it runs first and
+// only the probes it could not settle are scanned in full.
+func (m *matrix) identify(qs []query, workers int) [][]engine.Match {
+	m.mu.RLock()
+	defer m.mu.RUnlock()
+	if !m.preferPrefix() {
+		return m.scanAll(qs, workers)
+	}
+	out, open := m.scanPrefix(qs, workers)
+	m.tried.Add(int64(len(qs)))
+	m.proved.Add(int64(len(qs) - len(open)))
+	if len(open) > 0 {
+		rest := make([]query, len(open))
+		for i, j := range open {
+			rest[i] = qs[j]
+		}
+		for i, res := range m.scanAll(rest, workers) {
+			out[open[i]] = res
+		}
+	}
+	return out
+}
+
+// preferPrefix reports whether identify should run the pre-pass: it
+// costs about half a full scan and saves the other half when it settles a
+// probe, so it pays while it settles more than half; it is tried at first,
+// while it settles at least 60 % of recent probes, and on every 32nd batch
+// otherwise, so a gallery whose probes change is noticed (small galleries,
+// scanned by one worker, never use it). The counts halve
+// now and then, so recent probes weigh most.
+func (m *matrix) preferPrefix() bool {
+	if m.prefix == 0 || len(m.ids) < parallelMin {
+		return false
+	}
+	tried, proved := m.tried.Load(), m.proved.Load()
+	if tried > 4096 {
+		m.tried.Store(tried / 2)
+		m.proved.Store(proved / 2)
+	}
+	return tried < 64 || 5*proved >= 3*tried || m.skipped.Add(1)%32 == 0
+}
+
+// scanAll answers each query with one pass over all values of every row
+// (m.mu held).
+func (m *matrix) scanAll(qs []query, workers int) [][]engine.Match {
 	out := make([][]engine.Match, len(qs))
-	n := len(m.ids)
-	if n == 0 {
+	if len(m.ids) == 0 {
 		return out
 	}
+	var scan func(sels []selector, lo, hi int)
+	if m.int8 {
+		scan = m.int8Scanner(scaleProbes(qs), m.i8, m.dim, true)
+	} else {
+		scan = m.f32Scanner(qs)
+	}
+	sels := m.scanParts(qs, workers, scan)
+	for j, q := range qs {
+		_, cands := candidates(sels, j, q.k)
+		rows := make([]int, len(cands))
+		for i, c := range cands {
+			rows[i] = c.row
+		}
+		out[j] = m.best(m.narrowF32(rows, q), q)
+	}
+	return out
+}
+
+// scanParts runs scan over the rows in parts (one per worker for a large
+// gallery) and returns each part's selectors, one per query (m.mu held).
+func (m *matrix) scanParts(qs []query, workers int, scan func(sels []selector, lo, hi int)) [][]selector {
+	n := len(m.ids)
 	parts := 1
 	if n >= parallelMin {
 		parts = workers
 	}
 	sels := make([][]selector, parts)
 	var wg sync.WaitGroup
-	var scan func(sels []selector, lo, hi int)
-	if m.int8 {
-		scan = m.int8Scanner(qs)
-	} else {
-		scan = m.f32Scanner(qs)
-	}
 	for p := range parts {
 		sels[p] = make([]selector, len(qs))
 		for j, q := range qs {
@@ -634,36 +759,103 @@ func (m *matrix) search(qs []query, workers int) [][]engine.Match {
 		}
 	}
 	wg.Wait()
+	return sels
+}
 
-	for j, q := range qs {
-		// The k-th largest lower bound over all parts.
-		var lowers []float64
-		for p := range parts {
-			lowers = append(lowers, sels[p][j].lower...)
-		}
-		threshold := math.Inf(-1)
-		if len(lowers) >= q.k {
-			slices.SortFunc(lowers, func(a, b float64) int { return cmp.Compare(b, a) })
-			threshold = lowers[q.k-1]
-		}
-		var rows []int
-		for p := range parts {
-			for _, c := range sels[p][j].cands {
-				if c.upper >= threshold {
-					rows = append(rows, c.row)
-				}
+// candidates returns the k-th largest lower bound of query j over all
+// parts (−∞ when fewer than k rows were offered) and the rows whose upper
+// bound reaches it: every row of the true top k is among them, and every
+// other row's upper bound is below it.
+func candidates(sels [][]selector, j, k int) (float64, []candidate) {
+	var lowers []float64
+	for p := range sels {
+		lowers = append(lowers, sels[p][j].lower...)
+	}
+	threshold := math.Inf(-1)
+	if len(lowers) >= k {
+		slices.SortFunc(lowers, func(a, b float64) int { return cmp.Compare(b, a) })
+		threshold = lowers[k-1]
+	}
+	var out []candidate
+	for p := range sels {
+		for _, c := range sels[p][j].cands {
+			if c.upper >= threshold {
+				out = append(out, c)
 			}
 		}
-		rows = m.narrowF32(rows, q)
-		res := make([]engine.Match, len(rows))
-		for i, r := range rows {
-			res[i] = engine.Match{TemplateID: m.ids[r], PersonID: m.persons[r],
-				Score: kernel.Dot64(m.f32Row(r), q.probe)}
-		}
-		slices.SortFunc(res, engine.CompareMatches)
-		out[j] = res[:min(q.k, len(res))]
 	}
-	return out
+	return threshold, out
+}
+
+// best scores rows by Dot64 and returns the query's k best, ties by
+// template id.
+func (m *matrix) best(rows []int, q query) []engine.Match {
+	res := make([]engine.Match, len(rows))
+	for i, r := range rows {
+		res[i] = engine.Match{TemplateID: m.ids[r], PersonID: m.persons[r],
+			Score: kernel.Dot64(m.f32Row(r), q.probe)}
+	}
+	slices.SortFunc(res, engine.CompareMatches)
+	return res[:min(q.k, len(res))]
+}
+
+// prefixExtra is how many rows past its k the pre-pass keeps for each
+// query: enough for a returning person's other templates, whose prefix
+// products are high too.
+const prefixExtra = 16
+
+// scanPrefix answers the queries it can from the first m.prefix values of
+// each row (m.mu held). For each query it keeps the k+prefixExtra rows of
+// largest prefix product (estimated from the int8 rows) and scores them
+// exactly, in that order, until it can prove that no row left can beat
+// the k-th score so far: a row x whose estimated prefix product is at
+// most t scores at most t + the int8 error of the prefix + ‖x_R‖‖q_R‖
+// (Cauchy–Schwarz on the rest, R), bounded over the whole matrix. When a
+// probe has a clear best match (a returning person) the proof holds after
+// half a scan; otherwise the query's index is returned in open, for a
+// full scan.
+func (m *matrix) scanPrefix(qs []query, workers int) (out [][]engine.Match, open []int) {
+	out = make([][]engine.Match, len(qs))
+	wide := make([]query, len(qs))
+	for j, q := range qs {
+		wide[j] = query{q.probe, q.k + prefixExtra}
+	}
+	scaled := scaleProbes(qs)
+	sels := m.scanParts(wide, workers, m.int8Scanner(scaled, m.pre, m.prefix, false))
+	for j, q := range qs {
+		floor, cands := candidates(sels, j, wide[j].k) // lower = upper: the estimate
+		slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(b.upper, a.upper) })
+		rest := float64(m.maxRes) + float64(m.maxQn)*scaled[j].res +
+			float64(m.maxSuf)*float64(norm(q.probe[m.prefix:])) + 1e-6
+		var scored []engine.Match
+		settled := false
+		for i, c := range cands {
+			scored = append(scored, engine.Match{TemplateID: m.ids[c.row], PersonID: m.persons[c.row],
+				Score: kernel.Dot64(m.f32Row(c.row), q.probe)})
+			if len(scored) < q.k {
+				continue
+			}
+			next := floor // the largest prefix product of a row not scored
+			if i+1 < len(cands) {
+				next = cands[i+1].upper
+			}
+			slices.SortFunc(scored, engine.CompareMatches)
+			if math.IsInf(next, -1) || next+rest < scored[q.k-1].Score {
+				settled = true
+				break
+			}
+		}
+		switch {
+		case settled:
+			out[j] = scored[:q.k]
+		case len(cands) < q.k && math.IsInf(floor, -1): // fewer rows than k: all scored
+			slices.SortFunc(scored, engine.CompareMatches)
+			out[j] = scored
+		default:
+			open = append(open, j)
+		}
+	}
+	return out, open
 }
 
 // narrowF32 keeps, of rows (a superset of the query's top k), those whose
@@ -725,17 +917,34 @@ func (m *matrix) f32Scanner(qs []query) func(sels []selector, lo, hi int) {
 	}
 }
 
-// int8Scanner scores rows [lo, hi) against every query with the int8
-// kernel (each row read once for the whole batch) and offers each row to
-// each query's selector with its proven error bound.
-func (m *matrix) int8Scanner(qs []query) func(sels []selector, lo, hi int) {
-	nq := len(qs)
+// scaledProbe is a probe scaled for the int8 kernels.
+type scaledProbe struct {
+	q16      []int16
+	inv, res float64 // 1/scale and ‖q − q̃‖ (q̃ = dequantised), rounded up
+}
+
+func scaleProbes(qs []query) []scaledProbe {
+	out := make([]scaledProbe, len(qs))
+	for j, q := range qs {
+		out[j].q16, out[j].inv, out[j].res = quantizeProbe(q.probe)
+	}
+	return out
+}
+
+// int8Scanner scores rows [lo, hi) of the int8 rows of n values in rows
+// (m.i8, or m.pre for the pre-pass) against every probe's first n values
+// with the int8 kernel (each row read once for the whole batch). bounded:
+// it offers each row to each query's selector with its proven error
+// bound; otherwise with the estimate alone as both bounds (the pre-pass,
+// which bounds the error itself).
+func (m *matrix) int8Scanner(ps []scaledProbe, rows [][]int8, n int, bounded bool) func(sels []selector, lo, hi int) {
+	nq := len(ps)
 	q16s := make([][]int16, nq)
 	qInv, qRes := make([]float64, nq), make([]float64, nq)
-	for j, q := range qs {
-		q16s[j], qInv[j], qRes[j] = quantizeProbe(q.probe)
+	for j, p := range ps {
+		q16s[j], qInv[j], qRes[j] = p.q16[:n], p.inv, p.res
 	}
-	probes := kernel.NewProbes(q16s, m.dim)
+	probes := kernel.NewProbes(q16s, n)
 	ng := probes.Groups()
 	firsts := make([]int, ng) // each mask byte's first query
 	for g := range firsts {
@@ -764,7 +973,10 @@ func (m *matrix) int8Scanner(qs []query) func(sels []selector, lo, hi int) {
 			// of this block cannot reach the k-th lower bound even with the
 			// block's largest scale and error bound.
 			skipBelow := func(j int) int32 {
-				room := sels[j].floor() - (float64(resMax) + float64(qnMax)*qRes[j] + 1e-6)
+				room := sels[j].floor()
+				if bounded {
+					room -= float64(resMax) + float64(qnMax)*qRes[j] + 1e-6
+				}
 				if room <= 0 || invMax <= 0 || qInv[j] <= 0 {
 					return math.MinInt32
 				}
@@ -778,20 +990,33 @@ func (m *matrix) int8Scanner(qs []query) func(sels []selector, lo, hi int) {
 				floor[j] = max(skipBelow(j), math.MinInt32+1) - 1
 			}
 			dots := buf[:(end-start)*nq]
-			kernel.DotsI8(rowsOf(m.i8, m.dim, start, end), m.dim, probes, floor, dots, mask[:(end-start)*ng])
-			for i := range end - start {
-				for g, bits := range mask[i*ng : (i+1)*ng] {
-					for ; bits != 0; bits &= bits - 1 {
-						j := firsts[g] + mathbits.TrailingZeros8(bits)
-						s := &sels[j]
-						// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
-						a := float64(dots[i*nq+j]) * float64(rowInv[i]) * qInv[j]
-						b := float64(rowRes[i]) + float64(rowQn[i])*qRes[j] + 1e-6
-						if a+b < s.floor() {
-							continue
-						}
-						s.offer(start+i, a-b, a+b)
+			kernel.DotsI8(rowsOf(rows, n, start, end), n, probes, floor, dots, mask[:(end-start)*ng])
+			// Most mask bytes are zero: read them eight at a time.
+			flags := mask[:(end-start)*ng]
+			for w := 0; w < len(flags); w += 8 {
+				var word uint64
+				if w+8 <= len(flags) {
+					word = binary.LittleEndian.Uint64(flags[w:])
+				} else {
+					for b, v := range flags[w:] {
+						word |= uint64(v) << (8 * b)
 					}
+				}
+				for ; word != 0; word &= word - 1 {
+					bit := mathbits.TrailingZeros64(word)
+					i, g := (w+bit/8)/ng, (w+bit/8)%ng
+					j := firsts[g] + bit%8
+					s := &sels[j]
+					// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
+					a := float64(dots[i*nq+j]) * float64(rowInv[i]) * qInv[j]
+					var b float64
+					if bounded {
+						b = float64(rowRes[i]) + float64(rowQn[i])*qRes[j] + 1e-6
+					}
+					if a+b < s.floor() {
+						continue
+					}
+					s.offer(start+i, a-b, a+b)
 				}
 			}
 		}

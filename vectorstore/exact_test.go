@@ -141,6 +141,77 @@ func TestExactBatchEqualsPlainScan(t *testing.T) {
 	}
 }
 
+// TestExactPrePassEqualsPlainScan holds identify's pre-pass (half of each
+// row, then a proof or a full scan) to a plain float32 scan, in batches of
+// every kernel group shape: returning persons (a close sample of a stored
+// row, whose identity has several templates), stored rows with their
+// exact duplicates, and probes of nobody stored. In a second gallery a few
+// rows carry almost all their weight past the prefix, and probes close to
+// them must not be settled by the pre-pass: their match hides from it.
+func TestExactPrePassEqualsPlainScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(17, 18))
+	const n, dim = parallelMin + 300, 256
+	balanced := dataset(r, n, dim)
+	skewed := slices.Clone(balanced)
+	var heavy []int // rows of skewed with almost all their weight past the prefix
+	for i := range 5 {
+		v := make([]float64, dim)
+		for d := dim / 2; d < dim; d++ {
+			v[d] = r.NormFloat64()
+		}
+		v[0] = 0.01
+		heavy = append(heavy, i*1000)
+		skewed[i*1000].Embedding = unit(v)
+	}
+	for _, tc := range []struct {
+		name string
+		rows []Row
+	}{{"balanced", balanced}, {"skewed", skewed}} {
+		e := NewExact(ExactConfig{Int8: "on", Workers: 3})
+		e.Add(tc.rows...)
+		m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, dim}]
+		if m.prefix != dim/2 {
+			t.Fatalf("prefix = %d, want %d", m.prefix, dim/2)
+		}
+		for _, size := range []int{1, 3, 8, 13, 32} {
+			qs := make([]query, size)
+			for j := range qs {
+				qs[j].k = []int{1, 1, 3, 10}[j%4]
+				switch {
+				case j%3 == 0: // a returning person
+					qs[j].probe = engine.Embedding(synth.AtCosine(tc.rows[r.IntN(n)].Embedding, 0.95, r.Uint64()))
+				case j%3 == 1: // a stored row: exact ties with its duplicates
+					qs[j].probe = tc.rows[r.IntN(n)].Embedding
+				case tc.name == "skewed": // close to a row the prefix hardly sees
+					qs[j].probe = engine.Embedding(synth.AtCosine(tc.rows[heavy[j%len(heavy)]].Embedding, 0.9, r.Uint64()))
+				default: // nobody stored
+					v := make([]float64, dim)
+					for i := range v {
+						v[i] = r.NormFloat64()
+					}
+					qs[j].probe = unit(v)
+				}
+			}
+			m.mu.RLock()
+			_, open := m.scanPrefix(qs, e.workers)
+			m.mu.RUnlock()
+			if tc.name == "balanced" && slices.Contains(open, 0) {
+				t.Errorf("batch %d: the pre-pass did not settle the returning person's k=1 probe", size)
+			}
+			for j := 2; tc.name == "skewed" && j < size; j += 3 {
+				if !slices.Contains(open, j) {
+					t.Errorf("skewed, batch %d: the pre-pass settled query %d, whose match it cannot see", size, j)
+				}
+			}
+			for j, got := range m.identify(qs, e.workers) {
+				if diff := cmp.Diff(plainScan(tc.rows, qs[j].probe, qs[j].k), got); diff != "" {
+					t.Fatalf("%s, batch %d query %d (k=%d, pre-pass open: %v) (-plain +identify):\n%s", tc.name, size, j, qs[j].k, open, diff)
+				}
+			}
+		}
+	}
+}
+
 // TestExactCoalescesWaitingQueries holds a gallery's scan back (a write
 // in progress) until ten more queries wait, then checks that they were
 // answered by one more scan, each answer equal to a plain scan.
