@@ -28,10 +28,12 @@ type Row struct {
 
 // Exact is the in-memory exact index (the gonum fallback and the fast
 // path): per gallery and dimension, one contiguous float32 matrix, plus an
-// int8 copy for a pre-scan when the CPU has a fast int8 kernel. Its
-// results equal a plain float32 scan ranked by kernel.Dot64 (ties by
-// template id): every kernel's error is bounded and the rows that could be
-// in the top k are re-scored exactly. Safe for concurrent use; searches of
+// int8 copy for a pre-scan when the CPU has a fast int8 kernel, and a
+// copy of each int8 row's first half for identify's pre-pass (Nearest:
+// it settles a probe with a clear best match in half a scan, with a
+// proof, see scanPrefix). Its results equal a plain float32 scan ranked
+// by kernel.Dot64 (ties by template id): every kernel's error is bounded
+// and the rows that could be in the top k are re-scored exactly. Safe for concurrent use; searches of
 // a gallery wait for a write to it.
 type Exact struct {
 	useInt8   bool
@@ -223,7 +225,8 @@ func (e *Exact) Reserve(g engine.Gallery, dim, n int) {
 	m.reserve(n)
 }
 
-// Nearest implements engine.Index.
+// Nearest implements engine.Index: the identify path, batched with the
+// searches waiting for the gallery, with the pre-pass where it pays.
 func (e *Exact) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embedding, k int) ([]engine.Match, error) {
 	e.mu.RLock()
 	m := e.galleries[galleryKey{g.Tenant, g.Version, len(probe)}]
@@ -238,7 +241,9 @@ func (e *Exact) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embe
 const batchProbes = 256
 
 // NearestBatch is Nearest for each probe, scored batchProbes per pass
-// over the rows, without waiting for other searches' batches.
+// over the rows, without waiting for other searches' batches and without
+// the pre-pass (its callers, enroll and import deduplication, mostly
+// search for persons not stored, which the pre-pass cannot settle).
 func (e *Exact) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
 	out := make([][]engine.Match, len(probes))
 	for start := 0; start < len(probes); start += batchProbes {
