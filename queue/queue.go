@@ -35,13 +35,15 @@ const webhookDispatchEvery = 250 * time.Millisecond
 
 // Task settings of an enroll. A finished task is kept Retention in Redis
 // (about 600 bytes), refusing a duplicate of its id meanwhile; a duplicate
-// after that finds its request done in PostgreSQL and does nothing. Ten
-// minutes keeps Redis small at any rate (500 enrolls/s: 300k tasks, about
-// 170 MB; a day's retention would hold 43M, about 25 GB).
+// after that finds its request done in PostgreSQL and does nothing. A
+// minute keeps Redis small at any rate (500 enrolls/s: 30k tasks, about
+// 17 MB): every task Redis holds is written again by each rewrite of its
+// append-only file, which at ten minutes' retention (120k tasks at 200/s)
+// stalled PostgreSQL's commits on the shared disk for seconds.
 const (
 	MaxRetry  = 3
 	Timeout   = 30 * time.Second
-	Retention = 10 * time.Minute
+	Retention = time.Minute
 )
 
 // WebhookRetention is Retention for webhook deliveries (far fewer): a day

@@ -66,7 +66,7 @@ var EnvDefaults = map[string]string{
 	"LOG_LEVEL":                "info",
 	"ENROLL_WAIT":              "4s",
 	"MAX_SEARCHES":             "auto",
-	"SEARCH_WAIT":              "1s",
+	"SEARCH_WAIT":              "2s",
 	"SECURITY_LEVEL":           "",
 	"DEDUP_SECURITY_LEVEL":     "",
 	"VERSION_SECURITY_LEVELS":  "",
