@@ -37,9 +37,9 @@ const webhookDispatchEvery = 250 * time.Millisecond
 // (about 600 bytes), refusing a duplicate of its id meanwhile; a duplicate
 // after that finds its request done in PostgreSQL and does nothing. A
 // minute keeps Redis small at any rate (500 enrolls/s: 30k tasks, about
-// 17 MB): every task Redis holds is written again by each rewrite of its
-// append-only file, which at ten minutes' retention (120k tasks at 200/s)
-// stalled PostgreSQL's commits on the shared disk for seconds.
+// 17 MB; ten minutes held 300k): Redis rewrites its append-only file with
+// every key it holds, and a rewrite of ~250 MB slowed every answer of a
+// busy two-core machine for ~15 s (bench/README, the soak).
 const (
 	MaxRetry  = 3
 	Timeout   = 30 * time.Second
