@@ -33,8 +33,8 @@ type Row struct {
 // it settles a probe with a clear best match in half a scan, with a
 // proof, see scanPrefix). Its results equal a plain float32 scan ranked
 // by kernel.Dot64 (ties by template id): every kernel's error is bounded
-// and the rows that could be in the top k are re-scored exactly. Safe for concurrent use; searches of
-// a gallery wait for a write to it.
+// and the rows that could be in the top k are re-scored exactly. Safe for
+// concurrent use; searches of a gallery wait for a write to it.
 type Exact struct {
 	useInt8   bool
 	workers   int
@@ -449,7 +449,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.persons[i] = person
 		if m.int8 {
 			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8Row(i))
-			m.widenBounds(i, e)
+			m.addToPrePass(i, e)
 		}
 		return 0
 	}
@@ -467,15 +467,15 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.i8 = growChunks(m.i8, m.dim)
 		inv, res, qn := quantize(e, m.i8Row(i))
 		m.inv, m.res, m.qn = append(m.inv, inv), append(m.res, res), append(m.qn, qn)
-		m.widenBounds(i, e)
+		m.addToPrePass(i, e)
 	}
 	return m.rowBytes()
 }
 
-// widenBounds copies row i's int8 prefix for the pre-pass and raises the
-// matrix-wide bounds it relies on to cover the row, whose float32 values
-// are e (m.mu held).
-func (m *matrix) widenBounds(i int, e engine.Embedding) {
+// addToPrePass copies row i's int8 prefix for the pre-pass and raises the
+// matrix-wide bounds the pre-pass relies on to cover the row, whose
+// float32 values are e (m.mu held).
+func (m *matrix) addToPrePass(i int, e engine.Embedding) {
 	m.maxRes, m.maxQn = max(m.maxRes, m.res[i]), max(m.maxQn, m.qn[i])
 	if m.prefix > 0 {
 		copy(m.preRow(i), m.i8Row(i))
