@@ -697,13 +697,13 @@ func (m *matrix) identify(qs []query, workers int) [][]engine.Match {
 	return out
 }
 
-// preferPrefix reports whether identify should run the pre-pass: it
-// costs about half a full scan and saves the other half when it settles a
-// probe, so it pays while it settles more than half; it is tried at first,
-// while it settles at least 60 % of recent probes, and on every 32nd batch
-// otherwise, so a gallery whose probes change is noticed (small galleries,
-// scanned by one worker, never use it). The counts halve
-// now and then, so recent probes weigh most.
+// preferPrefix reports whether identify should run the pre-pass. It costs
+// about half a full scan and saves the other half when it settles a probe,
+// so it pays while it settles more than half: it runs at first, while it
+// settles at least 60 % of recent probes (the counts halve now and then,
+// so recent probes weigh most), and otherwise on every 32nd batch, so a
+// change in a gallery's probes is noticed. Small galleries, scanned by
+// one worker, never use it.
 func (m *matrix) preferPrefix() bool {
 	if m.prefix == 0 || len(m.ids) < parallelMin {
 		return false
