@@ -608,3 +608,43 @@ func TestEnrollWaitCountsFromArrival(t *testing.T) {
 		}
 	})
 }
+
+// TestIdentifyFindsKPersonsPastAFullPerson: the k persons of an identify
+// are found even when the first holds MaxTemplatesPerPerson templates, all
+// better than the second's best: the index must be asked for more than k
+// templates ((k−1)·max + 1).
+func TestIdentifyFindsKPersonsPastAFullPerson(t *testing.T) {
+	const maxTemplates = 3
+	svc, store := newService(t, engine.Config{MaxTemplatesPerPerson: maxTemplates})
+	ctx := context.Background()
+	p := probe(t, 1, 9)
+	var full, second engine.Person
+	err := store.InGallery(ctx, g, func(ctx context.Context, tx engine.GalleryTx) error {
+		var err error
+		if full, err = tx.CreatePerson(ctx, engine.Person{Gallery: g, PUID: "full"}); err != nil {
+			return err
+		}
+		var close []engine.Embedding
+		for sample := range uint64(maxTemplates) {
+			close = append(close, probe(t, 1, sample))
+		}
+		if _, err := tx.AddTemplates(ctx, full, close); err != nil {
+			return err
+		}
+		if second, err = tx.CreatePerson(ctx, engine.Person{Gallery: g, PUID: "second"}); err != nil {
+			return err
+		}
+		_, err = tx.AddTemplates(ctx, second, []engine.Embedding{engine.Embedding(synth.AtCosine(p, 0.7, 5))})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cands, _, err := svc.Identify(ctx, g, p, 2, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(cands) != 2 || cands[0].Person.ID != full.ID || cands[1].Person.ID != second.ID {
+		t.Fatalf("Identify(k=2) = %+v, want the person with %d close templates, then the second (cosine 0.7)", cands, maxTemplates)
+	}
+}
