@@ -833,30 +833,25 @@ func (m *matrix) scanPrefix(qs []query, workers int) (out [][]engine.Match, open
 		rest := float64(m.maxRes) + float64(m.maxQn)*scaled[j].res +
 			float64(m.maxSuf)*float64(norm(q.probe[m.prefix:])) + 1e-6
 		var scored []engine.Match
-		settled := false
 		for i, c := range cands {
 			scored = append(scored, engine.Match{TemplateID: m.ids[c.row], PersonID: m.persons[c.row],
 				Score: kernel.Dot64(m.f32Row(c.row), q.probe)})
 			if len(scored) < q.k {
 				continue
 			}
-			next := floor // the largest prefix product of a row not scored
+			// next is the largest prefix product of a row not scored (−∞
+			// once every row is).
+			next := floor
 			if i+1 < len(cands) {
 				next = cands[i+1].upper
 			}
 			slices.SortFunc(scored, engine.CompareMatches)
-			if math.IsInf(next, -1) || next+rest < scored[q.k-1].Score {
-				settled = true
+			if next+rest < scored[q.k-1].Score {
+				out[j] = scored[:q.k]
 				break
 			}
 		}
-		switch {
-		case settled:
-			out[j] = scored[:q.k]
-		case len(cands) < q.k && math.IsInf(floor, -1): // fewer rows than k: all scored
-			slices.SortFunc(scored, engine.CompareMatches)
-			out[j] = scored
-		default:
+		if out[j] == nil {
 			open = append(open, j)
 		}
 	}
