@@ -1,9 +1,7 @@
 package httpapi
 
 import (
-	"bytes"
 	"fmt"
-	"io"
 	"net/http"
 	"time"
 
@@ -16,8 +14,9 @@ import (
 // body is decoded or decrypted. Past what the machine can scan, more
 // searches at once only make every answer later, until all of them come
 // after the clients' patience (5 s) and the work is wasted; refused early,
-// the searches let in stay inside it. The body is read before the turn is
-// taken: a client sending it slowly holds no turn. nil: no bound.
+// the searches let in stay inside it. The body is read (readBody, where
+// the handlers behind find it) before the turn is taken: a client sending
+// it slowly holds no turn. nil: no bound.
 type searchTurns struct {
 	turns chan struct{}
 	wait  time.Duration
@@ -58,10 +57,9 @@ func (s *searchTurns) handler(refuse func(*gin.Context)) gin.HandlerFunc {
 		return func(c *gin.Context) { c.Next() }
 	}
 	return func(c *gin.Context) {
-		body, err := io.ReadAll(c.Request.Body)
-		// The handler reads what was read, then the same error (a body over
-		// the limit is still answered 413 there).
-		c.Request.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), errReader{err}))
+		// The handler reads what was read, and answers its error (a body
+		// over the limit is still answered 413 there).
+		_, _ = readBody(c)
 		timer := time.NewTimer(s.wait)
 		select {
 		case s.turns <- struct{}{}:
@@ -77,14 +75,4 @@ func (s *searchTurns) handler(refuse func(*gin.Context)) gin.HandlerFunc {
 		defer func() { <-s.turns }()
 		c.Next()
 	}
-}
-
-// errReader returns err, or io.EOF when err is nil.
-type errReader struct{ err error }
-
-func (r errReader) Read([]byte) (int, error) {
-	if r.err != nil {
-		return 0, r.err
-	}
-	return 0, io.EOF
 }

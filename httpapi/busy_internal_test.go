@@ -34,7 +34,7 @@ func TestSearchTurns(t *testing.T) {
 		r := gin.New()
 		r.Use(limitBody(1000))
 		r.POST("/search", mw, func(c *gin.Context) {
-			body, err := io.ReadAll(c.Request.Body)
+			body, err := readBody(c) // what searchTurns read
 			var tooBig *http.MaxBytesError
 			if errors.As(err, &tooBig) {
 				c.String(http.StatusRequestEntityTooLarge, "too large")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/engine"
@@ -58,9 +58,10 @@ var versionPattern = regexp.MustCompile(`^[A-Za-z0-9_.-]{1,64}$`)
 // gallery version. It leaves a *nodeCall for callFrom, or answers and aborts.
 type gate struct {
 	keys     *keyCache
-	limiter  RateLimiter // per key; nil: none
-	failures RateLimiter // failed authentications per client address; nil: none
-	replay   ReplayCache // nil: nonces not checked (tests only)
+	limiter  RateLimiter                      // per key; nil: none
+	failures RateLimiter                      // failed authentications per client address; nil: none
+	clean    *expirable.LRU[string, struct{}] // addresses failures found unblocked, for CleanAddressTTL
+	replay   ReplayCache                      // nil: nonces not checked (tests only)
 	metrics  *metrics.Metrics
 	log      *slog.Logger
 	plain    bool // the plain routes: features in clear, no x-encryption-version
@@ -80,7 +81,7 @@ func (g gate) handler() gin.HandlerFunc {
 
 func (g gate) admit(c *gin.Context) (*nodeCall, bool) {
 	call := &nodeCall{plain: g.plain}
-	body, err := io.ReadAll(c.Request.Body)
+	body, err := readBody(c)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -207,6 +208,16 @@ func (g gate) overRate(c *gin.Context, k engine.Key) (time.Duration, bool) {
 	return wait, !ok
 }
 
+// CleanAddressTTL is how long an address the failed-authentication limiter
+// found unblocked is not asked about again: a busy client costs one Redis
+// call a second instead of one per request. A failure counted by this
+// process forgets the address at once; a block counted by another replica
+// holds here within CleanAddressTTL.
+const CleanAddressTTL = time.Second
+
+// cleanAddresses bounds how many unblocked addresses one process remembers.
+const cleanAddresses = 10_000
+
 // addressBlocked reports whether the client address failed authentication
 // too often, and for how long: a flood of guessed keys never reaches
 // PostgreSQL. Fails open on a Redis outage.
@@ -214,10 +225,17 @@ func (g gate) addressBlocked(c *gin.Context) (time.Duration, bool) {
 	if g.failures == nil {
 		return 0, false
 	}
-	ok, wait, err := g.failures.Peek(c.Request.Context(), "authfail:"+c.ClientIP())
+	addr := c.ClientIP()
+	if _, ok := g.clean.Get(addr); ok {
+		return 0, false
+	}
+	ok, wait, err := g.failures.Peek(c.Request.Context(), "authfail:"+addr)
 	if err != nil {
 		g.log.WarnContext(c.Request.Context(), "failed-authentication limiter unavailable", "err", err)
 		return 0, false
+	}
+	if ok {
+		g.clean.Add(addr, struct{}{})
 	}
 	return wait, !ok
 }
@@ -227,7 +245,9 @@ func (g gate) countFailure(c *gin.Context) {
 	if g.failures == nil {
 		return
 	}
-	if _, _, err := g.failures.Allow(c.Request.Context(), "authfail:"+c.ClientIP()); err != nil {
+	addr := c.ClientIP()
+	g.clean.Remove(addr)
+	if _, _, err := g.failures.Allow(c.Request.Context(), "authfail:"+addr); err != nil {
 		g.log.WarnContext(c.Request.Context(), "failed-authentication limiter unavailable", "err", err)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -161,3 +162,45 @@ func (w *bufferedWriter) WriteString(s string) (int, error) { return w.body.Writ
 func (w *bufferedWriter) Status() int                       { return w.status }
 func (w *bufferedWriter) Written() bool                     { return w.body.Len() > 0 }
 func (w *bufferedWriter) Size() int                         { return w.body.Len() }
+
+const ctxBody = "request_body" // bodyRead
+
+// bodyRead is what readBody read, kept for the handlers after.
+type bodyRead struct {
+	body []byte
+	err  error
+}
+
+// readBody reads the request body once per request, into one buffer sized
+// by Content-Length when that is given (io.ReadAll would grow it through a
+// dozen copies for a 13 KB predict), and keeps it and the read's error
+// (a body past limitBody's cap: *http.MaxBytesError) for later callers.
+func readBody(c *gin.Context) ([]byte, error) {
+	if v, ok := c.Get(ctxBody); ok {
+		r := v.(bodyRead)
+		return r.body, r.err
+	}
+	var r bodyRead
+	if c.Request.Body != nil {
+		size := int64(512)
+		if n := c.Request.ContentLength; n > 0 && n < 64<<20 {
+			size = n + 1 // + 1: the read that sees EOF needs no second buffer
+		}
+		r.body = make([]byte, 0, size)
+		for {
+			n, err := c.Request.Body.Read(r.body[len(r.body):cap(r.body)])
+			r.body = r.body[:len(r.body)+n]
+			if err != nil {
+				if err != io.EOF {
+					r.err = err
+				}
+				break
+			}
+			if len(r.body) == cap(r.body) {
+				r.body = append(r.body, 0)[:len(r.body)]
+			}
+		}
+	}
+	c.Set(ctxBody, r)
+	return r.body, r.err
+}

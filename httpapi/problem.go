@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -72,7 +71,7 @@ func v1Error(c *gin.Context, err error) {
 // bindJSON decodes the body into v: one JSON object, no unknown field.
 // On failure it has answered 400 (or 413) and returns false.
 func bindJSON(c *gin.Context, v any) bool {
-	raw, err := io.ReadAll(c.Request.Body)
+	raw, err := readBody(c)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/gin-contrib/cors"
 	"github.com/gin-gonic/gin"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/metrics"
@@ -99,7 +100,7 @@ func addRoutes(r *gin.Engine, cfg Config, d Deps) {
 		ttl = KeyCacheTTL
 	}
 	g := gate{keys: newKeyCache(d.Keys, ttl), limiter: d.Limiter, failures: d.AuthFailures, replay: d.Replay,
-		metrics: d.Metrics, log: d.Log}
+		clean: expirable.NewLRU[string, struct{}](cleanAddresses, nil, CleanAddressTTL), metrics: d.Metrics, log: d.Log}
 	plainGate := g
 	plainGate.plain = true
 	svc := d.Service

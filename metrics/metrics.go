@@ -72,8 +72,9 @@ func (m *Metrics) IndexBytes(bytes func() int64) {
 
 // Batching reports how many passes over the rows the in-memory index's
 // searches made and how many queries they answered (queries per scan: the
-// mean batch), and how many group commits wrote how many audit entries.
-func (m *Metrics) Batching(scans func() (int64, int64), audits func() (int64, int64)) {
+// mean batch), how many group commits wrote how many audit entries, and
+// how many queries answered how many person lookups.
+func (m *Metrics) Batching(scans, audits, lookups func() (int64, int64)) {
 	for _, c := range []struct {
 		name, help string
 		value      func() float64
@@ -86,6 +87,10 @@ func (m *Metrics) Batching(scans func() (int64, int64), audits func() (int64, in
 			func() float64 { n, _ := audits(); return float64(n) }},
 		{"biomatch_audit_entries_total", "Audit entries those commits wrote.",
 			func() float64 { _, n := audits(); return float64(n) }},
+		{"biomatch_person_lookup_queries_total", "Queries reading the persons identify found (one for all that wait).",
+			func() float64 { n, _ := lookups(); return float64(n) }},
+		{"biomatch_person_lookups_total", "Identifies those queries answered.",
+			func() float64 { _, n := lookups(); return float64(n) }},
 	} {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, c.value))
 	}

@@ -67,6 +67,10 @@ type Store struct {
 	// audits group-commits the audit entries of concurrent requests: one
 	// COPY and one commit for all that wait while the previous commit runs.
 	audits *batch.Combiner[engine.AuditEntry, error]
+	// lookups combines the person lookups of concurrent identifies (the
+	// answers of one batched scan come together): one query for all that
+	// wait while the previous one runs.
+	lookups *batch.Combiner[personLookup, personsFound]
 }
 
 // TxSearcher is the search the enroll decision makes inside its gallery
@@ -106,6 +110,7 @@ type NewTemplate struct {
 func NewStore(pool *pgxpool.Pool, search TxSearcher) *Store {
 	p := &Store{pool: pool, search: search}
 	p.audits = batch.New(auditBatch, p.writeAudits)
+	p.lookups = batch.New(lookupBatch, p.readPersons)
 	return p
 }
 
@@ -114,6 +119,12 @@ const auditBatch = 256
 
 // auditTimeout bounds one group commit of audit entries.
 const auditTimeout = 10 * time.Second
+
+// lookupBatch is the most person lookups one query answers.
+const lookupBatch = 64
+
+// lookupTimeout bounds one combined person lookup: the SDKs give up after 5 s.
+const lookupTimeout = 5 * time.Second
 
 // TemplatesChannel is the NOTIFY channel of template changes; the payload
 // is the id of the person whose templates changed (or who was deleted). It
@@ -353,21 +364,69 @@ func (p *Store) PersonByPUID(ctx context.Context, tenant, puid string) (engine.P
 	return onePerson(p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND puid = $2`, tenant, puid))
 }
 
-// Persons implements engine.Store.
+// Persons implements engine.Store. Concurrent calls share one query.
 func (p *Store) Persons(ctx context.Context, tenant string, ids []int64) (map[int64]engine.Person, error) {
-	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons WHERE tenant = $1 AND id = ANY($2)`, tenant, ids)
+	found, err := p.lookups.Do(ctx, personLookup{tenant: tenant, ids: ids})
 	if err != nil {
-		return nil, Translate(err)
+		return nil, err
 	}
-	ps, err := pgx.CollectRows(rows, scanPerson)
+	return found.persons, found.err
+}
+
+// personLookup is one call of Persons; personsFound its answer.
+type personLookup struct {
+	tenant string
+	ids    []int64
+}
+
+type personsFound struct {
+	persons map[int64]engine.Person
+	err     error
+}
+
+// readPersons answers lookups with one query; every lookup gets the
+// query's error, if any.
+func (p *Store) readPersons(lookups []personLookup) []personsFound {
+	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
+	defer cancel()
+	var tenants []string
+	var ids []int64
+	for _, l := range lookups {
+		for _, id := range l.ids {
+			tenants = append(tenants, l.tenant)
+			ids = append(ids, id)
+		}
+	}
+	out := make([]personsFound, len(lookups))
+	rows, err := p.pool.Query(ctx, `SELECT `+personColumns+` FROM persons
+		WHERE (tenant, id) IN (SELECT * FROM unnest($1::text[], $2::bigint[]))`, tenants, ids)
+	var ps []engine.Person
+	if err == nil {
+		ps, err = pgx.CollectRows(rows, scanPerson)
+	}
 	if err != nil {
-		return nil, Translate(err)
+		for i := range out {
+			out[i].err = Translate(err)
+		}
+		return out
 	}
-	out := make(map[int64]engine.Person, len(ps))
-	for _, p := range ps {
-		out[p.ID] = p
+	type key struct {
+		tenant string
+		id     int64
 	}
-	return out, nil
+	byKey := make(map[key]engine.Person, len(ps))
+	for _, person := range ps {
+		byKey[key{person.Gallery.Tenant, person.ID}] = person
+	}
+	for i, l := range lookups {
+		out[i].persons = make(map[int64]engine.Person, len(l.ids))
+		for _, id := range l.ids {
+			if person, ok := byKey[key{l.tenant, id}]; ok {
+				out[i].persons[id] = person
+			}
+		}
+	}
+	return out
 }
 
 // PersonByIdentifier implements engine.Store.
@@ -461,6 +520,13 @@ func (p *Store) Audit(ctx context.Context, a engine.AuditEntry) error {
 func (p *Store) AuditStats() (commits, entries int64, waiting int) {
 	commits, entries = p.audits.Stats()
 	return commits, entries, p.audits.Waiting()
+}
+
+// LookupStats returns how many queries answered how many person lookups,
+// and how many lookups wait for the next query.
+func (p *Store) LookupStats() (queries, lookups int64, waiting int) {
+	queries, lookups = p.lookups.Stats()
+	return queries, lookups, p.lookups.Waiting()
 }
 
 // writeAudits commits entries: one INSERT for one entry, one COPY for

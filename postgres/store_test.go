@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -147,5 +148,68 @@ func TestAuditGroupCommit(t *testing.T) {
 	}
 	if commits, entries, _ := p.AuditStats(); commits != 2 || entries != 51 {
 		t.Errorf("51 entries, 50 of them waiting together, took %d commits (%d entries); want 2", commits, entries)
+	}
+}
+
+// TestPersonLookupsCombine: while one person lookup waits (the persons
+// table locked), lookups of two tenants that arrive meanwhile are answered
+// by one query, each with its own tenant's persons only: the other
+// tenant's ids, and ids of nobody, are absent.
+func TestPersonLookupsCombine(t *testing.T) {
+	pool := testenv.NewPool(t)
+	ctx := context.Background()
+	pg, err := vectorstore.NewPGVector(ctx, pool, vectorstore.PGVectorConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := postgres.NewStore(pool, pg)
+	other := engine.Gallery{Tenant: "globex", Version: gallery.Version}
+	ids := map[string][]int64{}
+	for _, g := range []engine.Gallery{gallery, other} {
+		for id := range testenv.Enroll(t, p, g, 4, 128) {
+			ids[g.Tenant] = append(ids[g.Tenant], id)
+		}
+	}
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, `LOCK TABLE persons IN ACCESS EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	lookup := func(tenant string, want []int64) {
+		asked := append(slices.Clone(ids["acme"]), append(slices.Clone(ids["globex"]), 1<<40)...)
+		got, err := p.Persons(ctx, tenant, asked)
+		if err != nil {
+			t.Errorf("Persons(%s): %v", tenant, err)
+			return
+		}
+		if len(got) != len(want) {
+			t.Errorf("Persons(%s) found %d persons, want %d", tenant, len(got), len(want))
+		}
+		for _, id := range want {
+			if got[id].ID != id || got[id].Gallery.Tenant != tenant || got[id].PUID == "" {
+				t.Errorf("Persons(%s)[%d] = %+v", tenant, id, got[id])
+			}
+		}
+	}
+	wg.Go(func() { lookup("acme", ids["acme"]) })
+	for queries, _, _ := p.LookupStats(); queries == 0; queries, _, _ = p.LookupStats() {
+		runtime.Gosched()
+	}
+	for i := range 20 {
+		tenant := []string{"acme", "globex"}[i%2]
+		wg.Go(func() { lookup(tenant, ids[tenant]) })
+	}
+	for _, _, waiting := p.LookupStats(); waiting < 20; _, _, waiting = p.LookupStats() {
+		runtime.Gosched()
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if queries, lookups, _ := p.LookupStats(); queries != 2 || lookups != 21 {
+		t.Errorf("21 lookups, 20 of them waiting together, took %d queries (%d lookups); want 2", queries, lookups)
 	}
 }

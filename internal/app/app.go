@@ -150,7 +150,8 @@ func (a *App) wireSearch() error {
 		}
 		return a.Mem.Scans()
 	}
-	a.Metrics.Batching(scans, func() (int64, int64) { c, e, _ := a.Store.AuditStats(); return c, e })
+	a.Metrics.Batching(scans, func() (int64, int64) { c, e, _ := a.Store.AuditStats(); return c, e },
+		func() (int64, int64) { q, l, _ := a.Store.LookupStats(); return q, l })
 	a.Metrics.Galleries(a.Pool, log)
 	a.Metrics.PoolConns(a.Pool)
 	a.Metrics.Queue(a.Jobs.Inspector(), a.Jobs.Queues(), log)
