@@ -492,6 +492,22 @@ func TestFailedAuthenticationLimit(t *testing.T) {
 		t.Errorf("valid key from another address = %d, want 200", status)
 	}
 
+	// Another replica (same Redis) that found an address clean remembers
+	// that for httpapi.CleanAddressTTL at most: a block counted elsewhere holds
+	// there once it has passed.
+	replica := newHarnessWith(t, options{env: map[string]string{"AUTH_FAILURES_PER_MINUTE": "5", "TRUSTED_PROXIES": "127.0.0.1"}})
+	roaming, replicaKey := addr(), replica.newKey("acme")
+	if status, _ := replica.post("/node/api-key/checkApiKeyValid", fmt.Appendf(nil, `{"api_key":%q}`, replicaKey), map[string]string{"X-Forwarded-For": roaming}); status != 200 {
+		t.Fatalf("valid key on the replica = %d, want 200", status)
+	}
+	for i := range 6 {
+		check(fmt.Sprintf("bm_guessed-key-%010d", i), roaming)
+	}
+	time.Sleep(httpapi.CleanAddressTTL + 100*time.Millisecond)
+	if status, _ := replica.post("/node/api-key/checkApiKeyValid", fmt.Appendf(nil, `{"api_key":%q}`, replicaKey), map[string]string{"X-Forwarded-For": roaming}); status != 429 {
+		t.Errorf("valid key on the replica, %s after the address was blocked on another = %d, want 429", httpapi.CleanAddressTTL, status)
+	}
+
 	// Without trusted proxies, X-Forwarded-For is the caller's word: ignored.
 	// The peer is a loopback address of this run's own (127.x.y.z), so the
 	// count, held in the shared Redis, touches no other test.
