@@ -165,6 +165,9 @@ func (w *bufferedWriter) Size() int                         { return w.body.Len(
 
 const ctxBody = "request_body" // bodyRead
 
+// preallocMax bounds the buffer readBody sets aside before reading.
+const preallocMax = 1 << 20
+
 // bodyRead is what readBody read, kept for the handlers after.
 type bodyRead struct {
 	body []byte
@@ -172,9 +175,10 @@ type bodyRead struct {
 }
 
 // readBody reads the request body once per request, into one buffer sized
-// by Content-Length when that is given (io.ReadAll would grow it through a
-// dozen copies for a 13 KB predict), and keeps it and the read's error
-// (a body past limitBody's cap: *http.MaxBytesError) for later callers.
+// by Content-Length when that is given and at most preallocMax (io.ReadAll
+// would grow it through a dozen copies for a 13 KB predict; a claimed
+// length is not trusted further), and keeps it and the read's error (a
+// body past limitBody's cap: *http.MaxBytesError) for later callers.
 func readBody(c *gin.Context) ([]byte, error) {
 	if v, ok := c.Get(ctxBody); ok {
 		r := v.(bodyRead)
@@ -183,7 +187,7 @@ func readBody(c *gin.Context) ([]byte, error) {
 	var r bodyRead
 	if c.Request.Body != nil {
 		size := int64(512)
-		if n := c.Request.ContentLength; n > 0 && n < 64<<20 {
+		if n := c.Request.ContentLength; n > 0 && n < preallocMax {
 			size = n + 1 // + 1: the read that sees EOF needs no second buffer
 		}
 		r.body = make([]byte, 0, size)
