@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
-	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -186,24 +185,12 @@ func readBody(c *gin.Context) ([]byte, error) {
 	}
 	var r bodyRead
 	if c.Request.Body != nil {
-		size := int64(512)
+		var buf bytes.Buffer
 		if n := c.Request.ContentLength; n > 0 && n < preallocMax {
-			size = n + 1 // + 1: the read that sees EOF needs no second buffer
+			buf.Grow(int(n) + bytes.MinRead) // ReadFrom keeps MinRead free: no second buffer
 		}
-		r.body = make([]byte, 0, size)
-		for {
-			n, err := c.Request.Body.Read(r.body[len(r.body):cap(r.body)])
-			r.body = r.body[:len(r.body)+n]
-			if err != nil {
-				if err != io.EOF {
-					r.err = err
-				}
-				break
-			}
-			if len(r.body) == cap(r.body) {
-				r.body = append(r.body, 0)[:len(r.body)]
-			}
-		}
+		_, r.err = buf.ReadFrom(c.Request.Body)
+		r.body = buf.Bytes()
 	}
 	c.Set(ctxBody, r)
 	return r.body, r.err

@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/postgres"
@@ -18,14 +20,20 @@ import (
 
 var gallery = engine.Gallery{Tenant: "acme", Version: "FACE3_1"}
 
-func TestGalleryCountsAndDelete(t *testing.T) {
+// newStore returns a Store on a fresh test database, searching with pgvector.
+func newStore(t *testing.T) (*pgxpool.Pool, *vectorstore.PGVector, *postgres.Store) {
+	t.Helper()
 	pool := testenv.NewPool(t)
-	ctx := context.Background()
-	pg, err := vectorstore.NewPGVector(ctx, pool, vectorstore.PGVectorConfig{})
+	pg, err := vectorstore.NewPGVector(context.Background(), pool, vectorstore.PGVectorConfig{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := postgres.NewStore(pool, pg)
+	return pool, pg, postgres.NewStore(pool, pg)
+}
+
+func TestGalleryCountsAndDelete(t *testing.T) {
+	pool, pg, p := newStore(t)
+	ctx := context.Background()
 	templates := testenv.Enroll(t, p, gallery, 5, 128)
 	var persons, tmpl int
 	count := func() {
@@ -156,13 +164,8 @@ func TestAuditGroupCommit(t *testing.T) {
 // by one query, each with its own tenant's persons only: the other
 // tenant's ids, and ids of nobody, are absent.
 func TestPersonLookupsCombine(t *testing.T) {
-	pool := testenv.NewPool(t)
+	pool, _, p := newStore(t)
 	ctx := context.Background()
-	pg, err := vectorstore.NewPGVector(ctx, pool, vectorstore.PGVectorConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := postgres.NewStore(pool, pg)
 	other := engine.Gallery{Tenant: "globex", Version: gallery.Version}
 	ids := map[string][]int64{}
 	for _, g := range []engine.Gallery{gallery, other} {
