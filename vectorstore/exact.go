@@ -319,6 +319,10 @@ type matrix struct {
 	inv  []float32 // 1/scale of each int8 row
 	res  []float32 // ‖x − x̃‖ of each row (x̃ = dequantised), rounded up
 	qn   []float32 // ‖x̃‖ of each row, rounded up
+	// blocks bounds inv, res and qn over each block of blockRows rows
+	// (block b: rows b·blockRows up to the next block's), so a scan sets
+	// its skip floors without reading them (see int8Scanner).
+	blocks []rowBounds
 
 	// prefix is how many leading values the identify pre-pass scores (0:
 	// no pre-pass), and pre holds them again, rows back to back in chunks
@@ -332,6 +336,9 @@ type matrix struct {
 	maxRes, maxQn, maxSuf  float32
 	tried, proved, skipped atomic.Int64
 }
+
+// rowBounds bounds the inv, res and qn of a block's rows from above.
+type rowBounds struct{ inv, res, qn float32 }
 
 const rowIDBytes = 8 + 8 + 16 + 24 // ids, persons, map entries (approximate)
 
@@ -399,9 +406,33 @@ func (m *matrix) i8Row(i int) []int8     { return rowsOf(m.i8, m.dim, i, i+1) }
 func (m *matrix) preRow(i int) []int8    { return rowsOf(m.pre, m.prefix, i, i+1) }
 
 // blockEnd is where a kernel block starting at row start ends, before hi:
-// at most blockRows rows, within start's chunk.
+// within start's block of blockRows rows (so within its chunk).
 func blockEnd(start, hi int) int {
-	return min(start+blockRows, hi, (start/chunkRows+1)*chunkRows)
+	return min((start/blockRows+1)*blockRows, hi)
+}
+
+// raiseBounds raises row i's block bounds to cover the row (m.mu held).
+func (m *matrix) raiseBounds(i int) {
+	b := i / blockRows
+	if b == len(m.blocks) {
+		m.blocks = append(m.blocks, rowBounds{})
+	}
+	r := &m.blocks[b]
+	r.inv, r.res, r.qn = max(r.inv, m.inv[i]), max(r.res, m.res[i]), max(r.qn, m.qn[i])
+}
+
+// setBounds sets block b's bounds from its rows, after a row of it
+// changed or left, and drops the bounds of blocks past the last row (m.mu
+// held).
+func (m *matrix) setBounds(b int) {
+	m.blocks = m.blocks[:min(len(m.blocks), (len(m.inv)+blockRows-1)/blockRows)]
+	if b >= len(m.blocks) {
+		return
+	}
+	m.blocks[b] = rowBounds{}
+	for i := b * blockRows; i < min((b+1)*blockRows, len(m.inv)); i++ {
+		m.raiseBounds(i)
+	}
 }
 
 // reserve makes room for n more rows: the row lists grow once, and the
@@ -449,6 +480,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.persons[i] = person
 		if m.int8 {
 			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8Row(i))
+			m.setBounds(i / blockRows)
 			m.addToPrePass(i, e)
 		}
 		return 0
@@ -467,6 +499,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.i8 = growChunks(m.i8, m.dim)
 		inv, res, qn := quantize(e, m.i8Row(i))
 		m.inv, m.res, m.qn = append(m.inv, inv), append(m.res, res), append(m.qn, qn)
+		m.raiseBounds(i)
 		m.addToPrePass(i, e)
 	}
 	return m.rowBytes()
@@ -524,6 +557,8 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 		m.f32, m.ids, m.persons = dropLastRow(m.f32, m.dim), m.ids[:last], m.persons[:last]
 		if m.int8 {
 			m.i8, m.inv, m.res, m.qn = dropLastRow(m.i8, m.dim), m.inv[:last], m.res[:last], m.qn[:last]
+			m.setBounds(i / blockRows)
+			m.setBounds(last / blockRows)
 		}
 		if m.prefix > 0 {
 			m.pre = dropLastRow(m.pre, m.prefix)
@@ -751,12 +786,19 @@ func (m *matrix) scanParts(qs []query, workers int, scan func(sels []selector, l
 	}
 	sels := make([][]selector, parts)
 	var wg sync.WaitGroup
+	// Parts begin on a block (see blockEnd), so none has a partial block.
+	split := func(p int) int {
+		if p == parts {
+			return n
+		}
+		return n * p / parts / blockRows * blockRows
+	}
 	for p := range parts {
 		sels[p] = make([]selector, len(qs))
 		for j, q := range qs {
 			sels[p][j].k = q.k
 		}
-		lo, hi := n*p/parts, n*(p+1)/parts
+		lo, hi := split(p), split(p+1)
 		if parts == 1 {
 			scan(sels[p], lo, hi)
 		} else {
@@ -957,18 +999,8 @@ func (m *matrix) int8Scanner(ps []scaledProbe, rows [][]int8, n int, bounded boo
 		for start, end := lo, 0; start < hi; start = end {
 			end = blockEnd(start, hi)
 			rowInv, rowRes, rowQn := m.inv[start:end], m.res[start:end], m.qn[start:end]
-			var invMax, resMax, qnMax float32
-			for i := range rowInv {
-				if rowInv[i] > invMax {
-					invMax = rowInv[i]
-				}
-				if rowRes[i] > resMax {
-					resMax = rowRes[i]
-				}
-				if rowQn[i] > qnMax {
-					qnMax = rowQn[i]
-				}
-			}
+			bounds := m.blocks[start/blockRows]
+			invMax, resMax, qnMax := bounds.inv, bounds.res, bounds.qn
 			// skipBelow is, for query j, the dot product under which a row
 			// of this block cannot reach the k-th lower bound even with the
 			// block's largest scale and error bound.

@@ -268,6 +268,14 @@ func TestExactUpdates(t *testing.T) {
 	if e.Bytes() != before {
 		t.Errorf("re-adding a row changed Bytes from %d to %d", before, e.Bytes())
 	}
+	// A row replaced by another (then back) keeps its block's bounds exact.
+	other := rows[1]
+	other.Embedding = slices.Clone(rows[2].Embedding)
+	m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, 128}]
+	for _, row := range []Row{other, rows[1]} {
+		e.Add(row)
+		checkBlockBounds(t, m)
+	}
 	victim := rows[42].PersonID
 	e.RemovePerson(victim)
 	var kept []Row
@@ -288,6 +296,73 @@ func TestExactUpdates(t *testing.T) {
 	}
 	if got, _ := e.Nearest(context.Background(), engine.Gallery{Tenant: "other", Version: "v"}, rows[0].Embedding, 5); len(got) != 0 {
 		t.Errorf("another tenant's gallery returned %v", got)
+	}
+}
+
+// checkBlockBounds fails unless each block's bounds are the largest inv,
+// res and qn of its rows, for every block and no more.
+func checkBlockBounds(t *testing.T, m *matrix) {
+	t.Helper()
+	if want := (len(m.ids) + blockRows - 1) / blockRows; len(m.blocks) != want {
+		t.Fatalf("%d rows have %d block bounds, want %d", len(m.ids), len(m.blocks), want)
+	}
+	for b, got := range m.blocks {
+		var want rowBounds
+		for i := b * blockRows; i < min((b+1)*blockRows, len(m.ids)); i++ {
+			want = rowBounds{max(want.inv, m.inv[i]), max(want.res, m.res[i]), max(want.qn, m.qn[i])}
+		}
+		if got != want {
+			t.Fatalf("block %d: bounds %+v, its rows' largest %+v", b, got, want)
+		}
+	}
+}
+
+// TestBlockBoundsStayExact: the per-block bounds the int8 scan sets its
+// skip floors from stay the largest inv, res and qn of each block's rows
+// while rows are added, replaced and removed, and searches stay exact. A
+// few rows are peaked (one large value: the largest 1/scale in their
+// block), so replacing or removing one lowers its block's bound.
+func TestBlockBoundsStayExact(t *testing.T) {
+	const dim = 128
+	r := rand.New(rand.NewPCG(19, 20))
+	vector := func() engine.Embedding {
+		e := engine.Embedding(synth.Vector(dim, r.Uint64(), 0, 0))
+		if r.IntN(20) == 0 {
+			e[r.IntN(dim)] += 3
+			normalize(e)
+		}
+		return e
+	}
+	e := NewExact(ExactConfig{Int8: "on"})
+	var rows []Row
+	for i := range 3*blockRows + 10 {
+		rows = append(rows, Row{TemplateID: int64(i), PersonID: int64(i), Gallery: testGallery, Embedding: vector()})
+	}
+	e.Add(rows...)
+	m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, dim}]
+	next := int64(len(rows))
+	for op := range 600 {
+		i := r.IntN(len(rows))
+		switch op % 3 {
+		case 0: // replace
+			rows[i].Embedding = vector()
+			e.Add(rows[i])
+		case 1: // remove
+			e.RemovePerson(rows[i].PersonID)
+			rows = slices.Delete(rows, i, i+1)
+		case 2: // add
+			rows = append(rows, Row{TemplateID: next, PersonID: next, Gallery: testGallery, Embedding: vector()})
+			e.Add(rows[len(rows)-1])
+			next++
+		}
+		checkBlockBounds(t, m)
+	}
+	for range 20 {
+		probe := rows[r.IntN(len(rows))].Embedding
+		got, _ := e.Nearest(context.Background(), testGallery, probe, 5)
+		if diff := cmp.Diff(plainScan(rows, probe, 5), got); diff != "" {
+			t.Fatalf("(-plain +exact):\n%s", diff)
+		}
 	}
 }
 
@@ -336,6 +411,9 @@ func TestExactGrowsAndShrinksByChunks(t *testing.T) {
 				t.Fatalf("int8=%s: chunk %d of %d holds %d rows, not %d", int8, i, len(m.f32), len(c)/128, chunkRows)
 			}
 		}
+		if int8 == "on" {
+			checkBlockBounds(t, m)
+		}
 		for trial := range 20 {
 			probe := kept[r.IntN(len(kept))].Embedding
 			if trial%2 == 1 {
@@ -349,5 +427,16 @@ func TestExactGrowsAndShrinksByChunks(t *testing.T) {
 				t.Fatalf("int8=%s trial %d (-plain +exact):\n%s", int8, trial, diff)
 			}
 		}
+	}
+}
+
+// normalize scales e to unit length.
+func normalize(e engine.Embedding) {
+	var s float64
+	for _, v := range e {
+		s += float64(v) * float64(v)
+	}
+	for i := range e {
+		e[i] = float32(float64(e[i]) / math.Sqrt(s))
 	}
 }
