@@ -79,19 +79,7 @@ func BenchmarkExactConcurrent(b *testing.B) {
 			probes[i] = synth.Vector(dim, uint64(i*97), 0.6, 1000+uint64(i))
 		}
 		b.Run(fmt.Sprintf("n=%d/dim=%d/clients=%d", n, dim, clients), func(b *testing.B) {
-			var next atomic.Int64
-			var wg sync.WaitGroup
-			b.ResetTimer()
-			for range clients {
-				wg.Go(func() {
-					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-						if _, err := e.Nearest(context.Background(), g, probes[i%64], 10); err != nil {
-							b.Error(err)
-						}
-					}
-				})
-			}
-			wg.Wait()
+			searchConcurrently(b, e, g, clients, probes, 10)
 			scans, queries := e.Scans()
 			qps := float64(b.N) / b.Elapsed().Seconds()
 			b.ReportMetric(qps, "queries/s")
@@ -110,11 +98,7 @@ func BenchmarkExactConcurrent(b *testing.B) {
 // (then it is tried on one batch in 32 only).
 func BenchmarkExactPrePass(b *testing.B) {
 	const n, dim = 100_000, 512
-	g := engine.Gallery{Tenant: "bench", Version: "FACE3_1"}
-	rows := make([]vectorstore.Row, n)
-	for i := range rows {
-		rows[i] = vectorstore.Row{TemplateID: int64(i), PersonID: int64(i), Gallery: g, Embedding: synth.Vector(dim, uint64(i), 0, 0)}
-	}
+	g, rows := identityRows(n, dim)
 	for _, probes := range []string{"returning/noise=0.3", "returning/noise=0.6", "strangers"} {
 		for _, pre := range []string{"on", "off"} {
 			e := vectorstore.NewExact(vectorstore.ExactConfig{NoPrePass: pre == "off"})
@@ -131,18 +115,7 @@ func BenchmarkExactPrePass(b *testing.B) {
 				}
 			}
 			b.Run(fmt.Sprintf("%s/prepass=%s", probes, pre), func(b *testing.B) {
-				var next atomic.Int64
-				var wg sync.WaitGroup
-				for range 32 {
-					wg.Go(func() {
-						for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-							if _, err := e.Nearest(context.Background(), g, ps[i%256], 1); err != nil {
-								b.Error(err)
-							}
-						}
-					})
-				}
-				wg.Wait()
+				searchConcurrently(b, e, g, 32, ps, 1)
 				b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
 			})
 		}
@@ -157,11 +130,7 @@ func BenchmarkExactPrePass(b *testing.B) {
 // is what one identify costs.
 func BenchmarkExactCPU(b *testing.B) {
 	const n, dim = 100_000, 512
-	g := engine.Gallery{Tenant: "bench", Version: "FACE3_1"}
-	rows := make([]vectorstore.Row, n)
-	for i := range rows {
-		rows[i] = vectorstore.Row{TemplateID: int64(i), PersonID: int64(i), Gallery: g, Embedding: synth.Vector(dim, uint64(i), 0, 0)}
-	}
+	g, rows := identityRows(n, dim)
 	e := vectorstore.NewExact(vectorstore.ExactConfig{})
 	e.Add(rows...)
 	ps := make([]engine.Embedding, 256)
@@ -170,21 +139,9 @@ func BenchmarkExactCPU(b *testing.B) {
 	}
 	for _, clients := range []int{1, 4, 16} {
 		b.Run(fmt.Sprintf("clients=%d", clients), func(b *testing.B) {
-			var next atomic.Int64
-			var wg sync.WaitGroup
 			scans0, queries0 := e.Scans()
 			cpu0 := cpuTime()
-			b.ResetTimer()
-			for range clients {
-				wg.Go(func() {
-					for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
-						if _, err := e.Nearest(context.Background(), g, ps[i%256], 1); err != nil {
-							b.Error(err)
-						}
-					}
-				})
-			}
-			wg.Wait()
+			searchConcurrently(b, e, g, clients, ps, 1)
 			cpu := cpuTime() - cpu0
 			scans, queries := e.Scans()
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
@@ -192,6 +149,34 @@ func BenchmarkExactCPU(b *testing.B) {
 			b.ReportMetric(float64(queries-queries0)/float64(max(scans-scans0, 1)), "batch")
 		})
 	}
+}
+
+// identityRows is a gallery of n identities, one template each.
+func identityRows(n, dim int) (engine.Gallery, []vectorstore.Row) {
+	g := engine.Gallery{Tenant: "bench", Version: "FACE3_1"}
+	rows := make([]vectorstore.Row, n)
+	for i := range rows {
+		rows[i] = vectorstore.Row{TemplateID: int64(i), PersonID: int64(i), Gallery: g, Embedding: synth.Vector(dim, uint64(i), 0, 0)}
+	}
+	return g, rows
+}
+
+// searchConcurrently runs b.N top-k searches of g, probes in turn, from
+// clients goroutines at once (the timer reset first).
+func searchConcurrently(b *testing.B, e *vectorstore.Exact, g engine.Gallery, clients int, probes []engine.Embedding, k int) {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	for range clients {
+		wg.Go(func() {
+			for i := next.Add(1); i <= int64(b.N); i = next.Add(1) {
+				if _, err := e.Nearest(context.Background(), g, probes[int(i)%len(probes)], k); err != nil {
+					b.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // cpuTime is the CPU time (user and system) this process has used.
