@@ -3,22 +3,11 @@
 #
 # Go 1.26's fuzzing coordinator can fail a run that found nothing with a bare
 # "context deadline exceeded" just as -fuzztime expires: a race between the
-# deadline and its child context (go.dev/issue/75804, fixed in Go 1.27; on
-# one machine FuzzOpenV3 hit it twice in a row). So the fuzzing runs on
-# go1.27.3, which the go command fetches from the module proxy (~76 MB,
-# once per machine; the module and every other command stay on the
-# machine's Go). Where it cannot be had, this machine's Go fuzzes and a run
-# that hit the race — no failing input written — is run again, at most
-# twice. A real finding always writes its input to testdata/fuzz and fails
-# at once.
+# deadline and its child context (go.dev/issue/75804, fixed in Go 1.27). Such
+# a run — no failing input written — is run again, at most twice. A real
+# finding always writes its input to testdata/fuzz and fails at once.
 set -uo pipefail
 pkg=$1 target=$2 fuzztime=$3
-fixed=go1.27.3
-if GOTOOLCHAIN=$fixed go version >/dev/null 2>&1; then
-  export GOTOOLCHAIN=$fixed
-else
-  echo "fuzz.sh: $fixed could not be fetched; fuzzing with $(go env GOVERSION), retrying go.dev/issue/75804" >&2
-fi
 for attempt in 1 2 3; do
   out=$(go test "$pkg" -run '^$' -fuzz "^${target}\$" -fuzztime "$fuzztime" 2>&1)
   rc=$?
