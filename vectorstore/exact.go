@@ -999,20 +999,19 @@ func (m *matrix) int8Scanner(ps []scaledProbe, rows [][]int8, n int, bounded boo
 		for start, end := lo, 0; start < hi; start = end {
 			end = blockEnd(start, hi)
 			rowInv, rowRes, rowQn := m.inv[start:end], m.res[start:end], m.qn[start:end]
-			bounds := m.blocks[start/blockRows]
-			invMax, resMax, qnMax := bounds.inv, bounds.res, bounds.qn
+			block := m.blocks[start/blockRows]
 			// skipBelow is, for query j, the dot product under which a row
 			// of this block cannot reach the k-th lower bound even with the
 			// block's largest scale and error bound.
 			skipBelow := func(j int) int32 {
 				room := sels[j].floor()
 				if bounded {
-					room -= float64(resMax) + float64(qnMax)*qRes[j] + 1e-6
+					room -= float64(block.res) + float64(block.qn)*qRes[j] + 1e-6
 				}
-				if room <= 0 || invMax <= 0 || qInv[j] <= 0 {
+				if room <= 0 || block.inv <= 0 || qInv[j] <= 0 {
 					return math.MinInt32
 				}
-				return int32(min(room/(float64(invMax)*qInv[j])*(1-1e-9)-1, math.MaxInt32))
+				return int32(min(room/(float64(block.inv)*qInv[j])*(1-1e-9)-1, math.MaxInt32))
 			}
 			// The kernel flags the products at or above each query's
 			// skipBelow as the block starts; the rest (most rows) are never
