@@ -137,7 +137,7 @@ func (s *Service) SubmitEnroll(ctx context.Context, in EnrollInput) (EnrollReque
 type subscription struct {
 	finished Finished
 	id       string
-	woken    <-chan struct{}
+	woken    <-chan *EnrollRequest
 	end      func()
 }
 
@@ -167,14 +167,17 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, sub *subsc
 	}
 	var retry <-chan time.Time // after a failed look, when woken
 	for polls := 1; ; polls++ {
-		var woken <-chan struct{}
+		var woken <-chan *EnrollRequest
 		if sub != nil {
 			woken = sub.woken
 		}
 		select {
 		case <-ctx.Done():
 			return req, nil
-		case <-woken:
+		case got := <-woken:
+			if got != nil && got.ID == req.ID && got.State != Pending {
+				return s.finishedEnroll(ctx, *got), nil // the notification carried it: no read
+			}
 			sub.renew()
 		case <-retry:
 		case <-poll:
@@ -192,18 +195,24 @@ func (s *Service) awaitEnroll(ctx context.Context, req EnrollRequest, sub *subsc
 			continue // a transient read error: keep waiting until the deadline
 		}
 		if got.State != Pending {
-			if got.State == Done {
-				s.forgetSize(got.Gallery)
-				// Read back at once: the index applies the worker's commit
-				// from its notification; waiting for that costs no read and
-				// no lock, and ends at the deadline like every look.
-				if s.follower != nil {
-					_ = s.follower.AwaitPerson(ctx, got.Result.Person.ID)
-				}
-			}
-			return got, nil
+			return s.finishedEnroll(ctx, got), nil
 		}
 	}
+}
+
+// finishedEnroll is a finished request as SubmitEnroll returns it: once done,
+// its person is searchable in this process (or ctx has ended).
+func (s *Service) finishedEnroll(ctx context.Context, got EnrollRequest) EnrollRequest {
+	if got.State == Done {
+		s.forgetSize(got.Gallery)
+		// Read back at once: the index applies the worker's commit from its
+		// notification; waiting for that costs no read and no lock, and ends
+		// at the deadline like every look.
+		if s.follower != nil {
+			_ = s.follower.AwaitPerson(ctx, got.Result.Person.ID)
+		}
+	}
+	return got
 }
 
 // pollDelay is the wait before poll n+1: PollInterval for the first ten
@@ -228,6 +237,9 @@ func pollDelay(interval time.Duration, n int) time.Duration {
 // idempotent: a request already done is left alone. A missing request
 // returns ErrNotFound.
 func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
+	if s.decided.has(id) {
+		return nil // a batch of this process decided it: no read needed
+	}
 	req, err := s.store.EnrollRequest(ctx, id)
 	if err != nil {
 		return err
@@ -244,6 +256,9 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		return err
 	}
 	defer release()
+	if s.decided.has(id) {
+		return nil // the batch this task waited for decided it
+	}
 	if req, err = s.store.EnrollRequest(ctx, id); err != nil || req.State != Pending {
 		return err
 	}
@@ -251,7 +266,8 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		return err
 	}
 	defer s.forgetSize(req.Gallery)
-	return s.store.InGallery(ctx, req.Gallery, func(ctx context.Context, tx GalleryTx) error {
+	var decided []string // the requests this transaction finishes, once it commits
+	err = s.store.InGallery(ctx, req.Gallery, func(ctx context.Context, tx GalleryTx) error {
 		req, err := tx.LockEnrollRequest(ctx, id)
 		if err != nil {
 			return err
@@ -265,6 +281,11 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		}
 		batch := append([]EnrollRequest{req}, others...)
 		err = tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, batch) })
+		if err == nil {
+			for _, r := range batch {
+				decided = append(decided, r.ID)
+			}
+		}
 		if err == nil || errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 			return err
 		}
@@ -274,16 +295,23 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		if err := s.finishBatch(ctx, tx, []EnrollRequest{req}); err != nil {
 			return err // the asked-for request: its task retries
 		}
+		decided = append(decided, req.ID)
 		for _, r := range others {
 			if err := tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, []EnrollRequest{r}) }); err != nil {
 				if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 					return err
 				}
 				s.log.WarnContext(ctx, "enroll of a batch failed alone; its own task retries it", "enroll_request", r.ID, "err", err)
+				continue
 			}
+			decided = append(decided, r.ID)
 		}
 		return nil
 	})
+	if err == nil {
+		s.decided.add(decided)
+	}
+	return err
 }
 
 // finishBatch decides the requests together (one batched search, new
@@ -376,4 +404,47 @@ func (t *galleryTurns) take(ctx context.Context, g Gallery) (release func(), err
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// recentIDs remembers the last recentIDsKept requests this process's
+// batches committed, so that their own tasks, which follow a batch by
+// moments, finish without reading them again (at 64 requests a batch, that
+// read was most of the worker's statements). Forgetting one only costs
+// that read.
+type recentIDs struct {
+	mu   sync.Mutex
+	ids  map[string]struct{}
+	ring []string // in the order added; ring[next] is the next to forget
+	next int
+}
+
+const recentIDsKept = 1 << 14
+
+func (r *recentIDs) add(ids []string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.ids == nil {
+		r.ids = make(map[string]struct{}, recentIDsKept)
+		r.ring = make([]string, 0, recentIDsKept)
+	}
+	for _, id := range ids {
+		if _, ok := r.ids[id]; ok {
+			continue
+		}
+		if len(r.ring) < recentIDsKept {
+			r.ring = append(r.ring, id)
+		} else {
+			delete(r.ids, r.ring[r.next])
+			r.ring[r.next] = id
+			r.next = (r.next + 1) % recentIDsKept
+		}
+		r.ids[id] = struct{}{}
+	}
+}
+
+func (r *recentIDs) has(id string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.ids[id]
+	return ok
 }

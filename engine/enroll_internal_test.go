@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"testing"
 	"time"
 )
@@ -31,5 +32,31 @@ func TestZeroThresholdsAreHonoured(t *testing.T) {
 		if got, bare := s.bareThreshold("FACE3_1"); got != tc.want || bare != tc.bare {
 			t.Errorf("%+v: thresholds %+v (bare %v), want %+v (bare %v)", tc.cfg, got, bare, tc.want, tc.bare)
 		}
+	}
+}
+
+// TestRecentIDsForgetsTheOldest: the set keeps the last recentIDsKept ids
+// added, forgets the oldest first, and adding one it holds changes nothing.
+func TestRecentIDsForgetsTheOldest(t *testing.T) {
+	var r recentIDs
+	id := func(i int) string { return fmt.Sprintf("req-%d", i) }
+	var first []string
+	for i := range recentIDsKept {
+		first = append(first, id(i))
+	}
+	r.add(first)
+	r.add([]string{id(0)}) // held already: not added again
+	if !r.has(id(0)) || !r.has(id(recentIDsKept-1)) || r.has(id(recentIDsKept)) {
+		t.Fatal("a full set lost an id it holds, or holds one never added")
+	}
+	r.add([]string{id(recentIDsKept), id(recentIDsKept + 1)})
+	if r.has(id(0)) || r.has(id(1)) {
+		t.Error("the two oldest were not forgotten for two new ids")
+	}
+	if !r.has(id(2)) || !r.has(id(recentIDsKept)) || !r.has(id(recentIDsKept+1)) {
+		t.Error("an id newer than the two forgotten was lost")
+	}
+	if len(r.ids) != recentIDsKept {
+		t.Errorf("%d ids held, want at most %d", len(r.ids), recentIDsKept)
 	}
 }

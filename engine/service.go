@@ -21,6 +21,7 @@ type Service struct {
 	cal      *Calibration
 	sizes    gallerySizes
 	turns    galleryTurns
+	decided  recentIDs
 	log      *slog.Logger
 }
 

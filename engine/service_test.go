@@ -445,7 +445,8 @@ func TestTasksOfOneGalleryTakeTurns(t *testing.T) {
 
 // TestBatchedEnroll: one decision takes on every pending enroll of the
 // gallery, each compared with the earlier ones: two enrolls of one new face
-// make one person. The other tasks then find their requests done.
+// make one person. The other tasks then find their requests done, without
+// reading them.
 func TestBatchedEnroll(t *testing.T) {
 	svc, store := newHeldService(t)
 	ctx := context.Background()
@@ -467,6 +468,7 @@ func TestBatchedEnroll(t *testing.T) {
 	if n := len(store.st.persons); n != 3 {
 		t.Errorf("%d persons, want 3", n)
 	}
+	reads := store.reads.Load()
 	for _, id := range ids[1:] {
 		if err := svc.ProcessEnroll(ctx, id); err != nil {
 			t.Fatal(err)
@@ -474,6 +476,9 @@ func TestBatchedEnroll(t *testing.T) {
 	}
 	if n := len(store.st.persons); n != 3 {
 		t.Errorf("after the other tasks: %d persons, want 3 (they found their requests done)", n)
+	}
+	if n := store.reads.Load() - reads; n != 0 {
+		t.Errorf("the other tasks read their requests %d times; the batch's process knows them decided", n)
 	}
 }
 

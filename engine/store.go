@@ -135,9 +135,11 @@ type Follower interface {
 // may have finished (postgres.Finished: LISTEN/NOTIFY), so waiting costs no
 // polling.
 type Finished interface {
-	// Subscribe returns a channel closed when request id may have
-	// finished — when it did, or when a notification of it may have been
-	// missed — and a function that ends the subscription. The subscriber
-	// then looks, and subscribes again if the request is still pending.
-	Subscribe(id string) (<-chan struct{}, func())
+	// Subscribe returns a channel that receives once when request id may
+	// have finished — when it did, or when a notification of it may have
+	// been missed — and a function that ends the subscription. It receives
+	// the finished request when the notification carried it; nil: the
+	// subscriber looks, and subscribes again if the request is still
+	// pending.
+	Subscribe(id string) (<-chan *EnrollRequest, func())
 }

@@ -2,11 +2,14 @@ package postgres_test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"reflect"
 	"testing"
 	"time"
 
+	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/postgres"
 )
@@ -22,7 +25,7 @@ func TestFinishedNeverMissesAFinish(t *testing.T) {
 	defer cancel()
 	f := postgres.NewFinished(pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
 
-	woken := func(ch <-chan struct{}, within time.Duration) bool {
+	woken := func(ch <-chan *engine.EnrollRequest, within time.Duration) bool {
 		select {
 		case <-ch:
 			return true
@@ -94,4 +97,64 @@ func TestFinishedNeverMissesAFinish(t *testing.T) {
 	}
 	cancel()
 	<-done
+}
+
+// TestFinishedCarriesTheRequest: a waiter receives its finished request in
+// the notification, equal to what reading it returns (done with its person,
+// or failed), so the handler need not read it.
+func TestFinishedCarriesTheRequest(t *testing.T) {
+	pool, _, p := newStore(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	f := postgres.NewFinished(pool, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	done := make(chan struct{})
+	go func() { defer close(done); f.Follow(ctx) }()
+	defer func() { cancel(); <-done }()
+	<-f.Listening()
+
+	templates := testenv.Enroll(t, p, gallery, 1, 128)
+	var person engine.Person
+	for id := range templates {
+		ps, err := p.Persons(ctx, gallery.Tenant, []int64{id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		person = ps[id]
+	}
+	var ids []string
+	var waits []<-chan *engine.EnrollRequest
+	for i := range 2 {
+		r := engine.EnrollRequest{ID: engine.NewID(), Gallery: gallery, RequestID: fmt.Sprint("http-", i),
+			ExternalID: fmt.Sprint("user-", i), Templates: []engine.Embedding{make(engine.Embedding, 128)}, State: engine.Pending}
+		r.Templates[0][i] = 1
+		if err := p.CreateEnrollRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		ch, end := f.Subscribe(r.ID)
+		defer end()
+		ids, waits = append(ids, r.ID), append(waits, ch)
+	}
+	if err := p.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
+		return tx.FinishEnrollRequests(ctx, ids[:1], []engine.EnrollResult{{Outcome: engine.Existing, Person: person, Score: 0.8125}})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.FailEnrollRequest(ctx, ids[1], "no face"); err != nil {
+		t.Fatal(err)
+	}
+	for i, id := range ids {
+		var got *engine.EnrollRequest
+		select {
+		case got = <-waits[i]:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("request %d: no notification", i)
+		}
+		want, err := p.EnrollRequest(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got == nil || !reflect.DeepEqual(*got, want) {
+			t.Errorf("request %d: the notification carried\n%+v\nreading it returns\n%+v", i, got, want)
+		}
+	}
 }

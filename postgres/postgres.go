@@ -248,8 +248,7 @@ func (p *Store) FailEnrollRequest(ctx context.Context, id, reason string) error 
 		if err := enqueueEnrollEvents(ctx, tx, []string{id}); err != nil {
 			return err
 		}
-		_, err = tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', $1)`, id)
-		return err
+		return notifyFinished(ctx, tx, []string{id})
 	}))
 }
 
@@ -867,8 +866,7 @@ func (t *galleryTx) FinishEnrollRequests(ctx context.Context, ids []string, res 
 	if err := enqueueEnrollEvents(ctx, t.tx, ids); err != nil {
 		return Translate(err)
 	}
-	_, err := t.tx.Exec(ctx, `SELECT pg_notify('`+EnrollsChannel+`', id) FROM unnest($1::text[]) AS id`, ids)
-	return Translate(err)
+	return Translate(notifyFinished(ctx, t.tx, ids))
 }
 
 // ImportProgress implements engine.Store.

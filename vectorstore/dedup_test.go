@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -164,7 +166,9 @@ func TestBatchedEnrollOnPostgres(t *testing.T) {
 
 // TestWaitingEnrollIsWoken: an enroll waiting for the worker is answered
 // when the worker commits, by notification: with polling off (an hour
-// between looks) it still comes back done, not queued.
+// between looks) it still comes back done, not queued; and from the
+// notification alone: the API reads nothing after recording the request,
+// and answers what reading it would return.
 func TestWaitingEnrollIsWoken(t *testing.T) {
 	pool := testenv.NewPool(t)
 	pg := newStore(t, pool, vectorstore.PGVectorConfig{})
@@ -174,9 +178,11 @@ func TestWaitingEnrollIsWoken(t *testing.T) {
 	wg.Go(func() { finished.Follow(ctx) })
 	defer func() { cancel(); wg.Wait() }()
 	jobs := &workerJobs{}
-	svc := testenv.NewService(t, engine.Deps{Store: pg.Store, Index: pg, Finished: finished, Jobs: jobs,
-		Log: slog.New(slog.NewTextHandler(io.Discard, nil))}, engine.Config{EnrollWait: 30 * time.Second, PollInterval: time.Hour})
-	jobs.svc = svc
+	quietLog := slog.New(slog.NewTextHandler(io.Discard, nil))
+	api := &countingStore{Store: pg.Store}
+	svc := testenv.NewService(t, engine.Deps{Store: api, Index: pg, Finished: finished, Jobs: jobs, Log: quietLog},
+		engine.Config{EnrollWait: 30 * time.Second, PollInterval: time.Hour})
+	jobs.svc = testenv.NewService(t, engine.Deps{Store: pg.Store, Index: pg, Jobs: noJobs{}, Log: quietLog}, engine.Config{})
 	<-finished.Listening()
 	for i := range uint64(5) {
 		v := synth.Vector(256, 100+i, 0, 0)
@@ -185,8 +191,26 @@ func TestWaitingEnrollIsWoken(t *testing.T) {
 		if err != nil || req.State != engine.Done || req.Result.Outcome != engine.Created {
 			t.Fatalf("enroll %d = %s %s, %v; want done (woken by the worker's commit)", i, req.State, req.Result.Outcome, err)
 		}
+		read, err := pg.Store.EnrollRequest(context.Background(), req.ID)
+		if err != nil || !reflect.DeepEqual(req, read) {
+			t.Errorf("enroll %d answered\n%+v\nreading it returns\n%+v, %v", i, req, read, err)
+		}
 	}
 	jobs.wg.Wait()
+	if n := api.reads.Load(); n != 0 {
+		t.Errorf("the API read enroll requests %d times; the notifications carried them", n)
+	}
+}
+
+// countingStore counts EnrollRequest reads.
+type countingStore struct {
+	*postgres.Store
+	reads atomic.Int64
+}
+
+func (c *countingStore) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequest, error) {
+	c.reads.Add(1)
+	return c.Store.EnrollRequest(ctx, id)
 }
 
 // workerJobs processes each enqueued enroll in a goroutine, as a worker would.
