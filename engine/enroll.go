@@ -233,7 +233,10 @@ func pollDelay(interval time.Duration, n int) time.Duration {
 // enrolls of one new face make one person), and records the results, in
 // bulk. If the bulk write fails, the batch is undone and decided item by
 // item: an item that fails is undone alone and stays pending for its own
-// task. It is
+// task. A full batch leaves a backlog: the task then decides the gallery's
+// next pending enrolls too (followOnBatches at most, each its own
+// transaction), instead of leaving them for their tasks, which the queue
+// delivers behind the tasks of the requests just decided. It is
 // idempotent: a request already done is left alone. A missing request
 // returns ErrNotFound.
 func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
@@ -266,20 +269,48 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		return err
 	}
 	defer s.forgetSize(req.Gallery)
+	full, err := s.decidePending(ctx, req.Gallery, id)
+	for round := 0; err == nil && full && round < followOnBatches; round++ {
+		// The asked-for request is done: a follow-on batch that fails is
+		// left to its requests' own tasks.
+		if full, err = s.decidePending(ctx, req.Gallery, ""); err != nil {
+			s.log.WarnContext(ctx, "a follow-on batch of enrolls failed; their own tasks retry them", "err", err)
+			return nil
+		}
+	}
+	return err
+}
+
+// followOnBatches is how many batches past its own a task decides while
+// each is full: 16 batches of 64 clear a backlog of ~1,000 enrolls.
+const followOnBatches = 16
+
+// decidePending decides, in one transaction of g, the pending request
+// asked (none: "") with the oldest other pending ones, EnrollBatch in all
+// at most, and remembers those it finished once committed. full reports a
+// batch of EnrollBatch: more may be waiting.
+func (s *Service) decidePending(ctx context.Context, g Gallery, asked string) (full bool, err error) {
 	var decided []string // the requests this transaction finishes, once it commits
-	err = s.store.InGallery(ctx, req.Gallery, func(ctx context.Context, tx GalleryTx) error {
-		req, err := tx.LockEnrollRequest(ctx, id)
+	err = s.store.InGallery(ctx, g, func(ctx context.Context, tx GalleryTx) error {
+		var batch []EnrollRequest
+		if asked != "" {
+			req, err := tx.LockEnrollRequest(ctx, asked)
+			if err != nil {
+				return err
+			}
+			if req.State != Pending {
+				return nil // another delivery (or batch) finished it while we waited for the lock
+			}
+			batch = append(batch, req)
+		}
+		others, err := tx.LockPendingEnrolls(ctx, g, asked, s.cfg.EnrollBatch-len(batch))
 		if err != nil {
 			return err
 		}
-		if req.State != Pending {
-			return nil // another delivery (or batch) finished it while we waited for the lock
+		if batch = append(batch, others...); len(batch) == 0 {
+			return nil
 		}
-		others, err := tx.LockPendingEnrolls(ctx, req.Gallery, id, s.cfg.EnrollBatch-1)
-		if err != nil {
-			return err
-		}
-		batch := append([]EnrollRequest{req}, others...)
+		full = len(batch) >= s.cfg.EnrollBatch
 		err = tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, batch) })
 		if err == nil {
 			for _, r := range batch {
@@ -292,11 +323,14 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		// Undone as a whole: decide them one by one, so an item that fails
 		// fails alone.
 		s.log.WarnContext(ctx, "a batch of enrolls failed as a whole; deciding its items one by one", "err", err)
-		if err := s.finishBatch(ctx, tx, []EnrollRequest{req}); err != nil {
-			return err // the asked-for request: its task retries
-		}
-		decided = append(decided, req.ID)
-		for _, r := range others {
+		for i, r := range batch {
+			if i == 0 && asked != "" {
+				if err := s.finishBatch(ctx, tx, []EnrollRequest{r}); err != nil {
+					return err // the asked-for request: its task retries
+				}
+				decided = append(decided, r.ID)
+				continue
+			}
 			if err := tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, []EnrollRequest{r}) }); err != nil {
 				if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
 					return err
@@ -308,10 +342,11 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 		}
 		return nil
 	})
-	if err == nil {
-		s.decided.add(decided)
+	if err != nil {
+		return false, err
 	}
-	return err
+	s.decided.add(decided)
+	return full, nil
 }
 
 // finishBatch decides the requests together (one batched search, new

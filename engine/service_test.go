@@ -393,11 +393,75 @@ func submitPending(t *testing.T, svc *engine.Service, vectors ...[][]float64) []
 	return ids
 }
 
-func newHeldService(t *testing.T) (*engine.Service, *memStore) {
+func newHeldService(t *testing.T) (*engine.Service, *memStore) { return newHeldServiceBatch(t, 0) }
+
+// newHeldServiceBatch is newHeldService deciding batches of up to batch
+// enrolls (0: the default).
+func newHeldServiceBatch(t *testing.T, batch int) (*engine.Service, *memStore) {
 	store := newMemStore()
 	svc := testenv.NewService(t, engine.Deps{Store: store, Index: store, Jobs: &heldJobs{}, Log: slog.New(slog.NewTextHandler(io.Discard, nil))},
-		engine.Config{EnrollWait: time.Millisecond, PollInterval: time.Millisecond})
+		engine.Config{EnrollWait: time.Millisecond, PollInterval: time.Millisecond, EnrollBatch: batch})
 	return svc, store
+}
+
+// TestFollowOnBatchesClearABacklog: a task whose batch is full goes on to
+// decide the gallery's next pending enrolls, batch after batch (each
+// compared with what the earlier ones wrote: a face enrolled again two
+// batches later is the same person), up to 16 batches past its own; the
+// backlog's own tasks then finish without reading their requests.
+func TestFollowOnBatchesClearABacklog(t *testing.T) {
+	ctx := context.Background()
+	svc, store := newHeldServiceBatch(t, 4)
+	var faces [][][]float64
+	for i := range 9 {
+		faces = append(faces, face(uint64(i+1), 1))
+	}
+	ids := submitPending(t, svc, append(faces, face(1, 2))...) // 10: batches of 4, 4 and 2
+	if err := svc.ProcessEnroll(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	var results []engine.EnrollResult
+	for i, id := range ids {
+		r, err := store.EnrollRequest(ctx, id)
+		if err != nil || r.State != engine.Done {
+			t.Fatalf("request %d after one task: %v, %v; want done", i, r.State, err)
+		}
+		results = append(results, r.Result)
+	}
+	first, again := results[0], results[9]
+	if again.Outcome != engine.Existing || again.Person.ID != first.Person.ID || len(store.st.persons) != 9 {
+		t.Errorf("face 1 again, two batches later: %s person %d (face 1 is %d), %d persons; want existing, 9 persons",
+			again.Outcome, again.Person.ID, first.Person.ID, len(store.st.persons))
+	}
+	reads := store.reads.Load()
+	for _, id := range ids[1:] {
+		if err := svc.ProcessEnroll(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := store.reads.Load() - reads; n != 0 {
+		t.Errorf("the backlog's tasks read their requests %d times; want none", n)
+	}
+
+	// Batches of one: the task decides its own and 16 more, no further.
+	svc, store = newHeldServiceBatch(t, 1)
+	faces = nil
+	for i := range 20 {
+		faces = append(faces, face(uint64(i+1), 1))
+	}
+	ids = submitPending(t, svc, faces...)
+	if err := svc.ProcessEnroll(ctx, ids[0]); err != nil {
+		t.Fatal(err)
+	}
+	done := 0
+	for _, id := range ids {
+		if r, _ := store.EnrollRequest(ctx, id); r.State == engine.Done {
+			done++
+		}
+	}
+	if done != 17 {
+		t.Errorf("one task with batches of one decided %d of 20, want 17 (its own and 16 follow-on batches)", done)
+	}
 }
 
 // TestTasksOfOneGalleryTakeTurns: tasks of one gallery run at once; the
