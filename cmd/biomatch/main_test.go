@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"sync"
@@ -336,4 +337,18 @@ func redisDump(t *testing.T, url string) []byte {
 		t.Fatal("Redis holds no key at all: the no-leak check would prove nothing")
 	}
 	return []byte(dump)
+}
+
+// TestCollectForIndex: serve and worker collect at indexGCPercent unless
+// GOGC is set, which is left as the runtime read it.
+func TestCollectForIndex(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(77))
+	collectForIndex(func(string) string { return "" })
+	if got := debug.SetGCPercent(77); got != indexGCPercent {
+		t.Errorf("GOGC unset: GC percent %d, want %d", got, indexGCPercent)
+	}
+	collectForIndex(func(k string) string { return map[string]string{"GOGC": "50"}[k] })
+	if got := debug.SetGCPercent(77); got != 77 {
+		t.Errorf("GOGC set: GC percent changed to %d", got)
+	}
 }
