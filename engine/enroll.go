@@ -243,18 +243,17 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 	if s.decided.has(id) {
 		return nil // a batch of this process decided it: no read needed
 	}
-	req, err := s.store.EnrollRequest(ctx, id)
-	if err != nil {
+	// The task looks at the request's state only: its templates are read
+	// by the batch that decides it.
+	g, state, err := s.store.EnrollState(ctx, id)
+	if err != nil || state != Pending {
 		return err
-	}
-	if req.State != Pending {
-		return nil
 	}
 	// This process's tasks of one gallery take turns here, in memory: a
 	// task whose request the running batch holds waits for that batch
 	// without a transaction, an attempt counted or PostgreSQL's lock, and
 	// finds its request decided when its turn comes.
-	release, err := s.turns.take(ctx, req.Gallery)
+	release, err := s.turns.take(ctx, g)
 	if err != nil {
 		return err
 	}
@@ -262,18 +261,18 @@ func (s *Service) ProcessEnroll(ctx context.Context, id string) error {
 	if s.decided.has(id) {
 		return nil // the batch this task waited for decided it
 	}
-	if req, err = s.store.EnrollRequest(ctx, id); err != nil || req.State != Pending {
+	if _, state, err = s.store.EnrollState(ctx, id); err != nil || state != Pending {
 		return err
 	}
 	if err := s.store.CountEnrollAttempt(ctx, id); err != nil {
 		return err
 	}
-	defer s.forgetSize(req.Gallery)
-	full, err := s.decidePending(ctx, req.Gallery, id)
+	defer s.forgetSize(g)
+	full, err := s.decidePending(ctx, g, id)
 	for round := 0; err == nil && full && round < followOnBatches; round++ {
 		// The asked-for request is done: a follow-on batch that fails is
 		// left to its requests' own tasks.
-		if full, err = s.decidePending(ctx, req.Gallery, ""); err != nil {
+		if full, err = s.decidePending(ctx, g, ""); err != nil {
 			s.log.WarnContext(ctx, "a follow-on batch of enrolls failed; their own tasks retry them", "err", err)
 			return nil
 		}

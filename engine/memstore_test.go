@@ -25,7 +25,7 @@ type memStore struct {
 	// failFinish makes FinishEnrollRequest fail for these request ids (a
 	// fault in one item of a batch).
 	failFinish map[string]bool
-	// reads counts EnrollRequest calls; locked, when not nil, runs as
+	// reads counts EnrollRequest and EnrollState calls; locked, when not nil, runs as
 	// InGallery has taken the gallery's lock.
 	reads  atomic.Int64
 	locked func()
@@ -79,6 +79,14 @@ func (s *memStore) EnrollRequest(ctx context.Context, id string) (r engine.Enrol
 	s.reads.Add(1)
 	s.read(func(st *memState) { r, err = st.request(id) })
 	return r, err
+}
+
+func (s *memStore) EnrollState(ctx context.Context, id string) (engine.Gallery, engine.EnrollState, error) {
+	s.reads.Add(1)
+	var r engine.EnrollRequest
+	var err error
+	s.read(func(st *memState) { r, err = st.request(id) })
+	return r.Gallery, r.State, err
 }
 
 func (st *memState) request(id string) (engine.EnrollRequest, error) {

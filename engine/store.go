@@ -14,6 +14,9 @@ type Store interface {
 	CreateEnrollRequest(ctx context.Context, r EnrollRequest) error
 	// EnrollRequest returns the request by id (ErrNotFound).
 	EnrollRequest(ctx context.Context, id string) (EnrollRequest, error)
+	// EnrollState returns the gallery and state of request id, without
+	// reading its templates (ErrNotFound): what a worker's task looks at.
+	EnrollState(ctx context.Context, id string) (Gallery, EnrollState, error)
 	// CountEnrollAttempt records that a worker started on the request.
 	CountEnrollAttempt(ctx context.Context, id string) error
 	// FailEnrollRequest ends a pending request as failed with reason.

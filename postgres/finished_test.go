@@ -2,6 +2,7 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -101,7 +102,8 @@ func TestFinishedNeverMissesAFinish(t *testing.T) {
 
 // TestFinishedCarriesTheRequest: a waiter receives its finished request in
 // the notification, equal to what reading it returns (done with its person,
-// or failed), so the handler need not read it.
+// or failed), so the handler need not read it. EnrollState reports the same
+// state without the templates.
 func TestFinishedCarriesTheRequest(t *testing.T) {
 	pool, _, p := newStore(t)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -134,6 +136,12 @@ func TestFinishedCarriesTheRequest(t *testing.T) {
 		defer end()
 		ids, waits = append(ids, r.ID), append(waits, ch)
 	}
+	if g, state, err := p.EnrollState(ctx, ids[0]); g != gallery || state != engine.Pending || err != nil {
+		t.Errorf("EnrollState of a new request = %v %s, %v; want %v pending", g, state, err, gallery)
+	}
+	if _, _, err := p.EnrollState(ctx, "no-such-request"); !errors.Is(err, engine.ErrNotFound) {
+		t.Errorf("EnrollState of an unknown request: %v, want ErrNotFound", err)
+	}
 	if err := p.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
 		return tx.FinishEnrollRequests(ctx, ids[:1], []engine.EnrollResult{{Outcome: engine.Existing, Person: person, Score: 0.8125}})
 	}); err != nil {
@@ -152,6 +160,9 @@ func TestFinishedCarriesTheRequest(t *testing.T) {
 		want, err := p.EnrollRequest(ctx, id)
 		if err != nil {
 			t.Fatal(err)
+		}
+		if _, state, err := p.EnrollState(ctx, id); state != want.State || err != nil {
+			t.Errorf("request %d: EnrollState %s, %v; reading it: %s", i, state, err, want.State)
 		}
 		if got == nil || !reflect.DeepEqual(*got, want) {
 			t.Errorf("request %d: the notification carried\n%+v\nreading it returns\n%+v", i, got, want)

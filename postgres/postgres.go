@@ -231,6 +231,15 @@ func (p *Store) EnrollRequest(ctx context.Context, id string) (engine.EnrollRequ
 		FROM `+enrollRequestsWithPerson+` WHERE r.id = $1`, id))
 }
 
+// EnrollState implements engine.Store.
+func (p *Store) EnrollState(ctx context.Context, id string) (engine.Gallery, engine.EnrollState, error) {
+	var g engine.Gallery
+	var state string
+	err := p.pool.QueryRow(ctx, `SELECT tenant, version, state FROM enroll_requests WHERE id = $1`, id).
+		Scan(&g.Tenant, &g.Version, &state)
+	return g, engine.EnrollState(state), Translate(err)
+}
+
 // CountEnrollAttempt implements engine.Store.
 func (p *Store) CountEnrollAttempt(ctx context.Context, id string) error {
 	_, err := p.pool.Exec(ctx, `UPDATE enroll_requests SET attempts = attempts + 1 WHERE id = $1`, id)
