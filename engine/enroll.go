@@ -323,21 +323,15 @@ func (s *Service) decidePending(ctx context.Context, g Gallery, asked string) (f
 		// fails alone.
 		s.log.WarnContext(ctx, "a batch of enrolls failed as a whole; deciding its items one by one", "err", err)
 		for i, r := range batch {
-			if i == 0 && asked != "" {
-				if err := s.finishBatch(ctx, tx, []EnrollRequest{r}); err != nil {
-					return err // the asked-for request: its task retries
-				}
+			err := tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, []EnrollRequest{r}) })
+			switch {
+			case err == nil:
 				decided = append(decided, r.ID)
-				continue
-			}
-			if err := tx.Savepoint(ctx, func(ctx context.Context) error { return s.finishBatch(ctx, tx, []EnrollRequest{r}) }); err != nil {
-				if errors.Is(err, ErrUnavailable) || ctx.Err() != nil {
-					return err
-				}
+			case i == 0 && asked != "", errors.Is(err, ErrUnavailable), ctx.Err() != nil:
+				return err // the asked-for request (its task retries), or the database
+			default:
 				s.log.WarnContext(ctx, "enroll of a batch failed alone; its own task retries it", "enroll_request", r.ID, "err", err)
-				continue
 			}
-			decided = append(decided, r.ID)
 		}
 		return nil
 	})
