@@ -110,6 +110,7 @@ func runServe(ctx context.Context, config func() (app.Config, error), args []str
 	}
 	defer a.Close()
 	a.Start()
+	a.TouchHeadroom()
 	if *withWorker {
 		a.StartWorker()
 	}
@@ -155,6 +156,7 @@ func runWorker(ctx context.Context, config func() (app.Config, error), args []st
 	}
 	defer a.Close()
 	a.Start() // the in-memory index: the enroll decisions' exact dedup
+	a.TouchHeadroom()
 	a.StartWorker()
 	select {
 	case <-ctx.Done():

@@ -46,10 +46,11 @@ type App struct {
 	index    engine.Index
 	finished *postgres.Finished // nil unless serving
 
-	mu      sync.Mutex
-	cancels []context.CancelFunc // of the background work
-	bg      sync.WaitGroup
-	errs    chan error
+	mu          sync.Mutex
+	heapTouched chan struct{}        // closed when TouchHeadroom is done; nil if not called
+	cancels     []context.CancelFunc // of the background work
+	bg          sync.WaitGroup
+	errs        chan error
 }
 
 // New connects, waiting for PostgreSQL (and its schema) as long as ctx
@@ -180,6 +181,9 @@ func (a *App) Handler() (http.Handler, error) {
 		ready["index"] = func(context.Context) error {
 			if !mem.Loaded() {
 				return errors.New("the in-memory index is loading")
+			}
+			if !a.heapReady() {
+				return errors.New("faulting in the heap's headroom after the index loaded")
 			}
 			return nil
 		}
