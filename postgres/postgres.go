@@ -71,6 +71,9 @@ type Store struct {
 	// answers of one batched scan come together): one query for all that
 	// wait while the previous one runs.
 	lookups *batch.Combiner[personLookup, personsFound]
+	// records group-commits accepted enrolls (CreateEnrollRequest): one
+	// round trip and one commit for all that wait while the previous runs.
+	records *batch.Combiner[record, error]
 }
 
 // TxSearcher is the search the enroll decision makes inside its gallery
@@ -111,6 +114,7 @@ func NewStore(pool *pgxpool.Pool, search TxSearcher) *Store {
 	p := &Store{pool: pool, search: search}
 	p.audits = batch.New(auditBatch, p.writeAudits)
 	p.lookups = batch.New(lookupBatch, p.readPersons)
+	p.records = batch.New(recordBatch, p.writeEnrollRequests)
 	return p
 }
 
@@ -119,6 +123,13 @@ const auditBatch = 256
 
 // auditTimeout bounds one group commit of audit entries.
 const auditTimeout = 10 * time.Second
+
+// recordBatch is the most accepted enrolls one commit records.
+const recordBatch = 64
+
+// recordTimeout bounds the record of an accepted enroll whose caller set
+// no deadline (the API's set ENROLL_WAIT).
+const recordTimeout = 10 * time.Second
 
 // lookupBatch is the most person lookups one query answers.
 const lookupBatch = 64
@@ -207,8 +218,40 @@ func scanEnrollRequest(row pgx.Row) (engine.EnrollRequest, error) {
 	return r, nil
 }
 
-// CreateEnrollRequest implements engine.Store.
+// CreateEnrollRequest implements engine.Store. Requests recorded at once
+// share a commit (writeEnrollRequests); each returns once its own row is
+// committed.
 func (p *Store) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(recordTimeout)
+	}
+	err, waitErr := p.records.Do(ctx, record{r, deadline})
+	if waitErr != nil {
+		return waitErr
+	}
+	return err
+}
+
+// record is an accepted enroll to record by its caller's deadline.
+type record struct {
+	r        engine.EnrollRequest
+	deadline time.Time
+}
+
+// RecordStats returns how many commits recorded how many accepted enrolls,
+// and how many wait for the next commit.
+func (p *Store) RecordStats() (commits, records int64, waiting int) {
+	commits, records = p.records.Stats()
+	return commits, records, p.records.Waiting()
+}
+
+const insertEnrollRequest = `
+	INSERT INTO enroll_requests (id, tenant, version, key_id, request_id, external_id, dim, templates)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`
+
+// enrollRequestArgs are insertEnrollRequest's arguments for r.
+func enrollRequestArgs(r engine.EnrollRequest) []any {
 	dim := len(r.Templates[0])
 	flat := make([]float32, 0, dim*len(r.Templates))
 	for _, t := range r.Templates {
@@ -218,11 +261,48 @@ func (p *Store) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest)
 	if r.KeyID != "" {
 		keyID = &r.KeyID
 	}
-	_, err := p.pool.Exec(ctx, `
-		INSERT INTO enroll_requests (id, tenant, version, key_id, request_id, external_id, dim, templates)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-		r.ID, r.Gallery.Tenant, r.Gallery.Version, keyID, r.RequestID, r.ExternalID, dim, flat)
-	return Translate(err)
+	return []any{r.ID, r.Gallery.Tenant, r.Gallery.Version, keyID, r.RequestID, r.ExternalID, dim, flat}
+}
+
+// writeEnrollRequests records rs: one INSERT for one, and for several their
+// INSERTs sent together, which PostgreSQL runs as one transaction (one WAL
+// flush). If that fails, each is recorded on its own, so a bad request
+// fails alone; a row found there already is the request's own. As for one
+// request, the write ends at its callers' deadline (the latest of them);
+// a request whose caller's deadline passed while it waited is not written.
+func (p *Store) writeEnrollRequests(recs []record) []error {
+	errs := make([]error, len(recs))
+	var live []int
+	var latest time.Time
+	for i, rec := range recs {
+		if time.Until(rec.deadline) <= 0 {
+			errs[i] = context.DeadlineExceeded
+			continue
+		}
+		live = append(live, i)
+		if rec.deadline.After(latest) {
+			latest = rec.deadline
+		}
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), latest)
+	defer cancel()
+	if len(live) > 1 {
+		b := &pgx.Batch{}
+		for _, i := range live {
+			b.Queue(insertEnrollRequest, enrollRequestArgs(recs[i].r)...)
+		}
+		if p.pool.SendBatch(ctx, b).Close() == nil {
+			return errs
+		}
+	}
+	for _, i := range live {
+		_, err := p.pool.Exec(ctx, insertEnrollRequest, enrollRequestArgs(recs[i].r)...)
+		if pgErr := (*pgconn.PgError)(nil); errors.As(err, &pgErr) && pgErr.ConstraintName == "enroll_requests_pkey" {
+			err = nil // its id is random: the row is this request's, from a batch that committed as its reply was lost
+		}
+		errs[i] = Translate(err)
+	}
+	return errs
 }
 
 // EnrollRequest implements engine.Store.

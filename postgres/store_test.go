@@ -2,17 +2,21 @@ package postgres_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/internal/synth"
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/postgres"
 	"github.com/biomatch/biomatch/vectorstore"
@@ -156,6 +160,90 @@ func TestAuditGroupCommit(t *testing.T) {
 	}
 	if commits, entries, _ := p.AuditStats(); commits != 2 || entries != 51 {
 		t.Errorf("51 entries, 50 of them waiting together, took %d commits (%d entries); want 2", commits, entries)
+	}
+}
+
+// TestEnrollRecordsGroupCommit: while one accepted enroll's record waits
+// (the table locked), the 20 that arrive meanwhile wait too, none returning
+// before its row can be committed; the next commit records them together,
+// except one bad request (a key id that is no UUID), which fails alone, and
+// one whose caller's deadline passed while it waited, which is not written.
+// Recording a request again is no error.
+func TestEnrollRecordsGroupCommit(t *testing.T) {
+	pool, _, p := newStore(t)
+	ctx := context.Background()
+	lock, err := pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec(ctx, `LOCK TABLE enroll_requests IN EXCLUSIVE MODE`); err != nil {
+		t.Fatal(err)
+	}
+	request := func(i int) engine.EnrollRequest {
+		return engine.EnrollRequest{ID: fmt.Sprint("er-", i), Gallery: gallery, RequestID: fmt.Sprint("req-", i),
+			Templates: []engine.Embedding{synth.Vector(128, uint64(i), 0, 0)}, State: engine.Pending}
+	}
+	const bad, late = 7, 21
+	var wg sync.WaitGroup
+	var returned atomic.Int64
+	errs := make([]error, 22)
+	record := func(i int) {
+		r := request(i)
+		ctx := ctx
+		switch i {
+		case bad:
+			r.KeyID = "not-a-uuid"
+		case late:
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+			defer cancel()
+		}
+		errs[i] = p.CreateEnrollRequest(ctx, r)
+		returned.Add(1)
+	}
+	wg.Go(func() { record(0) })
+	for commits, _, _ := p.RecordStats(); commits == 0; commits, _, _ = p.RecordStats() {
+		runtime.Gosched()
+	}
+	for i := 1; i <= 20; i++ {
+		wg.Go(func() { record(i) })
+	}
+	for _, _, waiting := p.RecordStats(); waiting < 20; _, _, waiting = p.RecordStats() {
+		runtime.Gosched()
+	}
+	record(late) // returns at its deadline, the table still locked
+	if n := returned.Load(); n != 1 {
+		t.Fatalf("%d CreateEnrollRequest calls returned before their row could be committed; want only the late one", n-1)
+	}
+	if err := lock.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if (err != nil) != (i == bad || i == late) {
+			t.Errorf("request %d: err = %v; want an error for requests %d and %d only", i, err, bad, late)
+		}
+	}
+	for i := range 22 {
+		got, err := p.EnrollRequest(ctx, fmt.Sprint("er-", i))
+		switch {
+		case i == bad || i == late:
+			if !errors.Is(err, engine.ErrNotFound) {
+				t.Errorf("request %d: %v; want it not recorded", i, err)
+			}
+		case err != nil:
+			t.Errorf("request %d: %v", i, err)
+		case got.RequestID != fmt.Sprint("req-", i) || got.State != engine.Pending || !reflect.DeepEqual(got.Templates, request(i).Templates):
+			t.Errorf("request %d recorded as %+v", i, got)
+		}
+	}
+	if commits, records, _ := p.RecordStats(); commits != 2 || records != 22 {
+		t.Errorf("22 records, 21 of them waiting together, took %d commits (%d records); want 2", commits, records)
+	}
+	// A request recorded again (a batch whose reply was lost after its
+	// commit, then each retried alone) is already there: no error.
+	if err := p.CreateEnrollRequest(ctx, request(3)); err != nil {
+		t.Errorf("recording request 3 again: %v; want nil, its row is there", err)
 	}
 }
 
