@@ -72,9 +72,10 @@ func (m *Metrics) IndexBytes(bytes func() int64) {
 
 // Batching reports how many passes over the rows the in-memory index's
 // searches made and how many queries they answered (queries per scan: the
-// mean batch), how many group commits wrote how many audit entries, and
-// how many queries answered how many person lookups.
-func (m *Metrics) Batching(scans, audits, lookups func() (int64, int64)) {
+// mean batch), how many group commits wrote how many audit entries, how
+// many queries answered how many person lookups, and how many commits
+// recorded how many accepted enrolls.
+func (m *Metrics) Batching(scans, audits, lookups, records func() (int64, int64)) {
 	for _, c := range []struct {
 		name, help string
 		value      func() float64
@@ -91,6 +92,10 @@ func (m *Metrics) Batching(scans, audits, lookups func() (int64, int64)) {
 			func() float64 { n, _ := lookups(); return float64(n) }},
 		{"biomatch_person_lookups_total", "Identifies those queries answered.",
 			func() float64 { _, n := lookups(); return float64(n) }},
+		{"biomatch_enroll_record_commits_total", "Group commits of accepted enroll requests.",
+			func() float64 { n, _ := records(); return float64(n) }},
+		{"biomatch_enroll_records_total", "Accepted enroll requests those commits recorded.",
+			func() float64 { _, n := records(); return float64(n) }},
 	} {
 		m.Registry.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: c.name, Help: c.help}, c.value))
 	}

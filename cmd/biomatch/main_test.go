@@ -191,9 +191,10 @@ func testRun(t *testing.T, databaseURL string, shards int) (logs string) {
 			t.Errorf("%s moved by %v, want %v", series, got, delta)
 		}
 	}
-	for _, series := range []string{"biomatch_index_scans_total", "biomatch_index_queries_total", "biomatch_audit_commits_total", "biomatch_audit_entries_total"} {
+	for _, series := range []string{"biomatch_index_scans_total", "biomatch_index_queries_total", "biomatch_audit_commits_total", "biomatch_audit_entries_total",
+		"biomatch_enroll_record_commits_total", "biomatch_enroll_records_total"} {
 		if got := after[series] - before[series]; got < 1 {
-			t.Errorf("%s moved by %v after an identify, want at least 1", series, got)
+			t.Errorf("%s moved by %v after an enroll and an identify, want at least 1", series, got)
 		}
 	}
 	if after["biomatch_index_memory_bytes"] <= 0 {

@@ -152,7 +152,8 @@ func (a *App) wireSearch() error {
 		return a.Mem.Scans()
 	}
 	a.Metrics.Batching(scans, func() (int64, int64) { c, e, _ := a.Store.AuditStats(); return c, e },
-		func() (int64, int64) { q, l, _ := a.Store.LookupStats(); return q, l })
+		func() (int64, int64) { q, l, _ := a.Store.LookupStats(); return q, l },
+		func() (int64, int64) { c, r, _ := a.Store.RecordStats(); return c, r })
 	a.Metrics.Galleries(a.Pool, log)
 	a.Metrics.PoolConns(a.Pool)
 	a.Metrics.Queue(a.Jobs.Inspector(), a.Jobs.Queues(), log)

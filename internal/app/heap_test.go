@@ -4,10 +4,10 @@ import (
 	"bytes"
 	"math"
 	"os"
-	"strconv"
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"strconv"
 	"testing"
 )
 
