@@ -53,9 +53,9 @@ func (a *App) heapReady() bool {
 
 // touchHeadroom allocates the heap's headroom (what the collector lets it
 // grow to before the next collection: GOGC % of the live heap, within
-// GOMEMLIMIT), writes a byte to each of its pages and drops it, and returns
-// its size. The next collection frees it, and the heap keeps the pages:
-// requests allocate from them instead of faulting in fresh memory.
+// GOMEMLIMIT), writes a byte to each of its pages, drops it and collects,
+// and returns its size. The heap keeps the freed pages: requests allocate
+// from them instead of faulting in fresh memory.
 //
 // Without it, a process that has just loaded its index meets its first load
 // with every allocation landing on a fresh page: measured at 300 enrolls/s on
