@@ -226,11 +226,7 @@ func (p *Store) CreateEnrollRequest(ctx context.Context, r engine.EnrollRequest)
 	if !ok {
 		deadline = time.Now().Add(recordTimeout)
 	}
-	err, waitErr := p.records.Do(ctx, record{r, deadline})
-	if waitErr != nil {
-		return waitErr
-	}
-	return err
+	return batch.DoErr(ctx, p.records, record{r, deadline})
 }
 
 // record is an accepted enroll to record by its caller's deadline.
@@ -596,11 +592,7 @@ func (p *Store) EnrollLevels(ctx context.Context, tenant string, puids []string)
 // a request whose audit entry did not commit is never answered as a
 // success, so a crash loses no entry of an answered request.
 func (p *Store) Audit(ctx context.Context, a engine.AuditEntry) error {
-	err, waitErr := p.audits.Do(ctx, a)
-	if waitErr != nil {
-		return waitErr
-	}
-	return err
+	return batch.DoErr(ctx, p.audits, a)
 }
 
 // AuditStats returns how many group commits wrote how many audit entries,

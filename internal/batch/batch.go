@@ -60,6 +60,16 @@ func (c *Combiner[T, R]) Do(ctx context.Context, item T) (R, error) {
 	}
 }
 
+// DoErr is Do for a Combiner whose results are errors: the item's own
+// error, or ctx's if ctx ended first.
+func DoErr[T any](ctx context.Context, c *Combiner[T, error], item T) error {
+	err, waitErr := c.Do(ctx, item)
+	if waitErr != nil {
+		return waitErr
+	}
+	return err
+}
+
 // runNext runs fn over up to max waiting items and reports whether more
 // are waiting (the caller then runs again); when none are, the Combiner
 // is idle again.
