@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -244,4 +245,65 @@ func galleryRows(n, dim int) (engine.Gallery, []vectorstore.Row) {
 			Embedding: synth.Vector(dim, uint64(i/5), 0.6, uint64(i%5))}
 	}
 	return g, rows
+}
+
+// BenchmarkExactOpenLoop is identify (k = 1, returning persons) as a
+// server sees it: probes arrive at a fixed rate, whatever the answers'
+// pace, for b.N probes, against 100k and 220k templates (a 100k gallery
+// after a soak's 120k enrolls), with the following pass's window for more
+// probes off, 5 ms, 10 ms and 20 ms (the default) (ExactConfig.Window).
+// It reports the CPU per identify,
+// the mean batch and the latency's p50 and p99.
+func BenchmarkExactOpenLoop(b *testing.B) {
+	const dim = 512
+	ps := make([]engine.Embedding, 256)
+	for i := range ps {
+		ps[i] = synth.Vector(dim, uint64(i*97), 0.3, 1000+uint64(i))
+	}
+	for _, n := range []int{100_000, 220_000} {
+		g, rows := identityRows(n, dim)
+		for _, window := range []time.Duration{-1, 5 * time.Millisecond, 10 * time.Millisecond, 0} {
+			e := vectorstore.NewExact(vectorstore.ExactConfig{Window: window})
+			e.Add(rows...)
+			name := map[time.Duration]string{-1: "off", 0: "20ms(default)"}[window]
+			if name == "" {
+				name = window.String()
+			}
+			for _, rate := range []int{1000, 2000} {
+				b.Run(fmt.Sprintf("n=%d/rate=%d/window=%s", n, rate, name), func(b *testing.B) {
+					searchAtRate(b, e, g, rate, ps)
+				})
+			}
+		}
+	}
+}
+
+// searchAtRate sends b.N identifies at rate per second, each in its own
+// goroutine, and reports CPU per identify, mean batch and latency.
+func searchAtRate(b *testing.B, e *vectorstore.Exact, g engine.Gallery, rate int, probes []engine.Embedding) {
+	lat := make([]time.Duration, b.N)
+	var wg sync.WaitGroup
+	scans0, queries0 := e.Scans()
+	cpu0 := cpuTime()
+	b.ResetTimer()
+	start := time.Now()
+	for i := range b.N {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * time.Second / time.Duration(rate))))
+		wg.Go(func() {
+			t := time.Now()
+			if _, err := e.Nearest(context.Background(), g, probes[i%len(probes)], 1); err != nil {
+				b.Error(err)
+			}
+			lat[i] = time.Since(t)
+		})
+	}
+	wg.Wait()
+	cpu := cpuTime() - cpu0
+	scans, queries := e.Scans()
+	slices.Sort(lat)
+	b.ReportMetric(cpu.Seconds()*1e6/float64(b.N), "cpu-µs/query")
+	b.ReportMetric(float64(queries-queries0)/float64(max(scans-scans0, 1)), "batch")
+	b.ReportMetric(float64(lat[b.N/2].Microseconds())/1e3, "p50-ms")
+	b.ReportMetric(float64(lat[b.N*99/100].Microseconds())/1e3, "p99-ms")
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "queries/s")
 }

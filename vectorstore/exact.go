@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/batch"
@@ -40,6 +41,7 @@ type Exact struct {
 	workers   int
 	maxBatch  int
 	noPrePass bool
+	window    time.Duration
 
 	mu        sync.RWMutex
 	galleries map[galleryKey]*matrix
@@ -65,14 +67,28 @@ type ExactConfig struct {
 	// NoPrePass turns off identify's pre-pass over the first half of each
 	// row (for side-by-side benchmarks and tests).
 	NoPrePass bool
+	// Window is the longest a pass that follows another waits for more
+	// probes (batch.Combiner.Window, up to windowScale times the last
+	// pass's duration): 0 means 20 ms; negative turns it off, so a pass
+	// takes only the probes waiting when the previous one ends.
+	Window time.Duration
 }
+
+// windowScale bounds a following pass's wait for more probes by the last
+// pass's duration: a pass over a large gallery reads every row whatever
+// its batch, so under load fewer, fuller passes save most of that cost,
+// while small galleries, scanned in microseconds, hardly wait.
+const windowScale = 4
 
 // NewExact returns an empty index.
 func NewExact(cfg ExactConfig) *Exact {
 	e := &Exact{galleries: map[galleryKey]*matrix{}, personKey: map[int64]galleryKey{}, workers: cfg.Workers,
-		maxBatch: cfg.MaxBatch, noPrePass: cfg.NoPrePass}
+		maxBatch: cfg.MaxBatch, noPrePass: cfg.NoPrePass, window: cfg.Window}
 	if e.maxBatch <= 0 {
 		e.maxBatch = 32
+	}
+	if e.window == 0 {
+		e.window = 20 * time.Millisecond
 	}
 	switch cfg.Int8 {
 	case "on":
@@ -292,6 +308,9 @@ func (e *Exact) newMatrix(dim int) *matrix {
 		m.prefix = dim / 2 &^ (prefixMin - 1)
 	}
 	m.scans = batch.New(e.maxBatch, func(qs []query) [][]engine.Match { return m.identify(qs, e.workers) })
+	if e.window > 0 {
+		m.scans.Window(windowScale, e.window)
+	}
 	return m
 }
 

@@ -89,9 +89,9 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 	// exact dedup (serve with the worker, worker, import), each process its own.
 	switch cfg.SearchBackend {
 	case "exact":
-		a.Mem = vectorstore.NewSynced(pg, vectorstore.ExactConfig{Int8: cfg.ExactInt8}, 0, log)
+		a.Mem = vectorstore.NewSynced(pg, vectorstore.ExactConfig{Int8: cfg.ExactInt8, Window: cfg.SearchWindow}, 0, log)
 	case "auto":
-		a.Mem = vectorstore.NewSynced(pg, vectorstore.ExactConfig{Int8: cfg.ExactInt8}, cfg.MemoryBudget, log)
+		a.Mem = vectorstore.NewSynced(pg, vectorstore.ExactConfig{Int8: cfg.ExactInt8, Window: cfg.SearchWindow}, cfg.MemoryBudget, log)
 	}
 	dedup.Mem = a.Mem
 	if search {

@@ -37,6 +37,9 @@ type Config struct {
 	SearchBackend    string // exact, pgvector, auto
 	MemoryBudget     int64  // bytes the in-memory index may use under auto
 	ExactInt8        string // auto, on, off
+	// SearchWindow is the longest an identify pass that follows another
+	// waits for more probes (vectorstore.ExactConfig.Window); negative: off.
+	SearchWindow     time.Duration
 	AdminToken       string // opens the queue dashboard at /admin/queues; empty: no dashboard
 	MasterKey        []byte // 32 bytes sealing the keys' v3 secrets; nil: no version 3
 	RatePerSecond    int    // per API key, across replicas; 0: no limit
@@ -86,6 +89,7 @@ var EnvDefaults = map[string]string{
 	"SEARCH_BACKEND":           "auto",
 	"SEARCH_MEMORY_BUDGET":     "8GiB",
 	"EXACT_INT8":               "auto",
+	"SEARCH_BATCH_WINDOW":      "20ms",
 	"ADMIN_TOKEN":              "",
 	"MASTER_KEY":               "",
 	"RATE_LIMIT_PER_SECOND":    "50",
@@ -190,6 +194,13 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c.ExactInt8 = env("EXACT_INT8")
 	if c.ExactInt8 != "auto" && c.ExactInt8 != "on" && c.ExactInt8 != "off" {
 		bad("EXACT_INT8", "want auto, on or off")
+	}
+	if w := env("SEARCH_BATCH_WINDOW"); w == "off" || w == "0" {
+		c.SearchWindow = -1
+	} else if d, err := time.ParseDuration(w); err != nil || d <= 0 || d > time.Second {
+		bad("SEARCH_BATCH_WINDOW", "want a duration up to 1s such as 20ms, or off")
+	} else {
+		c.SearchWindow = d
 	}
 	if c.MemoryBudget = parseBytes(env("SEARCH_MEMORY_BUDGET")); c.MemoryBudget <= 0 {
 		bad("SEARCH_MEMORY_BUDGET", "want a size such as 8GiB, 512MiB or a number of bytes")

@@ -4,6 +4,7 @@ import (
 	"os"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/biomatch/biomatch/engine"
 )
@@ -59,6 +60,7 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 		"VERSION_SECURITY_LEVELS": "FACE3_2=extreme",
 		"VERSION_MODELS":          "FACE3_2=web-sdk-9.9.9",
 		"CALIBRATION_FILE":        "/nonexistent/calibration.json",
+		"SEARCH_BATCH_WINDOW":     "2s",
 	} {
 		_, err := LoadConfig(func(k string) string {
 			if k == name {
@@ -87,6 +89,17 @@ func TestConfigErrorsNameTheVariable(t *testing.T) {
 	}
 	if cfg, _ := LoadConfig(func(string) string { return "" }); cfg.Engine.EnrollWait > MaxEnrollWait || cfg.Engine.EnrollWait.Seconds() > 4 {
 		t.Errorf("default ENROLL_WAIT %v, want at most 4 s", cfg.Engine.EnrollWait)
+	}
+	for value, want := range map[string]time.Duration{"": 20 * time.Millisecond, "5ms": 5 * time.Millisecond, "off": -1, "0": -1} {
+		cfg, err := LoadConfig(func(k string) string {
+			if k == "SEARCH_BATCH_WINDOW" {
+				return value
+			}
+			return ""
+		})
+		if err != nil || cfg.SearchWindow != want {
+			t.Errorf("SEARCH_BATCH_WINDOW=%q read as %v, %v; want %v", value, cfg.SearchWindow, err, want)
+		}
 	}
 	for _, value := range []string{"FACE3_1=1.5/0.5", "FACE3_1=0.5/-2", "FACE3_1=0.5/0.5,FACE3_2=7/0"} {
 		_, err := LoadConfig(func(k string) string {

@@ -2,12 +2,16 @@
 // a function runs, the items that arrive wait, and the next call takes
 // them all (flat combining). Under load the cost of a call is shared by
 // many items; alone, an item runs at once, with no window to wait out.
+// A Combiner with a window (Window) lets a call that follows another wait
+// a little longer for its batch to fill, for functions whose cost per call
+// dwarfs their cost per item.
 package batch
 
 import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Combiner runs fn over the items its callers submit. fn gets up to max
@@ -17,15 +21,23 @@ type Combiner[T, R any] struct {
 	fn  func([]T) []R
 	max int
 
-	mu      sync.Mutex // guards waiting and running
+	// scale and limit set the window (see Window); last is the previous
+	// call's duration, read and written only by the running call.
+	scale float64
+	limit time.Duration
+	last  time.Duration
+
+	mu      sync.Mutex // guards waiting, running and full
 	waiting []*pending[T, R]
 	running bool
+	full    chan struct{} // closed when max items wait, while a run lingers
 
 	runs, items atomic.Int64
 }
 
 type pending[T, R any] struct {
 	item T
+	at   time.Time
 	done chan R // buffered: a run never blocks on a caller that left
 }
 
@@ -34,20 +46,38 @@ func New[T, R any](limit int, fn func([]T) []R) *Combiner[T, R] {
 	return &Combiner[T, R]{fn: fn, max: max(limit, 1)}
 }
 
+// Window makes a call that follows another (its items arrived while one
+// ran) start only once max items wait or its first item has waited scale
+// times as long as the previous call took, but never longer than limit.
+// A call that finds the Combiner idle still starts at once. For fn whose
+// cost is mostly per call: under load, calls are fewer and take more
+// items each, at the price of that wait. Call before the first Do.
+func (c *Combiner[T, R]) Window(scale float64, limit time.Duration) *Combiner[T, R] {
+	c.scale, c.limit = scale, limit
+	return c
+}
+
 // Do submits item and returns its result, or ctx's error if ctx ends
 // first (the item may still be run). The caller that finds fn idle runs
 // the batch holding its own item; items that arrive meanwhile are run by
 // a goroutine of their own, so no caller serves others for long.
 func (c *Combiner[T, R]) Do(ctx context.Context, item T) (R, error) {
 	p := &pending[T, R]{item: item, done: make(chan R, 1)}
+	if c.scale > 0 {
+		p.at = time.Now()
+	}
 	c.mu.Lock()
 	c.waiting = append(c.waiting, p)
+	if c.full != nil && len(c.waiting) >= c.max {
+		close(c.full)
+		c.full = nil
+	}
 	lead := !c.running
 	c.running = true
 	c.mu.Unlock()
-	if lead && c.runNext() {
+	if lead && c.runNext(false) {
 		go func() {
-			for c.runNext() {
+			for c.runNext(true) {
 			}
 		}()
 	}
@@ -72,9 +102,26 @@ func DoErr[T any](ctx context.Context, c *Combiner[T, error], item T) error {
 
 // runNext runs fn over up to max waiting items and reports whether more
 // are waiting (the caller then runs again); when none are, the Combiner
-// is idle again.
-func (c *Combiner[T, R]) runNext() bool {
+// is idle again. follow: the call follows another, so it may linger
+// (Window).
+func (c *Combiner[T, R]) runNext(follow bool) bool {
 	c.mu.Lock()
+	if follow && c.scale > 0 && len(c.waiting) < c.max {
+		wait := min(time.Duration(c.scale*float64(c.last)), c.limit)
+		if d := time.Until(c.waiting[0].at.Add(wait)); d > 0 {
+			full := make(chan struct{})
+			c.full = full
+			c.mu.Unlock()
+			t := time.NewTimer(d)
+			select {
+			case <-full:
+			case <-t.C:
+			}
+			t.Stop()
+			c.mu.Lock()
+			c.full = nil
+		}
+	}
 	n := min(len(c.waiting), c.max)
 	batch := c.waiting[:n:n]
 	c.waiting = c.waiting[n:]
@@ -86,7 +133,10 @@ func (c *Combiner[T, R]) runNext() bool {
 		}
 		c.runs.Add(1)
 		c.items.Add(int64(n))
-		for i, r := range c.fn(items) {
+		start := time.Now()
+		results := c.fn(items)
+		c.last = time.Since(start)
+		for i, r := range results {
 			batch[i].done <- r
 		}
 	}
