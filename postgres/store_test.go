@@ -304,3 +304,61 @@ func TestPersonLookupsCombine(t *testing.T) {
 		t.Errorf("21 lookups, 20 of them waiting together, took %d queries (%d lookups); want 2", queries, lookups)
 	}
 }
+
+// TestPendingReadStartsAtLastBatch: a gallery's read of pending enrolls
+// starts a little before the oldest request its previous batch in this
+// process took, so it does not step over the index entries of every
+// request finished since the last vacuum. A request stamped earlier than
+// that is not in the batch but is still decided by its own task (found
+// by its id); another process (a Store of its own) reads from the start.
+func TestPendingReadStartsAtLastBatch(t *testing.T) {
+	pool, pg, p := newStore(t)
+	ctx := context.Background()
+	create := func(id string, age time.Duration) {
+		r := engine.EnrollRequest{ID: id, Gallery: gallery, RequestID: id,
+			Templates: []engine.Embedding{synth.Vector(128, 1, 0, 0)}, State: engine.Pending}
+		if err := p.CreateEnrollRequest(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pool.Exec(ctx, `UPDATE enroll_requests SET created_at = now() - $2::interval WHERE id = $1`,
+			id, fmt.Sprintf("%d seconds", int(age.Seconds()))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	pending := func(s *postgres.Store) (ids []string) {
+		t.Helper()
+		err := s.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
+			rs, err := tx.LockPendingEnrolls(ctx, gallery, "", 64)
+			for _, r := range rs {
+				ids = append(ids, r.ID)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return ids
+	}
+	create("recent", 10*time.Second)
+	create("newest", 0)
+	if got := pending(p); !slices.Equal(got, []string{"recent", "newest"}) {
+		t.Fatalf("first batch read %v; want [recent newest]", got)
+	}
+	create("straggler", time.Hour) // stamped long before the batch's oldest
+	if got := pending(p); !slices.Equal(got, []string{"recent", "newest"}) {
+		t.Errorf("second batch read %v; want [recent newest], not the straggler before them", got)
+	}
+	err := p.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
+		r, err := tx.LockEnrollRequest(ctx, "straggler")
+		if err == nil && r.State != engine.Pending {
+			err = fmt.Errorf("state %q", r.State)
+		}
+		return err
+	})
+	if err != nil {
+		t.Errorf("the straggler's own task cannot take it: %v", err)
+	}
+	if got := pending(postgres.NewStore(pool, pg)); !slices.Equal(got, []string{"straggler", "recent", "newest"}) {
+		t.Errorf("another process's first batch read %v; want all three, oldest first", got)
+	}
+}
