@@ -689,8 +689,8 @@ type galleryTx struct {
 	tx          pgx.Tx
 	search      TxSearcher
 	pendingFrom *sync.Map // the Store's
-	seq    int64   // the gallery's change sequence when the lock was taken
-	added  []added // templates this transaction wrote, not yet in any index
+	seq         int64     // the gallery's change sequence when the lock was taken
+	added       []added   // templates this transaction wrote, not yet in any index
 	// What it changed in the gallery, for OwnWrites: its last change
 	// sequence, the new persons' templates, and whether it changed
 	// anything else.
