@@ -69,10 +69,13 @@ type ExactConfig struct {
 	NoPrePass bool
 	// Window is the longest a pass that follows another waits for more
 	// probes (batch.Combiner.Window, up to windowScale times the last
-	// pass's duration): 0 means 20 ms; negative turns it off, so a pass
-	// takes only the probes waiting when the previous one ends.
+	// pass's duration): 0 means DefaultWindow; negative turns it off, so a
+	// pass takes only the probes waiting when the previous one ends.
 	Window time.Duration
 }
+
+// DefaultWindow is ExactConfig.Window's default.
+const DefaultWindow = 20 * time.Millisecond
 
 // windowScale bounds a following pass's wait for more probes by the last
 // pass's duration: a pass over a large gallery reads every row whatever
@@ -88,7 +91,7 @@ func NewExact(cfg ExactConfig) *Exact {
 		e.maxBatch = 32
 	}
 	if e.window == 0 {
-		e.window = 20 * time.Millisecond
+		e.window = DefaultWindow
 	}
 	switch cfg.Int8 {
 	case "on":

@@ -14,6 +14,7 @@ import (
 
 	"github.com/biomatch/biomatch/calibration"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/vectorstore"
 )
 
 // Config is every environment variable the service reads. Each has a
@@ -89,7 +90,7 @@ var EnvDefaults = map[string]string{
 	"SEARCH_BACKEND":           "auto",
 	"SEARCH_MEMORY_BUDGET":     "8GiB",
 	"EXACT_INT8":               "auto",
-	"SEARCH_BATCH_WINDOW":      "20ms",
+	"SEARCH_BATCH_WINDOW":      vectorstore.DefaultWindow.String(),
 	"ADMIN_TOKEN":              "",
 	"MASTER_KEY":               "",
 	"RATE_LIMIT_PER_SECOND":    "50",
