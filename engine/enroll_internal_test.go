@@ -1,7 +1,10 @@
 package engine
 
 import (
+	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -58,5 +61,61 @@ func TestRecentIDsForgetsTheOldest(t *testing.T) {
 	}
 	if len(r.ids) != recentIDsKept {
 		t.Errorf("%d ids held, want at most %d", len(r.ids), recentIDsKept)
+	}
+}
+
+// slowSizes is a Store whose GallerySize counts its calls and answers when
+// released; nothing else of it is called.
+type slowSizes struct {
+	Store
+	calls   atomic.Int32
+	release chan struct{}
+}
+
+func (s *slowSizes) GallerySize(ctx context.Context, g Gallery) (int, error) {
+	s.calls.Add(1)
+	<-s.release
+	return 100_000, nil
+}
+
+// TestGallerySizeSharesOneQuery: the requests that find a gallery's size
+// missing (or expired) share one count query instead of each taking a
+// connection, and a write this Service made is counted by a new query.
+func TestGallerySizeSharesOneQuery(t *testing.T) {
+	store := &slowSizes{release: make(chan struct{})}
+	s := &Service{store: store}
+	g := Gallery{Tenant: "t", Version: "FACE3_1"}
+	const callers = 50
+	var wg sync.WaitGroup
+	sizes := make([]int, callers)
+	for i := range callers {
+		wg.Go(func() {
+			n, err := s.gallerySize(context.Background(), g)
+			if err != nil {
+				t.Error(err)
+			}
+			sizes[i] = n
+		})
+	}
+	for store.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the others arrive while it runs
+	close(store.release)
+	wg.Wait()
+	if n := store.calls.Load(); n != 1 {
+		t.Errorf("%d callers made %d count queries, want 1", callers, n)
+	}
+	for i, n := range sizes {
+		if n != 100_000 {
+			t.Fatalf("caller %d got size %d, want 100000", i, n)
+		}
+	}
+	if _, err := s.gallerySize(context.Background(), g); err != nil || store.calls.Load() != 1 {
+		t.Errorf("a fresh size was queried again (%d queries, %v)", store.calls.Load(), err)
+	}
+	s.forgetSize(g)
+	if _, err := s.gallerySize(context.Background(), g); err != nil || store.calls.Load() != 2 {
+		t.Errorf("after this Service's write the size was not counted again (%d queries, %v)", store.calls.Load(), err)
 	}
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"golang.org/x/sync/singleflight"
 )
 
 // Levels turns security levels into cosine thresholds through the
@@ -126,10 +128,14 @@ func (s *Service) bareThreshold(version string) (Thresholds, bool) {
 // threshold only logarithmically.
 const sizeTTL = 5 * time.Second
 
+// sizeQueryTimeout bounds the count query the callers share.
+const sizeQueryTimeout = 5 * time.Second
+
 // gallerySizes caches the template count of each gallery.
 type gallerySizes struct {
-	mu sync.Mutex
-	m  map[Gallery]sizeAt
+	mu       sync.Mutex
+	m        map[Gallery]sizeAt
+	inflight singleflight.Group // one count query per gallery at a time
 }
 
 type sizeAt struct {
@@ -137,16 +143,23 @@ type sizeAt struct {
 	at time.Time
 }
 
+func sizeKey(g Gallery) string { return g.Tenant + "\x00" + g.Version }
+
 // forgetSize drops g's cached size after this Service changed the gallery,
 // so its next decision counts what it just wrote (other processes' writes
-// show within sizeTTL).
+// show within sizeTTL): a count already running may predate the write, so
+// the next caller starts its own.
 func (s *Service) forgetSize(g Gallery) {
 	s.sizes.mu.Lock()
 	delete(s.sizes.m, g)
 	s.sizes.mu.Unlock()
+	s.sizes.inflight.Forget(sizeKey(g))
 }
 
 // gallerySize returns g's template count (at least 1), at most sizeTTL old.
+// When the cached count expires, the requests that find it so share one
+// query: under load they would otherwise each take a connection at once
+// (and the pool open new ones, seconds of CPU on a small machine).
 func (s *Service) gallerySize(ctx context.Context, g Gallery) (int, error) {
 	s.sizes.mu.Lock()
 	c, ok := s.sizes.m[g]
@@ -154,6 +167,20 @@ func (s *Service) gallerySize(ctx context.Context, g Gallery) (int, error) {
 	if ok && time.Since(c.at) < sizeTTL {
 		return c.n, nil
 	}
+	v, err, _ := s.sizes.inflight.Do(sizeKey(g), func() (any, error) {
+		// Shared by every waiter: one leaving does not cancel it.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sizeQueryTimeout)
+		defer cancel()
+		return s.countTemplates(ctx, g)
+	})
+	if err != nil {
+		return 0, err
+	}
+	return v.(int), nil
+}
+
+// countTemplates reads g's template count from the Store and caches it.
+func (s *Service) countTemplates(ctx context.Context, g Gallery) (int, error) {
 	n, err := s.store.GallerySize(ctx, g)
 	if err != nil {
 		return 0, err
