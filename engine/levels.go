@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/singleflight"
 )
 
 // Levels turns security levels into cosine thresholds through the
@@ -128,14 +126,15 @@ func (s *Service) bareThreshold(version string) (Thresholds, bool) {
 // threshold only logarithmically.
 const sizeTTL = 5 * time.Second
 
-// sizeQueryTimeout bounds the count query the callers share.
+// sizeQueryTimeout bounds the count query the callers share (none of
+// them cancels it by leaving).
 const sizeQueryTimeout = 5 * time.Second
 
 // gallerySizes caches the template count of each gallery.
 type gallerySizes struct {
-	mu       sync.Mutex
-	m        map[Gallery]sizeAt
-	inflight singleflight.Group // one count query per gallery at a time
+	mu    sync.Mutex
+	m     map[Gallery]sizeAt
+	calls map[Gallery]*sizeCall // the count query running for a gallery
 }
 
 type sizeAt struct {
@@ -143,54 +142,72 @@ type sizeAt struct {
 	at time.Time
 }
 
-func sizeKey(g Gallery) string { return g.Tenant + "\x00" + g.Version }
+// sizeCall is one count query, shared by the callers that wait for it.
+type sizeCall struct {
+	done chan struct{} // closed when n and err are set
+	n    int
+	err  error
+}
 
 // forgetSize drops g's cached size after this Service changed the gallery,
 // so its next decision counts what it just wrote (other processes' writes
 // show within sizeTTL): a count already running may predate the write, so
-// the next caller starts its own.
+// it is neither cached nor joined.
 func (s *Service) forgetSize(g Gallery) {
 	s.sizes.mu.Lock()
 	delete(s.sizes.m, g)
+	delete(s.sizes.calls, g)
 	s.sizes.mu.Unlock()
-	s.sizes.inflight.Forget(sizeKey(g))
 }
 
 // gallerySize returns g's template count (at least 1), at most sizeTTL old.
-// When the cached count expires, the requests that find it so share one
-// query: under load they would otherwise each take a connection at once
-// (and the pool open new ones, seconds of CPU on a small machine).
+// The callers that find it missing or expired share one query: under load
+// they would otherwise each take a connection at once, and the pool open
+// new ones (tenths of a second of the machine's CPU when it is small).
 func (s *Service) gallerySize(ctx context.Context, g Gallery) (int, error) {
 	s.sizes.mu.Lock()
-	c, ok := s.sizes.m[g]
-	s.sizes.mu.Unlock()
-	if ok && time.Since(c.at) < sizeTTL {
+	if c, ok := s.sizes.m[g]; ok && time.Since(c.at) < sizeTTL {
+		s.sizes.mu.Unlock()
 		return c.n, nil
 	}
-	v, err, _ := s.sizes.inflight.Do(sizeKey(g), func() (any, error) {
-		// Shared by every waiter: one leaving does not cancel it.
-		ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), sizeQueryTimeout)
-		defer cancel()
-		return s.countTemplates(ctx, g)
-	})
-	if err != nil {
-		return 0, err
+	call, running := s.sizes.calls[g]
+	if !running {
+		call = &sizeCall{done: make(chan struct{})}
+		if s.sizes.calls == nil {
+			s.sizes.calls = map[Gallery]*sizeCall{}
+		}
+		s.sizes.calls[g] = call
 	}
-	return v.(int), nil
+	s.sizes.mu.Unlock()
+	if !running {
+		go s.countTemplates(context.WithoutCancel(ctx), g, call)
+	}
+	select {
+	case <-call.done:
+		return call.n, call.err
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	}
 }
 
-// countTemplates reads g's template count from the Store and caches it.
-func (s *Service) countTemplates(ctx context.Context, g Gallery) (int, error) {
+// countTemplates runs call: it reads g's template count from the Store
+// and caches it, unless forgetSize dropped the call meanwhile.
+func (s *Service) countTemplates(ctx context.Context, g Gallery, call *sizeCall) {
+	ctx, cancel := context.WithTimeout(ctx, sizeQueryTimeout)
+	defer cancel()
 	n, err := s.store.GallerySize(ctx, g)
-	if err != nil {
-		return 0, err
-	}
 	n = max(n, 1)
 	s.sizes.mu.Lock()
-	if s.sizes.m == nil {
-		s.sizes.m = map[Gallery]sizeAt{}
+	if s.sizes.calls[g] == call {
+		delete(s.sizes.calls, g)
+		if err == nil {
+			if s.sizes.m == nil {
+				s.sizes.m = map[Gallery]sizeAt{}
+			}
+			s.sizes.m[g] = sizeAt{n, time.Now()}
+		}
 	}
-	s.sizes.m[g] = sizeAt{n, time.Now()}
 	s.sizes.mu.Unlock()
-	return n, nil
+	call.n, call.err = n, err
+	close(call.done)
 }
