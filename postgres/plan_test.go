@@ -7,6 +7,7 @@ import (
 
 	"github.com/biomatch/biomatch/internal/testenv"
 	"github.com/biomatch/biomatch/postgres"
+	"github.com/jackc/pgx/v5"
 )
 
 // TestPendingEnrollsPlanWithStaleStatistics: a worker's batch reads the
@@ -86,5 +87,41 @@ func TestPendingEnrollsPlanWithStaleStatistics(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLeanStatistics: every column of the wide, busy tables keeps a small
+// statistics target (migration 00014), so autovacuum's ANALYZE samples
+// 3,000 rows, not 30,000, and none of a template; a column added later
+// without one fails here.
+func TestLeanStatistics(t *testing.T) {
+	pool := testenv.NewPool(t)
+	rows, err := pool.Query(context.Background(), `
+		SELECT a.attrelid::regclass::text, a.attname, coalesce(a.attstattarget, -1)::int, format_type(a.atttypid, a.atttypmod)
+		FROM pg_attribute a
+		WHERE a.attrelid IN ('templates'::regclass, 'enroll_requests'::regclass, 'persons'::regclass)
+			AND a.attnum > 0 AND NOT a.attisdropped`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var table, column, typ string
+	var target int
+	seen := 0
+	_, err = pgx.ForEachRow(rows, []any{&table, &column, &target, &typ}, func() error {
+		seen++
+		want := 10
+		if typ == "vector" || typ == "real[]" {
+			want = 0
+		}
+		if target != want {
+			t.Errorf("%s.%s (%s): statistics target %d, want %d", table, column, typ, target, want)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if seen < 30 {
+		t.Errorf("read %d columns of the three tables, want all of them (31)", seen)
 	}
 }
