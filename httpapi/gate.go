@@ -17,6 +17,7 @@ import (
 
 	"github.com/biomatch/biomatch/crypto"
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/httpapi/body"
 	"github.com/biomatch/biomatch/metrics"
 )
 
@@ -34,7 +35,7 @@ const Freshness = 120 * time.Second
 // nodeCall is an authenticated, parsed /node request: what the gate leaves
 // in the context for the handler (callFrom).
 type nodeCall struct {
-	req      nodeRequest
+	req      body.Node
 	key      engine.Key
 	apiKey   string // v1/v2: the clear key from the body
 	enc      crypto.Version
@@ -81,7 +82,7 @@ func (g gate) handler() gin.HandlerFunc {
 
 func (g gate) admit(c *gin.Context) (*nodeCall, bool) {
 	call := &nodeCall{plain: g.plain}
-	body, err := readBody(c)
+	raw, err := readBody(c)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -91,7 +92,7 @@ func (g gate) admit(c *gin.Context) (*nodeCall, bool) {
 		}
 		return nil, false
 	}
-	if err := decodeJSON(body, &call.req); err != nil {
+	if err := body.DecodeNode(raw, &call.req); err != nil {
 		c.JSON(http.StatusBadRequest, statusReply{-2, "malformed JSON body: " + err.Error()})
 		return nil, false
 	}
@@ -360,15 +361,15 @@ func (g gate) openSealed(c *gin.Context, call *nodeCall) bool {
 			return false
 		}
 	}
-	var in v3Request
-	if err := decodeJSON(plain, &in); err != nil {
+	var in body.V3
+	if err := body.DecodeNode(plain, &in); err != nil {
 		c.JSON(http.StatusBadRequest, statusReply{-2, "malformed sealed JSON: " + err.Error()})
 		return false
 	}
 	call.key, call.features = key, in.Features
-	call.req = nodeRequest{UserIdentifier: in.UserIdentifier, K: in.K, PUID: in.PUID, PUIDList: in.PUIDList}
-	c.Set(ctxSealer, func(status int, body []byte) (string, error) {
-		return crypto.SealV3Response(secret, nonce, status, body)
+	call.req = body.Node{UserIdentifier: in.UserIdentifier, K: in.K, PUID: in.PUID, PUIDList: in.PUIDList}
+	c.Set(ctxSealer, func(status int, reply []byte) (string, error) {
+		return crypto.SealV3Response(secret, nonce, status, reply)
 	})
 	return true
 }

@@ -8,9 +8,9 @@ import (
 	"net/http"
 
 	"github.com/gin-gonic/gin"
-	jsonv2 "github.com/go-json-experiment/json"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/httpapi/body"
 )
 
 // problem is an RFC 9457 problem details object: every /v1 error.
@@ -28,9 +28,9 @@ func problemType(code string) string { return "https://biomatch.dev/problems/" +
 // writeProblem answers a problem+json reply and stops the chain.
 func writeProblem(c *gin.Context, status int, code, detail string) {
 	c.Header("Content-Type", "application/problem+json")
-	body, _ := json.Marshal(problem{Type: problemType(code), Title: http.StatusText(status), Status: status,
+	doc, _ := json.Marshal(problem{Type: problemType(code), Title: http.StatusText(status), Status: status,
 		Detail: detail, Instance: "urn:request:" + c.GetString(ctxRequestID)})
-	c.Data(status, "application/problem+json", body)
+	c.Data(status, "application/problem+json", doc)
 	c.Abort()
 }
 
@@ -81,19 +81,9 @@ func bindJSON(c *gin.Context, v any) bool {
 		}
 		return false
 	}
-	if err := decodeStrict(raw, v); err != nil {
+	if err := body.DecodeStrict(raw, v); err != nil {
 		writeProblem(c, http.StatusBadRequest, "invalid-input", err.Error())
 		return false
 	}
 	return true
-}
-
-// decodeStrict decodes one JSON object into v, refusing unknown fields,
-// trailing data and duplicate names (names match exactly); errors never
-// echo the input.
-func decodeStrict(raw []byte, v any) error {
-	if err := jsonv2.Unmarshal(raw, v, jsonv2.RejectUnknownMembers(true)); err != nil {
-		return errors.New(jsonProblem(err))
-	}
-	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/httpapi/body"
 )
 
 // The native API, /v1: JSON in and out, errors as RFC 9457 problems, the
@@ -108,14 +109,6 @@ func addV1(r *gin.Engine, g gate, svc *engine.Service, creds Credentials, search
 
 // ---- wire types ----
 
-// SessionRequest is POST /v1/sessions.
-type SessionRequest struct {
-	Operations     []string `json:"operations"`
-	UserIdentifier string   `json:"user_identifier,omitempty"`
-	MaxUses        *int     `json:"max_uses,omitempty"`    // default 10
-	TTLSeconds     *int     `json:"ttl_seconds,omitempty"` // default 600
-}
-
 type sessionReply struct {
 	ID             string    `json:"id"`
 	Key            string    `json:"key"`
@@ -180,20 +173,6 @@ func toDecisionJSON(d engine.Decision) decisionJSON {
 	return out
 }
 
-type probeRequest struct {
-	Embedding     []float64 `json:"embedding"`
-	K             int       `json:"k,omitempty"`
-	Person        string    `json:"person,omitempty"` // verify: puid or user_identifier
-	SecurityLevel string    `json:"security_level,omitempty"`
-}
-
-type enrollRequest struct {
-	// Embeddings are one or more frames of one person (Embedding: one).
-	Embedding      []float64   `json:"embedding,omitempty"`
-	Embeddings     [][]float64 `json:"embeddings,omitempty"`
-	UserIdentifier string      `json:"user_identifier,omitempty"`
-}
-
 type candidateJSON struct {
 	Person personJSON `json:"person"`
 	Score  float64    `json:"score"`
@@ -203,7 +182,7 @@ type candidateJSON struct {
 
 func handleCreateSession(sessions Credentials) gin.HandlerFunc {
 	return func(c *gin.Context) {
-		var req SessionRequest
+		var req body.Session
 		if !bindJSON(c, &req) {
 			return
 		}
@@ -370,7 +349,7 @@ func handleV1Enroll(svc *engine.Service) gin.HandlerFunc {
 		if !ok {
 			return
 		}
-		var req enrollRequest
+		var req body.Enroll
 		if !bindJSON(c, &req) {
 			return
 		}
@@ -400,8 +379,8 @@ func handleV1Enroll(svc *engine.Service) gin.HandlerFunc {
 }
 
 // v1Probe reads a probe request; on failure it has answered.
-func v1Probe(c *gin.Context, svc *engine.Service) (probeRequest, engine.Embedding, string, bool) {
-	var req probeRequest
+func v1Probe(c *gin.Context, svc *engine.Service) (body.Probe, engine.Embedding, string, bool) {
+	var req body.Probe
 	if !bindJSON(c, &req) {
 		return req, nil, "", false
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/biomatch/biomatch/engine"
+	"github.com/biomatch/biomatch/httpapi/body"
 	"github.com/biomatch/biomatch/webhook"
 )
 
@@ -26,11 +27,6 @@ type Webhooks interface {
 
 // maxWebhooks is how many endpoints one tenant may register.
 const maxWebhooks = 20
-
-type webhookRequest struct {
-	URL    string   `json:"url"`
-	Events []string `json:"events"`
-}
 
 type endpointJSON struct {
 	ID        string    `json:"id"`
@@ -59,7 +55,7 @@ type deliveryJSON struct {
 
 func addWebhooks(r *gin.RouterGroup, hooks Webhooks, policy webhook.Policy) {
 	r.POST("", func(c *gin.Context) {
-		var req webhookRequest
+		var req body.Webhook
 		if !bindJSON(c, &req) {
 			return
 		}

@@ -2,20 +2,14 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"os"
 	"path/filepath"
-	"regexp"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/schollz/progressbar/v3"
@@ -23,13 +17,9 @@ import (
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/app"
+	"github.com/biomatch/biomatch/internal/importfile"
 	"github.com/biomatch/biomatch/postgres"
 )
-
-// itemReader yields import items; io.EOF ends.
-type itemReader interface {
-	next() (engine.ImportItem, error)
-}
 
 func runImport(ctx context.Context, config func() (app.Config, error), args []string, std stdio) error {
 	stderr := std.err
@@ -58,7 +48,7 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 		cfg.SearchBackend = "auto"
 	}
 	path := fs.Arg(0)
-	r, total, err := openItems(path, *ids)
+	r, total, err := importfile.Open(path, *ids)
 	if err != nil {
 		return err
 	}
@@ -83,7 +73,7 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 		}
 	}
 	for i := int64(0); i < done; i++ {
-		if _, err := r.next(); err != nil {
+		if _, err := r.Next(); err != nil {
 			return fmt.Errorf("resume: the file has fewer items than the checkpoint (%d): %w", done, err)
 		}
 	}
@@ -97,7 +87,7 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 	for {
 		items := make([]engine.ImportItem, 0, *batch)
 		for len(items) < *batch {
-			it, err := r.next()
+			it, err := r.Next()
 			if errors.Is(err, io.EOF) {
 				break
 			}
@@ -190,160 +180,6 @@ func (p *progress) finish() {
 		p.bar.Finish()
 		fmt.Fprintln(p.w)
 	}
-}
-
-// openItems opens a JSONL or .npy file and returns its reader and item count.
-func openItems(path, idsPath string) (itemReader, int64, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, 0, err
-	}
-	if strings.HasSuffix(path, ".npy") {
-		r, rows, err := openNPY(bufio.NewReaderSize(f, 1<<20), f.Name())
-		if err != nil {
-			return nil, 0, err
-		}
-		if idsPath != "" {
-			idf, err := os.Open(idsPath)
-			if err != nil {
-				return nil, 0, err
-			}
-			r.ids = bufio.NewScanner(idf)
-		}
-		return r, rows, nil
-	}
-	var total int64
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	for sc.Scan() {
-		if len(bytes.TrimSpace(sc.Bytes())) > 0 {
-			total++
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return nil, 0, err
-	}
-	f.Seek(0, io.SeekStart)
-	sc = bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	return &jsonlReader{sc: sc}, total, nil
-}
-
-type jsonlReader struct {
-	sc   *bufio.Scanner
-	line int
-}
-
-func (r *jsonlReader) next() (engine.ImportItem, error) {
-	for r.sc.Scan() {
-		r.line++
-		raw := bytes.TrimSpace(r.sc.Bytes())
-		if len(raw) == 0 {
-			continue
-		}
-		var rec struct {
-			ExternalID string    `json:"external_id"`
-			Embedding  []float64 `json:"embedding"`
-		}
-		if err := json.Unmarshal(raw, &rec); err != nil {
-			return engine.ImportItem{}, fmt.Errorf("line %d: not a JSON object with external_id and embedding", r.line)
-		}
-		return engine.ImportItem{ExternalID: rec.ExternalID, Vector: rec.Embedding}, nil
-	}
-	if err := r.sc.Err(); err != nil {
-		return engine.ImportItem{}, err
-	}
-	return engine.ImportItem{}, io.EOF
-}
-
-var npyHeader = regexp.MustCompile(`'descr':\s*'([<|]f[48])'.*'fortran_order':\s*(False|True).*'shape':\s*\((\d+),\s*(\d+),?\)`)
-
-type npyReader struct {
-	r        io.Reader
-	ids      *bufio.Scanner
-	rows     int64
-	dim      int
-	f64      bool
-	row      int64
-	rowBytes []byte
-}
-
-// openNPY reads the header of a 2-D little-endian float32/float64 C-order
-// .npy matrix; the rows follow. Hand-written on purpose: the maintained
-// reader (codeberg.org/sbinet/npyio v0.14) panics on a header without its
-// trailing newline and accepts negative shapes, and an import must answer
-// a malformed file with an error. FuzzOpenNPY holds this one to that.
-func openNPY(br io.Reader, name string) (*npyReader, int64, error) {
-	magic := make([]byte, 8)
-	if _, err := io.ReadFull(br, magic); err != nil || string(magic[:6]) != "\x93NUMPY" {
-		return nil, 0, fmt.Errorf("%s: not a .npy file", name)
-	}
-	var hlen int
-	switch magic[6] {
-	case 1:
-		var b [2]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return nil, 0, fmt.Errorf("%s: truncated header", name)
-		}
-		hlen = int(binary.LittleEndian.Uint16(b[:]))
-	case 2, 3:
-		var b [4]byte
-		if _, err := io.ReadFull(br, b[:]); err != nil {
-			return nil, 0, fmt.Errorf("%s: truncated header", name)
-		}
-		hlen = int(binary.LittleEndian.Uint32(b[:]))
-	default:
-		return nil, 0, fmt.Errorf("%s: .npy format version %d is not supported", name, magic[6])
-	}
-	if hlen > 1<<16 {
-		return nil, 0, fmt.Errorf("%s: a header of %d bytes is not a matrix's", name, hlen)
-	}
-	hdr := make([]byte, hlen)
-	if _, err := io.ReadFull(br, hdr); err != nil {
-		return nil, 0, fmt.Errorf("%s: truncated header", name)
-	}
-	m := npyHeader.FindSubmatch(hdr)
-	if m == nil || string(m[2]) == "True" {
-		return nil, 0, fmt.Errorf("%s: want a C-order 2-D float32 or float64 matrix, header %q", name, hdr)
-	}
-	rows, err1 := strconv.ParseInt(string(m[3]), 10, 64)
-	dim, err2 := strconv.Atoi(string(m[4]))
-	if err1 != nil || err2 != nil || dim < 1 || dim > 1<<16 {
-		return nil, 0, fmt.Errorf("%s: shape (%s, %s) is not one of templates", name, m[3], m[4])
-	}
-	r := &npyReader{r: br, rows: rows, dim: dim, f64: strings.HasSuffix(string(m[1]), "8")}
-	width := 4
-	if r.f64 {
-		width = 8
-	}
-	r.rowBytes = make([]byte, dim*width)
-	return r, rows, nil
-}
-
-func (r *npyReader) next() (engine.ImportItem, error) {
-	if r.row == r.rows {
-		return engine.ImportItem{}, io.EOF
-	}
-	if _, err := io.ReadFull(r.r, r.rowBytes); err != nil {
-		if errors.Is(err, io.EOF) { // no byte of the row: the file is shorter than its header says
-			err = io.ErrUnexpectedEOF
-		}
-		return engine.ImportItem{}, fmt.Errorf("row %d of %d: the file ends early (truncated?): %w", r.row+1, r.rows, err)
-	}
-	r.row++
-	v := make([]float64, r.dim)
-	for i := range v {
-		if r.f64 {
-			v[i] = math.Float64frombits(binary.LittleEndian.Uint64(r.rowBytes[8*i:]))
-		} else {
-			v[i] = float64(math.Float32frombits(binary.LittleEndian.Uint32(r.rowBytes[4*i:])))
-		}
-	}
-	it := engine.ImportItem{Vector: v}
-	if r.ids != nil && r.ids.Scan() {
-		it.ExternalID = strings.TrimSpace(r.ids.Text())
-	}
-	return it, nil
 }
 
 func runExport(ctx context.Context, config func() (app.Config, error), args []string, std stdio) error {

@@ -1,4 +1,4 @@
-package httpapi
+package body
 
 import (
 	"bytes"
@@ -22,7 +22,7 @@ func FuzzDecodeFeatures(f *testing.F) {
 	f.Add([]byte(`{"embedding_vector":[1],"embedding_vector":[2]}`))
 	f.Add([]byte(`[[[[[[`))
 	f.Fuzz(func(t *testing.T, plain []byte) {
-		frames, err := decodeFeatures(plain)
+		frames, err := DecodeFeatures(plain)
 		if err != nil {
 			if !errors.Is(err, engine.ErrInvalid) {
 				t.Fatalf("error %v does not wrap ErrInvalid", err)
@@ -40,8 +40,8 @@ func FuzzDecodeFeatures(f *testing.F) {
 // is valid JSON, an object, with no name twice, and none of the fields we
 // read twice in any case (K and k). An unknown name in two cases is
 // accepted: both are ignored, so the body cannot say two things we act on.
-// bound mirrors nodeRequest's fields as raw values: decoding one member
-// into it (with decodeJSON's rules) shows which field, if any, it binds.
+// bound mirrors Node's fields as raw values: decoding one member
+// into it (with DecodeNode's rules) shows which field, if any, it binds.
 type bound struct {
 	APIKey         jsontext.Value `json:"api_key"`
 	Features       jsontext.Value `json:"features"`
@@ -64,8 +64,8 @@ func FuzzNodeBody(f *testing.F) {
 	f.Add([]byte(`{"K":1e400}`))
 	f.Add([]byte(`{"sealed":"AAEC","x":{"y":1,"y":2}}`))
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var req nodeRequest
-		if err := decodeJSON(body, &req); err != nil {
+		var req Node
+		if err := DecodeNode(body, &req); err != nil {
 			return
 		}
 		if !json.Valid(body) {
@@ -121,9 +121,9 @@ func FuzzV1Body(f *testing.F) {
 	known := map[string]bool{"embedding": true, "embeddings": true, "k": true, "person": true, "security_level": true,
 		"user_identifier": true, "operations": true, "max_uses": true, "ttl_seconds": true, "url": true, "events": true}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		var targets = []any{&probeRequest{}, &enrollRequest{}, &SessionRequest{}, &webhookRequest{}}
+		var targets = []any{&Probe{}, &Enroll{}, &Session{}, &Webhook{}}
 		for _, v := range targets {
-			err := decodeStrict(body, v)
+			err := DecodeStrict(body, v)
 			if err != nil {
 				if len(body) >= 8 && strings.Contains(err.Error(), string(body)) {
 					t.Fatalf("error %q echoes the body", err)

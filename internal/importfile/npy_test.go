@@ -1,4 +1,4 @@
-package main
+package importfile
 
 import (
 	"bytes"
@@ -35,7 +35,7 @@ func FuzzOpenNPY(f *testing.F) {
 			return
 		}
 		for i := int64(0); i < min(rows, 100); i++ {
-			if _, err := r.next(); err != nil {
+			if _, err := r.Next(); err != nil {
 				if errors.Is(err, io.EOF) && i != rows {
 					t.Fatalf("EOF at row %d of %d", i, rows)
 				}
@@ -51,25 +51,25 @@ func TestOpenNPY(t *testing.T) {
 		t.Fatalf("openNPY = %d rows, %v", rows, err)
 	}
 	for want := range 2 {
-		it, err := r.next()
+		it, err := r.Next()
 		if err != nil || len(it.Vector) != 3 || it.Vector[0] != float64(3*want) {
 			t.Fatalf("row %d = %v, %v", want, it.Vector, err)
 		}
 	}
-	if _, err := r.next(); !errors.Is(err, io.EOF) {
+	if _, err := r.Next(); !errors.Is(err, io.EOF) {
 		t.Errorf("after the last row: %v, want EOF", err)
 	}
 	// A file shorter than its header says is an error, never a clean end
 	// (the import would stop early and report success).
 	file := npyFile(2, 3)
 	r, _, _ = openNPY(bytes.NewReader(file[:len(file)-12]), "short.npy")
-	r.next()
-	if _, err := r.next(); err == nil || errors.Is(err, io.EOF) {
+	r.Next()
+	if _, err := r.Next(); err == nil || errors.Is(err, io.EOF) {
 		t.Errorf("truncated file: %v, want an error that is not EOF", err)
 	}
 	r, _, _ = openNPY(bytes.NewReader(file[:len(file)-24]), "short.npy")
-	r.next()
-	if _, err := r.next(); err == nil || errors.Is(err, io.EOF) {
+	r.Next()
+	if _, err := r.Next(); err == nil || errors.Is(err, io.EOF) {
 		t.Errorf("file ending on a row boundary before its last row: %v, want an error that is not EOF", err)
 	}
 	// A header without its trailing newline (which crashes npyio) is read.
