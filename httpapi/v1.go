@@ -107,7 +107,7 @@ func addV1(r *gin.Engine, g gate, svc *engine.Service, creds Credentials, search
 	v1.DELETE("/persons/:puid", handleV1Delete(svc))
 }
 
-// ---- wire types ----
+// ---- reply types (request bodies: package body) ----
 
 type sessionReply struct {
 	ID             string    `json:"id"`
