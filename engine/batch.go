@@ -19,14 +19,12 @@ type NewPerson struct {
 	Templates []Embedding
 }
 
-// Scratch is an empty exact index of the templates one import batch writes,
-// so that each item is compared with the batch's earlier ones
-// (vectorstore.Exact). Not safe for concurrent use.
-type Scratch interface {
-	Index
-	// Insert adds a template of a person.
-	Insert(g Gallery, templateID, personID int64, e Embedding)
-}
+// PairsFunc compares the templates of one batch with each other: for
+// each probe i, the probes j < i scoring at least atLeast with it, as
+// Matches whose TemplateID is j (PersonID unset), best first, ties by j,
+// scored as an Index scores. So each item of a batch is compared with the
+// batch's earlier ones.
+type PairsFunc func(ctx context.Context, probes []Embedding, atLeast float64) ([][]Match, error)
 
 // Import decides and writes a batch of a bulk import in one gallery-locked
 // transaction, by the enroll's dedup rule (decideBatch), and records done
@@ -61,15 +59,15 @@ func (s *Service) Import(ctx context.Context, g Gallery, items []ImportItem, sou
 
 // batch decides many enrolls (or import items) of one gallery together,
 // under its lock: each item against the whole gallery (one batched search
-// for all templates of the batch) and against the batch's earlier items (a
-// Scratch index), by the dedup rule; then writes the new persons in bulk.
+// for all templates of the batch) and against the batch's earlier items
+// (one comparison of the batch's templates with each other, PairsFunc),
+// by the dedup rule; then writes the new persons in bulk.
 type batch struct {
 	s       *Service
 	tx      GalleryTx
 	g       Gallery
 	items   []batchItem
 	results []EnrollResult
-	scratch Scratch
 
 	created  []NewPerson // new persons, in item order; created[i] has stand-in id −(i+1) until written
 	ofItem   []int       // per item: index into created, or −1
@@ -86,7 +84,7 @@ type batchItem struct {
 }
 
 func (s *Service) newBatch(tx GalleryTx, g Gallery) *batch {
-	return &batch{s: s, tx: tx, g: g, scratch: s.newScratch(), existing: map[int64]*Person{}}
+	return &batch{s: s, tx: tx, g: g, existing: map[int64]*Person{}}
 }
 
 // decideAndWrite decides every item (results, in order) and writes.
@@ -109,10 +107,23 @@ func (b *batch) decide(ctx context.Context) error {
 			externals = append(externals, it.externalID)
 		}
 	}
-	gallery, err := b.tx.NearestBatch(ctx, b.g, probes, 1)
+	n, err := b.s.gallerySize(ctx, b.g)
 	if err != nil {
 		return err
 	}
+	dedup := b.s.decide(b.g.Version, b.s.dedupLevel(b.g.Version), n, true).Threshold
+	// Only a match at the threshold decides: the searches look for no other.
+	gallery, err := b.tx.NearestBatch(ctx, b.g, probes, 1, dedup)
+	if err != nil {
+		return err
+	}
+	pairs, err := b.s.batchPairs(ctx, probes, dedup)
+	if err != nil {
+		return err
+	}
+	// ofProbe is the person each probe was stored for by an earlier item of
+	// this batch (0: not stored): what the pairs of a later probe can match.
+	ofProbe := make([]int64, len(probes))
 	byExternal, err := b.tx.PersonsByExternalIDs(ctx, b.g, externals)
 	if err != nil {
 		return err
@@ -120,32 +131,28 @@ func (b *batch) decide(ctx context.Context) error {
 	newByExternal := map[string]int{} // external id → index into created
 	b.results = make([]EnrollResult, len(b.items))
 	b.ofItem = make([]int, len(b.items))
-	n, err := b.s.gallerySize(ctx, b.g)
-	if err != nil {
-		return err
-	}
-	dedup := b.s.decide(b.g.Version, b.s.dedupLevel(b.g.Version), n, true).Threshold
 	maxLevel := b.s.cfg.MaxTemplatesPerPerson
-	next := 0 // index into probes and gallery
-	var templateID int64
+	next := 0 // index into probes, gallery and pairs of the item's first template
 	for i, it := range b.items {
 		b.ofItem[i] = -1
 		if len(it.templates) == 0 {
 			continue
 		}
+		first := next
 		best := Match{Score: -2}
-		for _, t := range it.templates {
+		for range it.templates {
 			if ms := gallery[next]; len(ms) > 0 && ms[0].Score > best.Score {
 				best = ms[0]
 			}
+			for _, m := range pairs[next] {
+				if ofProbe[m.TemplateID] != 0 {
+					if m.Score > best.Score {
+						best = Match{TemplateID: m.TemplateID, PersonID: ofProbe[m.TemplateID], Score: m.Score}
+					}
+					break
+				}
+			}
 			next++
-			ms, err := b.scratch.Nearest(ctx, b.g, t, 1)
-			if err != nil {
-				return err
-			}
-			if len(ms) > 0 && ms[0].Score > best.Score {
-				best = ms[0]
-			}
 		}
 		var known *Person // the person of it.externalID, if any
 		if it.externalID != "" {
@@ -188,9 +195,8 @@ func (b *batch) decide(ctx context.Context) error {
 					np.Templates = append(np.Templates, add...)
 					p.EnrollLevel += len(add)
 				}
-				for _, t := range add {
-					templateID++
-					b.scratch.Insert(b.g, templateID, p.ID, t)
+				for t := range add {
+					ofProbe[first+t] = p.ID
 				}
 			}
 			b.results[i] = EnrollResult{Outcome: Existing, Person: *p, Score: RoundScore(best.Score)}
@@ -213,9 +219,8 @@ func (b *batch) decide(ctx context.Context) error {
 		if it.externalID != "" {
 			newByExternal[it.externalID] = j
 		}
-		for _, t := range ts {
-			templateID++
-			b.scratch.Insert(b.g, templateID, pendingID(j), t)
+		for t := range ts {
+			ofProbe[first+t] = pendingID(j)
 		}
 		b.ofItem[i] = j
 		b.results[i] = EnrollResult{Outcome: Created, Person: Person{EnrollLevel: len(ts)}, Score: RoundScore(consistency(ts))}
@@ -272,35 +277,21 @@ func (b *batch) write(ctx context.Context) error {
 	return b.tx.AuditAll(ctx, b.audit)
 }
 
-// newScratch returns the Scratch for one batch: Deps.NewScratch, else a
-// plain scan.
-func (s *Service) newScratch() Scratch {
-	if s.scratch != nil {
-		return s.scratch()
+// batchPairs is Deps.Pairs, else a plain scan.
+func (s *Service) batchPairs(ctx context.Context, probes []Embedding, atLeast float64) ([][]Match, error) {
+	if s.pairs != nil {
+		return s.pairs(ctx, probes, atLeast)
 	}
-	return &scanScratch{}
-}
-
-// scanScratch is a Scratch that scores every template (the engine's own
-// tests; the service uses vectorstore.Exact).
-type scanScratch struct {
-	rows []Match
-	embs []Embedding
-}
-
-func (s *scanScratch) Insert(g Gallery, templateID, personID int64, e Embedding) {
-	s.rows = append(s.rows, Match{TemplateID: templateID, PersonID: personID})
-	s.embs = append(s.embs, e)
-}
-
-func (s *scanScratch) Nearest(ctx context.Context, g Gallery, probe Embedding, k int) ([]Match, error) {
-	var ms []Match
-	for i, m := range s.rows {
-		if len(s.embs[i]) == len(probe) {
-			m.Score = Cosine(s.embs[i], probe)
-			ms = append(ms, m)
+	out := make([][]Match, len(probes))
+	for i, p := range probes {
+		for j, q := range probes[:i] {
+			if len(p) == len(q) {
+				if c := Cosine(p, q); c >= atLeast {
+					out[i] = append(out[i], Match{TemplateID: int64(j), Score: c})
+				}
+			}
 		}
+		slices.SortFunc(out[i], CompareMatches)
 	}
-	slices.SortFunc(ms, CompareMatches)
-	return ms[:min(k, len(ms))], nil
+	return out, nil
 }

@@ -129,6 +129,15 @@ func CompareMatches(a, b Match) int {
 	return cmp.Compare(a.TemplateID, b.TemplateID)
 }
 
+// AtLeast returns the leading matches of ms (in CompareMatches order)
+// that score at least min.
+func AtLeast(ms []Match, min float64) []Match {
+	for len(ms) > 0 && ms[len(ms)-1].Score < min {
+		ms = ms[:len(ms)-1]
+	}
+	return ms
+}
+
 // Key is an API key's record, never the key itself: who is calling, for
 // which tenant, under which policy.
 type Key struct {

@@ -479,10 +479,10 @@ func (stuckJobs) EnqueueEnroll(ctx context.Context, id string) error {
 	return ctx.Err()
 }
 
-func (t *memTx) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+func (t *memTx) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int, atLeast float64) ([][]engine.Match, error) {
 	out := make([][]engine.Match, len(probes))
 	for i, p := range probes {
-		out[i] = t.st.nearest(g, p, k)
+		out[i] = engine.AtLeast(t.st.nearest(g, p, k), atLeast)
 	}
 	return out, nil
 }

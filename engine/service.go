@@ -16,7 +16,7 @@ type Service struct {
 	follower Follower
 	finished Finished
 	jobs     Jobs
-	scratch  func() Scratch
+	pairs    PairsFunc
 	cfg      Config
 	cal      *Calibration
 	sizes    gallerySizes
@@ -36,10 +36,10 @@ type Deps struct {
 	// its request; nil: SubmitEnroll polls the Store.
 	Finished Finished
 	Jobs     Jobs
-	// NewScratch, when not nil, returns an empty exact index for one
-	// import batch (vectorstore.NewScratch); nil: a plain scan.
-	NewScratch func() Scratch
-	Log        *slog.Logger
+	// Pairs, when not nil, compares a batch's templates with each other
+	// (vectorstore.BatchPairs); nil: a plain scan.
+	Pairs PairsFunc
+	Log   *slog.Logger
 }
 
 // NewService returns a Service over its dependencies. Zero fields of cfg take
@@ -54,7 +54,7 @@ func NewService(d Deps, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{store: d.Store, index: d.Index, follower: d.Follower, finished: d.Finished, jobs: d.Jobs,
-		scratch: d.NewScratch, cfg: cfg.withDefaults(), cal: cal, log: d.Log}
+		pairs: d.Pairs, cfg: cfg.withDefaults(), cal: cal, log: d.Log}
 	l := cfg.Levels
 	for setting, name := range map[string]string{"match level": l.Match, "dedup level": l.Dedup} {
 		if err := s.CheckLevel(name); err != nil {

@@ -72,9 +72,11 @@ type GalleryTx interface {
 	Savepoint(ctx context.Context, fn func(ctx context.Context) error) error
 	// Nearest is Index.Nearest, seeing this transaction's own writes.
 	Nearest(ctx context.Context, g Gallery, probe Embedding, k int) ([]Match, error)
-	// NearestBatch is Nearest for each probe, in one pass where the index
-	// can (the in-memory index reads each template once for many probes).
-	NearestBatch(ctx context.Context, g Gallery, probes []Embedding, k int) ([][]Match, error)
+	// NearestBatch is Nearest for each probe, keeping the matches that
+	// score at least atLeast (−∞: all), in one pass where the index can
+	// (the in-memory index reads each template once for many probes, and
+	// reads less of those that cannot reach a high atLeast).
+	NearestBatch(ctx context.Context, g Gallery, probes []Embedding, k int, atLeast float64) ([][]Match, error)
 	// PersonsByExternalIDs returns the persons of g with those external ids.
 	PersonsByExternalIDs(ctx context.Context, g Gallery, externalIDs []string) (map[string]Person, error)
 	// CreatePersons writes new persons of g with their templates in bulk

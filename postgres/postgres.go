@@ -90,8 +90,9 @@ type TxSearcher interface {
 	// store adds the transaction's own writes to what it finds.
 	NearestIn(ctx context.Context, q Querier, g engine.Gallery, seq int64, probe engine.Embedding, k int) ([]engine.Match, error)
 	// NearestBatchIn is NearestIn for each probe (one pass over the
-	// templates where the index can).
-	NearestBatchIn(ctx context.Context, q Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int) ([][]engine.Match, error)
+	// templates where the index can), keeping the matches that score at
+	// least atLeast.
+	NearestBatchIn(ctx context.Context, q Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int, atLeast float64) ([][]engine.Match, error)
 	// EmbeddingArg encodes a template for the embedding column.
 	EmbeddingArg(e engine.Embedding) any
 }
@@ -798,7 +799,7 @@ func (t *galleryTx) Nearest(ctx context.Context, g engine.Gallery, probe engine.
 	return ms[:min(k, len(ms))], nil
 }
 
-func (t *galleryTx) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+func (t *galleryTx) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int, atLeast float64) ([][]engine.Match, error) {
 	if len(t.added) > 0 { // the per-probe path adds this transaction's writes
 		out := make([][]engine.Match, len(probes))
 		for i, p := range probes {
@@ -806,11 +807,11 @@ func (t *galleryTx) NearestBatch(ctx context.Context, g engine.Gallery, probes [
 			if err != nil {
 				return nil, err
 			}
-			out[i] = ms
+			out[i] = engine.AtLeast(ms, atLeast)
 		}
 		return out, nil
 	}
-	return t.search.NearestBatchIn(ctx, t.tx, g, t.seq, probes, k)
+	return t.search.NearestBatchIn(ctx, t.tx, g, t.seq, probes, k, atLeast)
 }
 
 func (t *galleryTx) PersonsByExternalIDs(ctx context.Context, g engine.Gallery, ids []string) (map[string]engine.Person, error) {

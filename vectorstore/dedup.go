@@ -29,30 +29,16 @@ type Dedup struct {
 
 	mu     sync.Mutex
 	behind map[engine.Gallery]int64 // the gallery's sequence the index last failed to reach in time
-	own    map[engine.Gallery]ownWrite
-}
-
-// ownWrite is a committed transaction's new persons (postgres.OwnWrites).
-type ownWrite struct {
-	from, to int64
-	rows     []postgres.NewTemplate
 }
 
 var _ postgres.OwnWrites = (*Dedup)(nil)
 
-// Committed implements postgres.OwnWrites: the gallery's next decision in
-// this process applies the rows to the in-memory index itself if the
-// gallery is still at change to then (its follower would, later).
+// Committed implements postgres.OwnWrites: the in-memory index takes the
+// rows from memory (Synced.Committed), not from PostgreSQL.
 func (d *Dedup) Committed(g engine.Gallery, from, to int64, rows []postgres.NewTemplate) {
-	if d.Mem == nil {
-		return
+	if d.Mem != nil {
+		d.Mem.Committed(g, from, to, rows)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	if d.own == nil {
-		d.own = map[engine.Gallery]ownWrite{}
-	}
-	d.own[g] = ownWrite{from, to, rows}
 }
 
 // NearestIn implements postgres.TxSearcher.
@@ -72,18 +58,18 @@ func (d *Dedup) NearestIn(ctx context.Context, q postgres.Querier, g engine.Gall
 
 // NearestBatchIn implements postgres.TxSearcher: one pass of the in-memory
 // index for all the probes, else the SQL scan per probe.
-func (d *Dedup) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+func (d *Dedup) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int, atLeast float64) ([][]engine.Match, error) {
 	wait := d.BatchWait
 	if wait <= 0 {
 		wait = 10 * time.Second
 	}
 	if d.current(ctx, g, seq, wait) {
-		return d.Mem.Exact.NearestBatch(ctx, g, probes, k)
+		return d.Mem.Exact.NearestBatch(ctx, g, probes, k, atLeast)
 	}
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
-	return d.PG.NearestBatchIn(ctx, q, g, seq, probes, k)
+	return d.PG.NearestBatchIn(ctx, q, g, seq, probes, k, atLeast)
 }
 
 // current reports whether the in-memory index reflects every change of g
@@ -95,7 +81,7 @@ func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64, wait t
 		late := d.behind[g] == seq && seq > 0 // this transaction's earlier items waited already
 		d.mu.Unlock()
 		if !late {
-			d.applyOwn(g, seq)
+			d.Mem.ApplyOwn(g, seq)
 			if d.Mem.WaitFor(ctx, g, seq, wait) == nil {
 				return true
 			}
@@ -115,22 +101,6 @@ func (d *Dedup) current(ctx context.Context, g engine.Gallery, seq int64, wait t
 		}
 	}
 	return false
-}
-
-// applyOwn gives the in-memory index this process's last committed write to
-// g when g is still at that write's change sequence (seq, read under g's
-// lock): then nothing else changed since, and the rows are g's current
-// state. Otherwise the write is left to the follower.
-func (d *Dedup) applyOwn(g engine.Gallery, seq int64) {
-	d.mu.Lock()
-	w, ok := d.own[g]
-	if ok && w.to <= seq {
-		delete(d.own, g)
-	}
-	d.mu.Unlock()
-	if ok && w.to == seq {
-		d.Mem.ApplyCommitted(g, w.from, w.to, w.rows)
-	}
 }
 
 // EmbeddingArg implements postgres.TxSearcher.

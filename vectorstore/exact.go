@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"context"
 	"encoding/binary"
+	"iter"
 	"math"
 	mathbits "math/bits"
 	"runtime"
@@ -32,9 +33,12 @@ type Row struct {
 // int8 copy for a pre-scan when the CPU has a fast int8 kernel, and a
 // copy of each int8 row's first half for identify's pre-pass (Nearest:
 // it settles a probe with a clear best match in half a scan, with a
-// proof, see scanPrefix). Its results equal a plain float32 scan ranked
-// by kernel.Dot64 (ties by template id): every kernel's error is bounded
-// and the rows that could be in the top k are re-scored exactly. Safe for
+// proof, see scanPrefix). A search for matches above a high score (the
+// enroll decision's, NearestBatch) reads each int8 row's first three
+// quarters and finishes only the rows that could still reach it (see
+// headScanner). Its results equal a plain float32 scan ranked by
+// kernel.Dot64 (ties by template id): every kernel's error is bounded and
+// the rows that could be in the top k are re-scored exactly. Safe for
 // concurrent use; searches of a gallery wait for a write to it.
 type Exact struct {
 	useInt8   bool
@@ -259,11 +263,14 @@ func (e *Exact) Nearest(ctx context.Context, g engine.Gallery, probe engine.Embe
 // batchProbes is how many probes NearestBatch scores per pass.
 const batchProbes = 256
 
-// NearestBatch is Nearest for each probe, scored batchProbes per pass
-// over the rows, without waiting for other searches' batches and without
-// the pre-pass (its callers, enroll and import deduplication, mostly
-// search for persons not stored, which the pre-pass cannot settle).
-func (e *Exact) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+// NearestBatch is Nearest for each probe, keeping only matches scoring at
+// least atLeast (−∞: all), scored batchProbes per pass over the rows,
+// without waiting for other searches' batches and without the pre-pass
+// (its callers, enroll and import deduplication, mostly search for persons
+// not stored, which the pre-pass cannot settle). A row that cannot reach
+// atLeast is never re-scored, and a high atLeast lets the scan read most
+// rows' head only (see headScanner).
+func (e *Exact) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int, atLeast float64) ([][]engine.Match, error) {
 	out := make([][]engine.Match, len(probes))
 	for start := 0; start < len(probes); start += batchProbes {
 		if err := ctx.Err(); err != nil {
@@ -284,7 +291,7 @@ func (e *Exact) NearestBatch(ctx context.Context, g engine.Gallery, probes []eng
 			for j, i := range idx {
 				qs[j] = query{probes[i], k}
 			}
-			for j, res := range m.search(qs, e.workers) {
+			for j, res := range m.search(qs, atLeast, e.workers) {
 				out[idx[j]] = res
 			}
 		}
@@ -292,16 +299,32 @@ func (e *Exact) NearestBatch(ctx context.Context, g engine.Gallery, probes []eng
 	return out, nil
 }
 
-// Scratch is an Exact for one import batch's own templates
-// (engine.Scratch).
-type Scratch struct{ *Exact }
+var _ engine.PairsFunc = BatchPairs
 
-// NewScratch returns an empty Scratch.
-func NewScratch() engine.Scratch { return Scratch{NewExact(ExactConfig{})} }
-
-// Insert implements engine.Scratch.
-func (s Scratch) Insert(g engine.Gallery, templateID, personID int64, e engine.Embedding) {
-	s.Add(Row{TemplateID: templateID, PersonID: personID, Gallery: g, Embedding: e})
+// BatchPairs implements engine.PairsFunc: the probes are the rows of an
+// index of their own, searched with all of them at once (each row read
+// once per batchProbes probes, heads first above headMin).
+func BatchPairs(ctx context.Context, probes []engine.Embedding, atLeast float64) ([][]engine.Match, error) {
+	e := NewExact(ExactConfig{})
+	rows := make([]Row, len(probes))
+	for i, p := range probes {
+		rows[i] = Row{TemplateID: int64(i), PersonID: int64(i) + 1, Embedding: p}
+	}
+	e.Add(rows...)
+	out, err := e.NearestBatch(ctx, engine.Gallery{}, probes, len(probes), atLeast)
+	if err != nil {
+		return nil, err
+	}
+	for i, ms := range out {
+		earlier := ms[:0]
+		for _, m := range ms {
+			if m.TemplateID < int64(i) {
+				earlier = append(earlier, engine.Match{TemplateID: m.TemplateID, Score: m.Score})
+			}
+		}
+		out[i] = earlier
+	}
+	return out, nil
 }
 
 // newMatrix returns an empty matrix of one gallery and dimension.
@@ -309,6 +332,9 @@ func (e *Exact) newMatrix(dim int) *matrix {
 	m := &matrix{dim: dim, int8: e.useInt8, row: map[int64]int{}, templates: map[int64][]int64{}}
 	if m.int8 && dim >= 2*prefixMin && !e.noPrePass {
 		m.prefix = dim / 2 &^ (prefixMin - 1)
+	}
+	if m.int8 && dim >= 4*prefixMin {
+		m.head = dim * 3 / 4 &^ (prefixMin - 1)
 	}
 	m.scans = batch.New(e.maxBatch, func(qs []query) [][]engine.Match { return m.identify(qs, e.workers) })
 	if e.window > 0 {
@@ -341,7 +367,13 @@ type matrix struct {
 	inv  []float32 // 1/scale of each int8 row
 	res  []float32 // ‖x − x̃‖ of each row (x̃ = dequantised), rounded up
 	qn   []float32 // ‖x̃‖ of each row, rounded up
-	// blocks bounds inv, res and qn over each block of blockRows rows
+	// head is how many leading values of each int8 row a search for
+	// matches above a high score reads first (0: none), and suf holds
+	// ‖x_R‖ of each row, the norm of the values past head, rounded up (see
+	// headScanner).
+	head int
+	suf  []float32
+	// blocks bounds inv, res, qn and suf over each block of blockRows rows
 	// (block b: rows b·blockRows up to the next block's), so a scan sets
 	// its skip floors without reading them (see int8Scanner).
 	blocks []rowBounds
@@ -359,15 +391,15 @@ type matrix struct {
 	tried, proved, skipped atomic.Int64
 }
 
-// rowBounds bounds the inv, res and qn of a block's rows from above.
-type rowBounds struct{ inv, res, qn float32 }
+// rowBounds bounds the inv, res, qn and suf of a block's rows from above.
+type rowBounds struct{ inv, res, qn, suf float32 }
 
 const rowIDBytes = 8 + 8 + 16 + 24 // ids, persons, map entries (approximate)
 
 func (m *matrix) rowBytes() int64 {
 	b := int64(m.dim*4 + rowIDBytes)
 	if m.int8 {
-		b += int64(m.dim + m.prefix + 12)
+		b += int64(m.dim + m.prefix + 16)
 	}
 	return b
 }
@@ -440,7 +472,7 @@ func (m *matrix) raiseBounds(i int) {
 		m.blocks = append(m.blocks, rowBounds{})
 	}
 	r := &m.blocks[b]
-	r.inv, r.res, r.qn = max(r.inv, m.inv[i]), max(r.res, m.res[i]), max(r.qn, m.qn[i])
+	r.inv, r.res, r.qn, r.suf = max(r.inv, m.inv[i]), max(r.res, m.res[i]), max(r.qn, m.qn[i]), max(r.suf, m.suf[i])
 }
 
 // setBounds sets block b's bounds from its rows, after a row of it
@@ -475,7 +507,7 @@ func (m *matrix) reserve(n int) {
 		}
 	}
 	if m.int8 {
-		m.inv, m.res, m.qn = slices.Grow(m.inv, n), slices.Grow(m.res, n), slices.Grow(m.qn, n)
+		m.inv, m.res, m.qn, m.suf = slices.Grow(m.inv, n), slices.Grow(m.res, n), slices.Grow(m.qn, n), slices.Grow(m.suf, n)
 	}
 }
 
@@ -502,6 +534,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.persons[i] = person
 		if m.int8 {
 			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8Row(i))
+			m.suf[i] = norm(e[m.head:])
 			m.setBounds(i / blockRows)
 			m.addToPrePass(i, e)
 		}
@@ -521,6 +554,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.i8 = growChunks(m.i8, m.dim)
 		inv, res, qn := quantize(e, m.i8Row(i))
 		m.inv, m.res, m.qn = append(m.inv, inv), append(m.res, res), append(m.qn, qn)
+		m.suf = append(m.suf, norm(e[m.head:]))
 		m.raiseBounds(i)
 		m.addToPrePass(i, e)
 	}
@@ -570,7 +604,7 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 			m.row[m.ids[i]] = i
 			if m.int8 {
 				copy(m.i8Row(i), m.i8Row(last))
-				m.inv[i], m.res[i], m.qn[i] = m.inv[last], m.res[last], m.qn[last]
+				m.inv[i], m.res[i], m.qn[i], m.suf[i] = m.inv[last], m.res[last], m.qn[last], m.suf[last]
 			}
 			if m.prefix > 0 {
 				copy(m.preRow(i), m.preRow(last))
@@ -578,7 +612,7 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 		}
 		m.f32, m.ids, m.persons = dropLastRow(m.f32, m.dim), m.ids[:last], m.persons[:last]
 		if m.int8 {
-			m.i8, m.inv, m.res, m.qn = dropLastRow(m.i8, m.dim), m.inv[:last], m.res[:last], m.qn[:last]
+			m.i8, m.inv, m.res, m.qn, m.suf = dropLastRow(m.i8, m.dim), m.inv[:last], m.res[:last], m.qn[:last], m.suf[:last]
 			m.setBounds(i / blockRows)
 			m.setBounds(last / blockRows)
 		}
@@ -655,20 +689,22 @@ type candidate struct {
 }
 
 // selector keeps, for one part of the scan, the k largest lower bounds
-// and every row whose upper bound reached the k-th lower bound when seen.
+// and every row whose upper bound reached the k-th lower bound (and
+// atLeast) when seen.
 type selector struct {
-	k     int
-	lower []float64 // min-heap of the k largest lower bounds
-	cands []candidate
+	k       int
+	atLeast float64   // the lowest score asked for (−∞: any)
+	lower   []float64 // min-heap of the k largest lower bounds
+	cands   []candidate
 }
 
-// floor is the upper bound below which offer ignores a row: the k-th
-// largest lower bound once k rows were offered.
+// floor is the upper bound below which a row is not offered: atLeast, or
+// the k-th largest lower bound once k rows were offered, if higher.
 func (s *selector) floor() float64 {
 	if len(s.lower) < s.k {
-		return math.Inf(-1)
+		return s.atLeast
 	}
-	return s.lower[0]
+	return max(s.lower[0], s.atLeast)
 }
 
 func (s *selector) offer(row int, lo, hi float64) {
@@ -722,12 +758,12 @@ type query struct {
 	k     int
 }
 
-// search returns, for each query, the k best rows by Dot64, ties by
-// template id, in one pass over the rows.
-func (m *matrix) search(qs []query, workers int) [][]engine.Match {
+// search returns, for each query, the k best rows by Dot64 scoring at
+// least atLeast, ties by template id, in one pass over the rows.
+func (m *matrix) search(qs []query, atLeast float64, workers int) [][]engine.Match {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
-	return m.scanAll(qs, workers)
+	return m.scanAll(qs, atLeast, workers)
 }
 
 // identify is search for the identify path: where the pre-pass has been
@@ -737,7 +773,7 @@ func (m *matrix) identify(qs []query, workers int) [][]engine.Match {
 	m.mu.RLock()
 	defer m.mu.RUnlock()
 	if !m.preferPrefix() {
-		return m.scanAll(qs, workers)
+		return m.scanAll(qs, math.Inf(-1), workers)
 	}
 	out, open := m.scanPrefix(qs, workers)
 	m.tried.Add(int64(len(qs)))
@@ -747,7 +783,7 @@ func (m *matrix) identify(qs []query, workers int) [][]engine.Match {
 		for i, j := range open {
 			rest[i] = qs[j]
 		}
-		for i, res := range m.scanAll(rest, workers) {
+		for i, res := range m.scanAll(rest, math.Inf(-1), workers) {
 			out[open[i]] = res
 		}
 	}
@@ -773,34 +809,44 @@ func (m *matrix) preferPrefix() bool {
 	return tried < 64 || 5*proved >= 3*tried || m.skipped.Add(1)%32 == 0
 }
 
-// scanAll answers each query with one pass over all values of every row
-// (m.mu held).
-func (m *matrix) scanAll(qs []query, workers int) [][]engine.Match {
+// headMin is the lowest atLeast for which a search reads rows' heads
+// first: below it, a head rarely proves that its row cannot reach
+// atLeast, and finishing rows costs more than the head saves.
+const headMin = 0.4
+
+// scanAll answers each query, keeping matches scoring at least atLeast,
+// with one pass over every row: all its values, or its head and then the
+// rest where the head cannot rule it out (m.mu held).
+func (m *matrix) scanAll(qs []query, atLeast float64, workers int) [][]engine.Match {
 	out := make([][]engine.Match, len(qs))
 	if len(m.ids) == 0 {
 		return out
 	}
 	var scan func(sels []selector, lo, hi int)
-	if m.int8 {
+	switch {
+	case m.head > 0 && atLeast >= headMin:
+		scan = m.headScanner(scaleProbes(qs), qs)
+	case m.int8:
 		scan = m.int8Scanner(scaleProbes(qs), m.i8, m.dim, true)
-	} else {
+	default:
 		scan = m.f32Scanner(qs)
 	}
-	sels := m.scanParts(qs, workers, scan)
+	sels := m.scanParts(qs, atLeast, workers, scan)
 	for j, q := range qs {
 		_, cands := candidates(sels, j, q.k)
 		rows := make([]int, len(cands))
 		for i, c := range cands {
 			rows[i] = c.row
 		}
-		out[j] = m.best(m.narrowF32(rows, q), q)
+		out[j] = engine.AtLeast(m.best(m.narrowF32(rows, q), q), atLeast)
 	}
 	return out
 }
 
 // scanParts runs scan over the rows in parts (one per worker for a large
-// gallery) and returns each part's selectors, one per query (m.mu held).
-func (m *matrix) scanParts(qs []query, workers int, scan func(sels []selector, lo, hi int)) [][]selector {
+// gallery) and returns each part's selectors, one per query, asking for
+// scores of at least atLeast (m.mu held).
+func (m *matrix) scanParts(qs []query, atLeast float64, workers int, scan func(sels []selector, lo, hi int)) [][]selector {
 	n := len(m.ids)
 	parts := 1
 	if n >= parallelMin {
@@ -818,7 +864,7 @@ func (m *matrix) scanParts(qs []query, workers int, scan func(sels []selector, l
 	for p := range parts {
 		sels[p] = make([]selector, len(qs))
 		for j, q := range qs {
-			sels[p][j].k = q.k
+			sels[p][j] = selector{k: q.k, atLeast: atLeast}
 		}
 		lo, hi := split(p), split(p+1)
 		if parts == 1 {
@@ -890,7 +936,7 @@ func (m *matrix) scanPrefix(qs []query, workers int) (out [][]engine.Match, open
 		wide[j] = query{q.probe, q.k + prefixExtra}
 	}
 	scaled := scaleProbes(qs)
-	sels := m.scanParts(wide, workers, m.int8Scanner(scaled, m.pre, m.prefix, false))
+	sels := m.scanParts(wide, math.Inf(-1), workers, m.int8Scanner(scaled, m.pre, m.prefix, false))
 	for j, q := range qs {
 		floor, cands := candidates(sels, j, wide[j].k) // lower = upper: the estimate
 		slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(b.upper, a.upper) })
@@ -1003,17 +1049,8 @@ func scaleProbes(qs []query) []scaledProbe {
 // which bounds the error itself).
 func (m *matrix) int8Scanner(ps []scaledProbe, rows [][]int8, n int, bounded bool) func(sels []selector, lo, hi int) {
 	nq := len(ps)
-	q16s := make([][]int16, nq)
-	qInv, qRes := make([]float64, nq), make([]float64, nq)
-	for j, p := range ps {
-		q16s[j], qInv[j], qRes[j] = p.q16[:n], p.inv, p.res
-	}
-	probes := kernel.NewProbes(q16s, n)
+	probes, firsts := packProbes(ps, n)
 	ng := probes.Groups()
-	firsts := make([]int, ng) // each mask byte's first query
-	for g := range firsts {
-		firsts[g], _ = probes.Group(g)
-	}
 	return func(sels []selector, lo, hi int) {
 		buf := make([]int32, blockRows*nq)
 		mask := make([]uint8, blockRows*ng)
@@ -1022,58 +1059,141 @@ func (m *matrix) int8Scanner(ps []scaledProbe, rows [][]int8, n int, bounded boo
 			end = blockEnd(start, hi)
 			rowInv, rowRes, rowQn := m.inv[start:end], m.res[start:end], m.qn[start:end]
 			block := m.blocks[start/blockRows]
-			// skipBelow is, for query j, the dot product under which a row
-			// of this block cannot reach the k-th lower bound even with the
-			// block's largest scale and error bound.
-			skipBelow := func(j int) int32 {
+			// The kernel flags the products at or above each query's
+			// skip floor as the block starts; the rest (most rows) are
+			// never looked at. Floors only rise as rows are offered, so a
+			// flag is checked again against the query's current floor.
+			for j, p := range ps {
 				room := sels[j].floor()
 				if bounded {
-					room -= float64(block.res) + float64(block.qn)*qRes[j] + 1e-6
+					room -= float64(block.res) + float64(block.qn)*p.res + 1e-6
 				}
-				if room <= 0 || block.inv <= 0 || qInv[j] <= 0 {
-					return math.MinInt32
-				}
-				return int32(min(room/(float64(block.inv)*qInv[j])*(1-1e-9)-1, math.MaxInt32))
-			}
-			// The kernel flags the products at or above each query's
-			// skipBelow as the block starts; the rest (most rows) are never
-			// looked at. Floors only rise as rows are offered, so a flag
-			// is checked again against the query's current floor.
-			for j := range floor {
-				floor[j] = max(skipBelow(j), math.MinInt32+1) - 1
+				floor[j] = skipFloor(room, block.inv, p.inv)
 			}
 			dots := buf[:(end-start)*nq]
 			kernel.DotsI8(rowsOf(rows, n, start, end), n, probes, floor, dots, mask[:(end-start)*ng])
-			// Most mask bytes are zero: read them eight at a time.
-			flags := mask[:(end-start)*ng]
-			for w := 0; w < len(flags); w += 8 {
-				var word uint64
-				if w+8 <= len(flags) {
-					word = binary.LittleEndian.Uint64(flags[w:])
-				} else {
-					for b, v := range flags[w:] {
-						word |= uint64(v) << (8 * b)
-					}
+			for i, j := range flagged(mask[:(end-start)*ng], ng, firsts) {
+				s := &sels[j]
+				// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
+				a := float64(dots[i*nq+j]) * float64(rowInv[i]) * ps[j].inv
+				var b float64
+				if bounded {
+					b = float64(rowRes[i]) + float64(rowQn[i])*ps[j].res + 1e-6
 				}
-				for ; word != 0; word &= word - 1 {
-					bit := mathbits.TrailingZeros64(word)
-					i, g := (w+bit/8)/ng, (w+bit/8)%ng
-					j := firsts[g] + bit%8
-					s := &sels[j]
-					// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
-					a := float64(dots[i*nq+j]) * float64(rowInv[i]) * qInv[j]
-					var b float64
-					if bounded {
-						b = float64(rowRes[i]) + float64(rowQn[i])*qRes[j] + 1e-6
-					}
-					if a+b < s.floor() {
-						continue
-					}
-					s.offer(start+i, a-b, a+b)
+				if a+b < s.floor() {
+					continue
+				}
+				s.offer(start+i, a-b, a+b)
+			}
+		}
+	}
+}
+
+// headScanner is int8Scanner for searches of matches above a high score
+// (at least headMin), reading most rows' head only: the kernel scores the
+// first m.head values of each row, and a row whose head product h cannot
+// reach its query's floor even with the rest's largest possible product,
+// h + int8 error + ‖x_R‖‖q_R‖ (Cauchy–Schwarz on the rest, R), is never
+// looked at again. The other rows are finished in int8 and offered with
+// the error bound of the whole product, as int8Scanner does. For unit
+// vectors of 512 values (head 384) and a floor near 0.5, that bound rules
+// out all but a handful of rows in a million.
+func (m *matrix) headScanner(ps []scaledProbe, qs []query) func(sels []selector, lo, hi int) {
+	nq, dim, head := len(ps), m.dim, m.head
+	probes, firsts := packProbes(ps, head)
+	ng := probes.Groups()
+	qSuf := make([]float64, nq) // ‖q_R‖ of each probe, rounded up
+	for j, q := range qs {
+		qSuf[j] = float64(norm(q.probe[head:]))
+	}
+	return func(sels []selector, lo, hi int) {
+		buf := make([]int32, blockRows*nq)
+		mask := make([]uint8, blockRows*ng)
+		floor := make([]int32, nq)
+		for start, end := lo, 0; start < hi; start = end {
+			end = blockEnd(start, hi)
+			block := m.blocks[start/blockRows]
+			for j, p := range ps {
+				room := sels[j].floor() - float64(block.res) - float64(block.qn)*p.res -
+					float64(block.suf)*qSuf[j] - 1e-6
+				floor[j] = skipFloor(room, block.inv, p.inv)
+			}
+			dots := buf[:(end-start)*nq]
+			kernel.DotsI8(rowsOf(m.i8, dim, start, end), dim, probes, floor, dots, mask[:(end-start)*ng])
+			for i, j := range flagged(mask[:(end-start)*ng], ng, firsts) {
+				s, r, p := &sels[j], start+i, &ps[j]
+				b := float64(m.res[r]) + float64(m.qn[r])*p.res + 1e-6
+				inv := float64(m.inv[r]) * p.inv
+				if float64(dots[i*nq+j])*inv+b+float64(m.suf[r])*qSuf[j] < s.floor() {
+					continue
+				}
+				a := float64(dots[i*nq+j]+dotI8(m.i8Row(r)[head:], p.q16[head:dim])) * inv
+				if a+b < s.floor() {
+					continue
+				}
+				s.offer(r, a-b, a+b)
+			}
+		}
+	}
+}
+
+// packProbes lays out the first n values of each probe for the int8
+// kernel and returns them with the first query of each mask byte.
+func packProbes(ps []scaledProbe, n int) (*kernel.Probes, []int) {
+	q16s := make([][]int16, len(ps))
+	for j, p := range ps {
+		q16s[j] = p.q16[:n]
+	}
+	probes := kernel.NewProbes(q16s, n)
+	firsts := make([]int, probes.Groups())
+	for g := range firsts {
+		firsts[g], _ = probes.Group(g)
+	}
+	return probes, firsts
+}
+
+// skipFloor is the int8 product at or under which a row cannot reach room
+// (a score, less the error terms the caller bounds) even with the largest
+// row scale inv of its block; probe scale qInv.
+func skipFloor(room float64, inv float32, qInv float64) int32 {
+	if room <= 0 || inv <= 0 || qInv <= 0 {
+		return math.MinInt32
+	}
+	return int32(min(room/(float64(inv)*qInv)*(1-1e-9)-1, math.MaxInt32)) - 1
+}
+
+// flagged yields the (row, query) pairs whose bit is set in a kernel's
+// mask of ng bytes per row (see kernel.I8Func); firsts is each byte's
+// first query. Most bytes are zero: they are read eight at a time.
+func flagged(flags []uint8, ng int, firsts []int) iter.Seq2[int, int] {
+	return func(yield func(int, int) bool) {
+		for w := 0; w < len(flags); w += 8 {
+			var word uint64
+			if w+8 <= len(flags) {
+				word = binary.LittleEndian.Uint64(flags[w:])
+			} else {
+				for b, v := range flags[w:] {
+					word |= uint64(v) << (8 * b)
+				}
+			}
+			for ; word != 0; word &= word - 1 {
+				bit := mathbits.TrailingZeros64(word)
+				if !yield((w+bit/8)/ng, firsts[(w+bit/8)%ng]+bit%8) {
+					return
 				}
 			}
 		}
 	}
+}
+
+// dotI8 is x·q in integers.
+func dotI8(x []int8, q []int16) int32 {
+	q = q[:len(x)]
+	var s int32
+	for i, v := range x {
+		s += int32(v) * int32(q[i])
+	}
+	return s
 }
 
 // quantizeProbe scales the probe to ±kernel.ProbeMax (int16 for the AVX2

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/biomatch/biomatch/engine"
 	"github.com/biomatch/biomatch/internal/synth"
@@ -132,13 +133,97 @@ func TestExactBatchEqualsPlainScan(t *testing.T) {
 					qs[j].probe = engine.Embedding(synth.Vector(tc.dim, uint64(r.IntN(tc.n/4+1)), 0.5, r.Uint64()))
 				}
 			}
-			for j, got := range m.search(qs, e.workers) {
+			for j, got := range m.search(qs, math.Inf(-1), e.workers) {
 				if diff := cmp.Diff(plainScan(rows, qs[j].probe, qs[j].k), got); diff != "" {
 					t.Fatalf("n=%d dim=%d int8=%s batch %d query %d (-plain +batch):\n%s", tc.n, tc.dim, tc.int8, size, j, diff)
 				}
 			}
 		}
 	}
+}
+
+// TestExactAtLeastEqualsPlainScan holds searches for matches scoring at
+// least a threshold (the enroll decision's) to a plain float32 scan cut at
+// that threshold, across thresholds above and below headMin, for int8
+// matrices with and without a head (dimensions 512 and 128) and float32
+// ones: probes at cosines just above, at and just below the threshold of
+// a stored row, stored rows with their duplicates, nobody stored, and
+// probes close to rows with almost all their weight past the head, whose
+// match the head scan must not rule out.
+func TestExactAtLeastEqualsPlainScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(19, 20))
+	all := []float64{0.3, headMin, 0.45, 0.5, 0.62, 0.9}
+	for _, tc := range []struct {
+		n, dim     int
+		int8       string
+		head       int
+		thresholds []float64
+	}{
+		{3000, 512, "on", 384, all}, {parallelMin + 300, 256, "on", 192, []float64{0.3, 0.5}},
+		{2000, 128, "on", 0, all}, {2000, 512, "off", 0, all},
+	} {
+		rows := dataset(r, tc.n, tc.dim)
+		var heavy []int // rows with almost all their weight past the head
+		for i := range 6 {
+			v := make([]float64, tc.dim)
+			for d := tc.dim * 3 / 4; d < tc.dim; d++ {
+				v[d] = r.NormFloat64()
+			}
+			v[i] = 0.01
+			heavy = append(heavy, i*(tc.n/6))
+			rows[i*(tc.n/6)].Embedding = unit(v)
+		}
+		e := NewExact(ExactConfig{Int8: tc.int8, Workers: 3})
+		e.Add(rows...)
+		m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, tc.dim}]
+		if m.head != tc.head {
+			t.Fatalf("dim %d int8 %s: head = %d, want %d", tc.dim, tc.int8, m.head, tc.head)
+		}
+		for _, atLeast := range tc.thresholds {
+			qs := make([]query, 15) // probe groups of 8, 4, 2 and 1
+			for j := range qs {
+				qs[j].k = []int{1, 1, 3, 10}[j%4]
+				row := rows[r.IntN(len(rows))].Embedding
+				switch j % 5 {
+				case 0, 1: // just above, at or just below the threshold
+					c := atLeast + []float64{1e-3, 0, -1e-3, 1e-6}[r.IntN(4)]
+					qs[j].probe = engine.Embedding(synth.AtCosine(row, c, r.Uint64()))
+				case 2: // a stored row: exact ties with its duplicates
+					qs[j].probe = row
+				case 3: // near a row the head hardly sees
+					c := atLeast + []float64{2e-3, -2e-3, 0.05}[r.IntN(3)]
+					qs[j].probe = engine.Embedding(synth.AtCosine(rows[heavy[j%len(heavy)]].Embedding, c, r.Uint64()))
+				default: // nobody stored
+					v := make([]float64, tc.dim)
+					for i := range v {
+						v[i] = r.NormFloat64()
+					}
+					qs[j].probe = unit(v)
+				}
+			}
+			got, err := e.NearestBatch(context.Background(), testGallery, probes(qs[:1]), 1, atLeast)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(engine.AtLeast(plainScan(rows, qs[0].probe, 1), atLeast), got[0], cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("n=%d dim=%d int8=%s atLeast %v, NearestBatch (-plain +got):\n%s", tc.n, tc.dim, tc.int8, atLeast, diff)
+			}
+			for j, got := range m.search(qs, atLeast, e.workers) {
+				want := engine.AtLeast(plainScan(rows, qs[j].probe, qs[j].k), atLeast)
+				if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+					t.Fatalf("n=%d dim=%d int8=%s atLeast %v query %d (k=%d) (-plain +search):\n%s", tc.n, tc.dim, tc.int8, atLeast, j, qs[j].k, diff)
+				}
+			}
+		}
+	}
+}
+
+func probes(qs []query) []engine.Embedding {
+	out := make([]engine.Embedding, len(qs))
+	for j, q := range qs {
+		out[j] = q.probe
+	}
+	return out
 }
 
 // TestExactPrePassEqualsPlainScan holds identify's pre-pass (half of each
@@ -309,7 +394,7 @@ func checkBlockBounds(t *testing.T, m *matrix) {
 	for b, got := range m.blocks {
 		var want rowBounds
 		for i := b * blockRows; i < min((b+1)*blockRows, len(m.ids)); i++ {
-			want = rowBounds{max(want.inv, m.inv[i]), max(want.res, m.res[i]), max(want.qn, m.qn[i])}
+			want = rowBounds{max(want.inv, m.inv[i]), max(want.res, m.res[i]), max(want.qn, m.qn[i]), max(want.suf, m.suf[i])}
 		}
 		if got != want {
 			t.Fatalf("block %d: bounds %+v, its rows' largest %+v", b, got, want)
@@ -438,5 +523,52 @@ func normalize(e engine.Embedding) {
 	}
 	for i := range e {
 		e[i] = float32(float64(e[i]) / math.Sqrt(s))
+	}
+}
+
+// TestBatchPairsEqualsPlainScan holds the comparison of a batch's
+// templates with each other to a plain scan of every earlier template:
+// samples of a few identities (many pairs above the threshold), exact
+// duplicates, pairs at the threshold's cosine, two dimensions mixed, and
+// thresholds above and below headMin.
+func TestBatchPairsEqualsPlainScan(t *testing.T) {
+	r := rand.New(rand.NewPCG(21, 22))
+	var probes []engine.Embedding
+	for i := range 600 {
+		switch {
+		case i%7 == 3 && i > 0:
+			probes = append(probes, probes[r.IntN(i)])
+		case i%7 == 5 && i > 0 && len(probes[i-1]) == 512:
+			probes = append(probes, engine.Embedding(synth.AtCosine(probes[i-1], []float64{0.5, 0.45, 0.4}[r.IntN(3)], r.Uint64())))
+		case i%11 == 0:
+			probes = append(probes, engine.Embedding(synth.Vector(128, uint64(r.IntN(30)), 0.5, r.Uint64())))
+		default:
+			probes = append(probes, engine.Embedding(synth.Vector(512, uint64(r.IntN(60)), 0.9, r.Uint64())))
+		}
+	}
+	for _, atLeast := range []float64{0.3, 0.4, 0.45, 0.5} {
+		got, err := BatchPairs(context.Background(), probes, atLeast)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pairs := 0
+		for i, p := range probes {
+			var want []engine.Match
+			for j, q := range probes[:i] {
+				if len(p) == len(q) {
+					if s := kernel.Dot64(q, p); s >= atLeast {
+						want = append(want, engine.Match{TemplateID: int64(j), Score: s})
+					}
+				}
+			}
+			slices.SortFunc(want, engine.CompareMatches)
+			pairs += len(want)
+			if diff := cmp.Diff(want, got[i], cmpopts.EquateEmpty()); diff != "" {
+				t.Fatalf("atLeast %v probe %d (-plain +BatchPairs):\n%s", atLeast, i, diff)
+			}
+		}
+		if pairs < len(probes) {
+			t.Fatalf("atLeast %v: only %d pairs: the test does not exercise the comparison", atLeast, pairs)
+		}
 	}
 }

@@ -92,14 +92,14 @@ func (p *PGVector) Nearest(ctx context.Context, g engine.Gallery, probe engine.E
 // (the enroll decision's transaction): never HNSW, which can miss the true
 // neighbour and give a returning person a second identity.
 // NearestBatchIn implements postgres.TxSearcher: NearestIn per probe.
-func (p *PGVector) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int) ([][]engine.Match, error) {
+func (p *PGVector) NearestBatchIn(ctx context.Context, q postgres.Querier, g engine.Gallery, seq int64, probes []engine.Embedding, k int, atLeast float64) ([][]engine.Match, error) {
 	out := make([][]engine.Match, len(probes))
 	for i, probe := range probes {
 		ms, err := p.NearestIn(ctx, q, g, seq, probe, k)
 		if err != nil {
 			return nil, err
 		}
-		out[i] = ms
+		out[i] = engine.AtLeast(ms, atLeast)
 	}
 	return out, nil
 }

@@ -62,6 +62,56 @@ type Synced struct {
 	seqMu    sync.Mutex
 	seqs     map[engine.Gallery]int64
 	advanced chan struct{}
+
+	// own holds each gallery's last write committed by this process
+	// (Committed) until the index has it: the rows its notification
+	// announces, so they need not be read back from PostgreSQL.
+	ownMu sync.Mutex
+	own   map[engine.Gallery]ownWrite
+}
+
+// ownWrite is a committed transaction's new persons (postgres.OwnWrites):
+// it moved its gallery from change sequence from to to.
+type ownWrite struct {
+	from, to int64
+	rows     []postgres.NewTemplate
+}
+
+// Committed records a write of g this process committed (see
+// postgres.OwnWrites): the next decision of g applies it at once
+// (ApplyOwn), else the follower does when its notification arrives.
+func (s *Synced) Committed(g engine.Gallery, from, to int64, rows []postgres.NewTemplate) {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	if s.own == nil {
+		s.own = map[engine.Gallery]ownWrite{}
+	}
+	s.own[g] = ownWrite{from, to, rows}
+}
+
+// takeOwn returns g's own write that moved it to seq, if it is the one
+// recorded, and forgets writes up to seq.
+func (s *Synced) takeOwn(g engine.Gallery, seq int64) (ownWrite, bool) {
+	s.ownMu.Lock()
+	defer s.ownMu.Unlock()
+	w, ok := s.own[g]
+	if ok && w.to <= seq {
+		delete(s.own, g)
+	}
+	return w, ok && w.to == seq
+}
+
+// ApplyOwn applies this process's last committed write of g when g is
+// still at that write's change sequence (seq, read under g's lock): then
+// nothing else changed since, and the rows are g's current state
+// (ApplyCommitted). Otherwise the write is left to the follower.
+func (s *Synced) ApplyOwn(g engine.Gallery, seq int64) {
+	s.ownMu.Lock()
+	w, ok := s.own[g]
+	s.ownMu.Unlock()
+	if ok && w.to == seq {
+		s.ApplyCommitted(g, w.from, w.to, w.rows)
+	}
 }
 
 // NewSynced returns an empty Synced over the store's pool; Follow loads
@@ -140,15 +190,34 @@ func (s *Synced) refresh(ctx context.Context, q postgres.Querier, personID int64
 
 // refreshRange applies a bulk write's notification: it reads the gallery's
 // templates in the change's id range (all of persons new in that write)
-// and sets those persons' rows. It holds every person stripe, so no
-// refresh of one of them (a delete's) can interleave its read and apply.
+// and sets those persons' rows; a write of this process's it applies from
+// memory, or not at all when the index has it already. It holds every
+// person stripe, so no refresh of one of them (a delete's) can interleave
+// its read and apply.
 func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgres.Change) error {
 	if s.over.Load() {
 		return nil
 	}
 	s.reload.RLock()
 	defer s.reload.RUnlock()
+	g := engine.Gallery{Tenant: ch.Tenant, Version: ch.Version}
+	own, isOwn := s.takeOwn(g, ch.Seq)
+	if s.changed == nil && s.reflects(g, ch.Seq) {
+		return nil // applied by this process's next decision of g (ApplyOwn)
+	}
 	defer s.lockEveryPerson()()
+	if isOwn && s.changed == nil {
+		// The rows this process wrote: every change before this one is
+		// applied (notifications come in commit order), and a later
+		// change's notification follows.
+		all := make([]Row, len(own.rows))
+		for i, r := range own.rows {
+			all[i] = Row{TemplateID: r.ID, PersonID: r.PersonID, Gallery: g, Embedding: r.Embedding}
+		}
+		s.Add(all...)
+		s.checkBudget()
+		return nil
+	}
 	// By the primary key (tenant, id) alone: with the version too, a
 	// generic plan may read the whole gallery by its index; the tenant's
 	// other galleries' rows in the range are skipped here.
@@ -157,7 +226,6 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 	if err != nil {
 		return postgres.Translate(err)
 	}
-	g := engine.Gallery{Tenant: ch.Tenant, Version: ch.Version}
 	byPerson := map[int64][]Row{}
 	var r Row
 	var emb []float32
@@ -307,6 +375,13 @@ func (s *Synced) reached(seqs map[engine.Gallery]int64, replace bool) {
 	}
 	close(s.advanced)
 	s.advanced = make(chan struct{})
+}
+
+// reflects reports whether the index reflects every change of g up to seq.
+func (s *Synced) reflects(g engine.Gallery, seq int64) bool {
+	s.seqMu.Lock()
+	defer s.seqMu.Unlock()
+	return s.seqs[g] >= seq
 }
 
 // WaitFor waits until the index reflects every change of g up to seq (its

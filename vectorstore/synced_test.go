@@ -2,6 +2,7 @@ package vectorstore_test
 
 import (
 	"context"
+	"math"
 	"sync"
 	"testing"
 	"time"
@@ -85,7 +86,7 @@ func TestBulkWriteReachesFollowers(t *testing.T) {
 			return err
 		}
 		// The same transaction sees its own bulk write (no index has it yet).
-		own, err := tx.NearestBatch(ctx, gallery, probes[:3], 1)
+		own, err := tx.NearestBatch(ctx, gallery, probes[:3], 1, math.Inf(-1))
 		if err != nil {
 			return err
 		}
@@ -102,7 +103,7 @@ func TestBulkWriteReachesFollowers(t *testing.T) {
 	// The next transaction's batched search must see them (it waits for
 	// the follower to reach the gallery's sequence) and equal the per-probe one.
 	err = store.InGallery(ctx, gallery, func(ctx context.Context, tx engine.GalleryTx) error {
-		batch, err := tx.NearestBatch(ctx, gallery, probes, 3)
+		batch, err := tx.NearestBatch(ctx, gallery, probes, 3, math.Inf(-1))
 		if err != nil {
 			return err
 		}

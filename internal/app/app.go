@@ -100,7 +100,7 @@ func New(ctx context.Context, cfg Config, log *slog.Logger, search bool) (*App, 
 			return nil, err
 		}
 	}
-	deps := engine.Deps{Store: a.Store, Index: a.index, Jobs: a.Jobs, NewScratch: vectorstore.NewScratch, Log: log}
+	deps := engine.Deps{Store: a.Store, Index: a.index, Jobs: a.Jobs, Pairs: vectorstore.BatchPairs, Log: log}
 	if a.Mem != nil {
 		deps.Follower = a.Mem
 	}

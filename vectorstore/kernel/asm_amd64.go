@@ -26,31 +26,31 @@ func init() {
 // dotsI8VNNI runs each probe group's VNNI kernel over the rows (64 values
 // per step), then adds what lies past the last 64-value chunk. Probes
 // with a value beyond ±127 go to dotsI8AVX2.
-func dotsI8VNNI(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8) {
-	nq := len(p.qs)
+func dotsI8VNNI(m []int8, stride int, p *Probes, floor []int32, out []int32, mask []uint8) {
+	nq, dim := len(p.qs), p.dim
 	rows := len(out) / nq
 	if rows == 0 {
 		return
 	}
 	if p.groups8 == nil {
-		dotsI8AVX2(m, dim, p, floor, out, mask)
+		dotsI8AVX2(m, stride, p, floor, out, mask)
 		return
 	}
-	_ = m[rows*dim-1]               // the kernels read rows·dim values
+	_ = m[(rows-1)*stride+dim-1]    // the kernels read dim values of each row
 	_ = mask[rows*len(p.groups8)-1] // and write a byte per row and group
 	_ = floor[nq-1]
 	n64 := dim &^ 63
 	for g, gr := range p.groups8 {
-		vnniByProbes[gr.n](&m[0], rows, dim, n64, &gr.packed[0], &gr.corr[0], &out[gr.first], nq,
+		vnniByProbes[gr.n](&m[0], rows, stride, n64, &gr.packed[0], &gr.corr[0], &out[gr.first], nq,
 			&floor[gr.first], &mask[g], len(p.groups8))
 	}
-	addTail(m, dim, n64, p, floor, out, mask)
+	addTail(m, stride, n64, p, floor, out, mask)
 }
 
 // dotsI8AVX2 runs each probe group's assembly kernel over the rows, then
 // adds what lies past the last 16-value chunk.
-func dotsI8AVX2(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8) {
-	nq := len(p.qs)
+func dotsI8AVX2(m []int8, stride int, p *Probes, floor []int32, out []int32, mask []uint8) {
+	nq, dim := len(p.qs), p.dim
 	rows := len(out) / nq
 	if rows == 0 {
 		return
@@ -58,15 +58,15 @@ func dotsI8AVX2(m []int8, dim int, p *Probes, floor []int32, out []int32, mask [
 	n16 := dim &^ 15
 	if n16 == 0 {
 		clear(out)
-		addTail(m, dim, 0, p, floor, out, mask)
+		addTail(m, stride, 0, p, floor, out, mask)
 		return
 	}
-	_ = m[rows*dim-1] // the kernels read rows·dim values
+	_ = m[(rows-1)*stride+dim-1] // the kernels read dim values of each row
 	_ = mask[rows*len(p.groups)-1]
 	_ = floor[nq-1]
 	for g, gr := range p.groups {
-		avx2ByProbes[gr.n](&m[0], rows, dim, n16, &gr.packed[0], &out[gr.first], nq,
+		avx2ByProbes[gr.n](&m[0], rows, stride, n16, &gr.packed[0], &out[gr.first], nq,
 			&floor[gr.first], &mask[g], len(p.groups))
 	}
-	addTail(m, dim, n16, p, floor, out, mask)
+	addTail(m, stride, n16, p, floor, out, mask)
 }

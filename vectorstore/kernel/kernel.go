@@ -25,11 +25,12 @@ import (
 type F32Func func(m []float32, dim int, q []float32, out []float32)
 
 // I8Func computes out[i*p.Len()+j] = rows[i]·probe j in integers, for the
-// rows of dim int8 values stored back to back in m (len(out)/p.Len() rows),
-// and flags the products above a floor, so callers need not look at the
-// others: bit b of mask[i*p.Groups()+g] is set when out[i*p.Len()+j] >
-// floor[j], for probe j = p.Group(g) first + b.
-type I8Func func(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8)
+// len(out)/p.Len() rows of m, row i being the p.Dim() int8 values from
+// m[i*stride] (stride ≥ p.Dim(): rows back to back, or each row's first
+// values), and flags the products above a floor, so callers need not look
+// at the others: bit b of mask[i*p.Groups()+g] is set when
+// out[i*p.Len()+j] > floor[j], for probe j = p.Group(g) first + b.
+type I8Func func(m []int8, stride int, p *Probes, floor []int32, out []int32, mask []uint8)
 
 // The selected kernels and their names.
 var (
@@ -207,6 +208,9 @@ func pack8(qs [][]int16, dim int) []group8 {
 // Len is the number of probes.
 func (p *Probes) Len() int { return len(p.qs) }
 
+// Dim is how many values of each probe (and row) the kernels score.
+func (p *Probes) Dim() int { return p.dim }
+
 // Groups is the number of probe groups: the bytes of a row's mask.
 func (p *Probes) Groups() int { return len(p.groups) }
 
@@ -231,15 +235,15 @@ func setMask(p *Probes, floor []int32, out []int32, mask []uint8) {
 }
 
 // DotsI8Go is the portable int8 kernel.
-func DotsI8Go(m []int8, dim int, p *Probes, floor []int32, out []int32, mask []uint8) {
-	dotsI8Go(m, dim, p, out)
+func DotsI8Go(m []int8, stride int, p *Probes, floor []int32, out []int32, mask []uint8) {
+	dotsI8Go(m, stride, p, out)
 	setMask(p, floor, out, mask)
 }
 
-func dotsI8Go(m []int8, dim int, p *Probes, out []int32) {
-	nq := len(p.qs)
+func dotsI8Go(m []int8, stride int, p *Probes, out []int32) {
+	nq, dim := len(p.qs), p.dim
 	for i := range len(out) / nq {
-		row := m[i*dim : i*dim+dim]
+		row := m[i*stride : i*stride+dim]
 		for j, q := range p.qs {
 			q = q[:dim]
 			var s0, s1 int32
@@ -259,13 +263,13 @@ func dotsI8Go(m []int8, dim int, p *Probes, out []int32) {
 // addTail adds the products of the values from index from on, past the
 // last whole chunk, which the assembly kernels leave out, and then sets
 // the mask again from the whole products.
-func addTail(m []int8, dim, from int, p *Probes, floor []int32, out []int32, mask []uint8) {
-	n16, nq := from, len(p.qs)
+func addTail(m []int8, stride, from int, p *Probes, floor []int32, out []int32, mask []uint8) {
+	n16, nq, dim := from, len(p.qs), p.dim
 	if n16 == dim {
 		return
 	}
 	for i := range len(out) / nq {
-		row := m[i*dim : i*dim+dim]
+		row := m[i*stride : i*stride+dim]
 		for j, q := range p.qs {
 			var s int32
 			for k := n16; k < dim; k++ {

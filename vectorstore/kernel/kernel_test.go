@@ -60,8 +60,10 @@ func TestDotsF32Batch(t *testing.T) {
 
 // TestKernelsI8 holds every int8 kernel of this CPU to a plain int64 sum,
 // for every batch size up to 19 (all group shapes and their mixes),
-// dimensions with and without a tail past the last 16-value chunk, and
-// the extreme values (−128 rows against ±32767 probes).
+// dimensions with and without a tail past the last 16-value chunk, rows
+// back to back and rows scored on their first values only (a stride
+// past dim, whose other values must not count), and the extreme values
+// (−128 rows against ±32767 probes).
 func TestKernelsI8(t *testing.T) {
 	t.Logf("kernels on this CPU: %v (selected: %s)", slices.Sorted(maps.Keys(KernelsI8())), NameI8)
 	if runtime.GOARCH == "amd64" && len(KernelsI8()) < 2 {
@@ -69,10 +71,11 @@ func TestKernelsI8(t *testing.T) {
 	}
 	r := rand.New(rand.NewPCG(2, 2))
 	for _, dim := range []int{16, 64, 128, 131, 256, 500, 512} {
-		for nq := 1; nq <= 19; nq++ {
+		for nq, pad := 1, 0; nq <= 19; nq, pad = nq+1, 77*(nq%2) {
+			stride := dim + pad
 			for _, probeMax := range []int{32767, 127} {
 				const rows = 13
-				m := make([]int8, rows*dim)
+				m := make([]int8, rows*stride)
 				qs := make([][]int16, nq)
 				extreme := nq%5 == 0
 				for i := range m {
@@ -95,7 +98,7 @@ func TestKernelsI8(t *testing.T) {
 				for i := range rows {
 					for j, q := range qs {
 						for d := range dim {
-							want[i*nq+j] += int64(m[i*dim+d]) * int64(q[d])
+							want[i*nq+j] += int64(m[i*stride+d]) * int64(q[d])
 						}
 					}
 				}
@@ -118,11 +121,11 @@ func TestKernelsI8(t *testing.T) {
 					for i := range mask {
 						mask[i] = 0xff
 					}
-					k(m, dim, p, floor, out, mask)
+					k(m, stride, p, floor, out, mask)
 					for i := range rows {
 						for j := range qs {
 							if got := out[i*nq+j]; int64(got) != want[i*nq+j] {
-								t.Fatalf("%s dim %d, %d probes of ±%d: row %d probe %d = %d, want %d", name, dim, nq, probeMax, i, j, got, want[i*nq+j])
+								t.Fatalf("%s dim %d stride %d, %d probes of ±%d: row %d probe %d = %d, want %d", name, dim, stride, nq, probeMax, i, j, got, want[i*nq+j])
 							}
 						}
 						for g := range p.Groups() {
