@@ -475,6 +475,9 @@ TEXT ·dotsI8x8VNNI(SB), NOSPLIT, $0-88
 	MOVQ         mask+72(FP), R9
 	MOVL         $0x80808080, R10
 	VPBROADCASTD R10, Z9
+	MOVQ         $0x0d0905010c080400, R10
+	VMOVQ        R10, X10
+	VPMOVZXBD    X10, Z10
 	TESTQ        CX, CX
 	JZ           done
 
@@ -494,69 +497,57 @@ row:
 	ADDQ   AX, R12
 
 chunk:
-	PREFETCHT0    (R12)(R10*1)
-	VPXORD        (AX)(R10*1), Z9, Z8
-	VPDPBUSD      (R11), Z8, Z0
-	VPDPBUSD      64(R11), Z8, Z1
-	VPDPBUSD      128(R11), Z8, Z2
-	VPDPBUSD      192(R11), Z8, Z3
-	VPDPBUSD      256(R11), Z8, Z4
-	VPDPBUSD      320(R11), Z8, Z5
-	VPDPBUSD      384(R11), Z8, Z6
-	VPDPBUSD      448(R11), Z8, Z7
-	ADDQ          $0x00000200, R11
-	ADDQ          $0x40, R10
-	CMPQ          R10, BX
-	JL            chunk
-	VEXTRACTI64X4 $0x01, Z0, Y8
-	VPADDD        Y8, Y0, Y0
-	VEXTRACTI64X4 $0x01, Z1, Y8
-	VPADDD        Y8, Y1, Y1
-	VEXTRACTI64X4 $0x01, Z2, Y8
-	VPADDD        Y8, Y2, Y2
-	VEXTRACTI64X4 $0x01, Z3, Y8
-	VPADDD        Y8, Y3, Y3
-	VEXTRACTI64X4 $0x01, Z4, Y8
-	VPADDD        Y8, Y4, Y4
-	VEXTRACTI64X4 $0x01, Z5, Y8
-	VPADDD        Y8, Y5, Y5
-	VEXTRACTI64X4 $0x01, Z6, Y8
-	VPADDD        Y8, Y6, Y6
-	VEXTRACTI64X4 $0x01, Z7, Y8
-	VPADDD        Y8, Y7, Y7
-	MOVQ          corr+40(FP), R10
-	MOVQ          floor+64(FP), R11
-	XORL          R13, R13
-	VPHADDD       Y1, Y0, Y0
-	VPHADDD       Y3, Y2, Y2
-	VPHADDD       Y2, Y0, Y0
-	VEXTRACTI128  $0x01, Y0, X8
-	VPADDD        X8, X0, X0
-	VPSUBD        (R10), X0, X0
-	VMOVDQU       X0, (DI)
-	VMOVDQU       (R11), X8
-	VPCMPGTD      X8, X0, X8
-	VMOVMSKPS     X8, R12
-	ORL           R12, R13
-	VPHADDD       Y5, Y4, Y4
-	VPHADDD       Y7, Y6, Y6
-	VPHADDD       Y6, Y4, Y4
-	VEXTRACTI128  $0x01, Y4, X8
-	VPADDD        X8, X4, X4
-	VPSUBD        16(R10), X4, X4
-	VMOVDQU       X4, 16(DI)
-	VMOVDQU       16(R11), X8
-	VPCMPGTD      X8, X4, X8
-	VMOVMSKPS     X8, R12
-	SHLL          $0x04, R12
-	ORL           R12, R13
-	MOVB          R13, (R9)
-	ADDQ          DX, AX
-	ADDQ          R8, DI
-	MOVQ          mstride+80(FP), R10
-	ADDQ          R10, R9
-	DECQ          CX
-	JNZ           row
+	PREFETCHT0 (R12)(R10*1)
+	VPXORD     (AX)(R10*1), Z9, Z8
+	VPDPBUSD   (R11), Z8, Z0
+	VPDPBUSD   64(R11), Z8, Z1
+	VPDPBUSD   128(R11), Z8, Z2
+	VPDPBUSD   192(R11), Z8, Z3
+	VPDPBUSD   256(R11), Z8, Z4
+	VPDPBUSD   320(R11), Z8, Z5
+	VPDPBUSD   384(R11), Z8, Z6
+	VPDPBUSD   448(R11), Z8, Z7
+	ADDQ       $0x00000200, R11
+	ADDQ       $0x40, R10
+	CMPQ       R10, BX
+	JL         chunk
+	VSHUFI64X2 $0xee, Z1, Z0, Z8
+	VSHUFI64X2 $0x44, Z1, Z0, Z0
+	VPADDD     Z8, Z0, Z0
+	VSHUFI64X2 $0xee, Z3, Z2, Z8
+	VSHUFI64X2 $0x44, Z3, Z2, Z2
+	VPADDD     Z8, Z2, Z2
+	VSHUFI64X2 $0xee, Z5, Z4, Z8
+	VSHUFI64X2 $0x44, Z5, Z4, Z4
+	VPADDD     Z8, Z4, Z4
+	VSHUFI64X2 $0xee, Z7, Z6, Z8
+	VSHUFI64X2 $0x44, Z7, Z6, Z6
+	VPADDD     Z8, Z6, Z6
+	VSHUFI64X2 $0xdd, Z2, Z0, Z8
+	VSHUFI64X2 $0x88, Z2, Z0, Z0
+	VPADDD     Z8, Z0, Z0
+	VSHUFI64X2 $0xdd, Z6, Z4, Z8
+	VSHUFI64X2 $0x88, Z6, Z4, Z4
+	VPADDD     Z8, Z4, Z4
+	VPUNPCKHDQ Z4, Z0, Z8
+	VPUNPCKLDQ Z4, Z0, Z0
+	VPADDD     Z8, Z0, Z0
+	VPSHUFD    $0x4e, Z0, Z8
+	VPADDD     Z8, Z0, Z0
+	VPERMD     Z0, Z10, Z0
+	MOVQ       corr+40(FP), R10
+	VPSUBD     (R10), Y0, Y0
+	VMOVDQU    Y0, (DI)
+	MOVQ       floor+64(FP), R10
+	VPCMPGTD   (R10), Y0, Y8
+	VMOVMSKPS  Y8, R10
+	MOVB       R10, (R9)
+	ADDQ       DX, AX
+	ADDQ       R8, DI
+	MOVQ       mstride+80(FP), R10
+	ADDQ       R10, R9
+	DECQ       CX
+	JNZ        row
 
 done:
 	VZEROUPPER
