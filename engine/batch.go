@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"sync"
 )
 
 // ImportItem is one template of a bulk import.
@@ -112,14 +113,20 @@ func (b *batch) decide(ctx context.Context) error {
 		return err
 	}
 	dedup := b.s.decide(b.g.Version, b.s.dedupLevel(b.g.Version), n, true).Threshold
-	// Only a match at the threshold decides: the searches look for no other.
+	// Only a match at the threshold decides: the searches look for no
+	// other. The batch's comparison with itself runs beside the gallery's
+	// (which is parallel only over a large gallery).
+	var pairs [][]Match
+	var pairsErr error
+	var wg sync.WaitGroup
+	wg.Go(func() { pairs, pairsErr = b.s.batchPairs(ctx, probes, dedup) })
 	gallery, err := b.tx.NearestBatch(ctx, b.g, probes, 1, dedup)
+	wg.Wait()
 	if err != nil {
 		return err
 	}
-	pairs, err := b.s.batchPairs(ctx, probes, dedup)
-	if err != nil {
-		return err
+	if pairsErr != nil {
+		return pairsErr
 	}
 	// ofProbe is the person each probe was stored for by an earlier item of
 	// this batch (0: not stored): what the pairs of a later probe can match.
