@@ -7,11 +7,13 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -30,8 +32,18 @@ func TestImportExport(t *testing.T) {
 		}
 		return out.String(), errOut.String()
 	}
-	runIt("migrate")
 	dir := t.TempDir()
+	empty := filepath.Join(dir, "empty.jsonl")
+	os.WriteFile(empty, nil, 0o600)
+	// Before the schema exists, a tool says what to do at once (it used to wait for it forever).
+	errOut := new(bytes.Buffer)
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err := run(ctx, []string{"biomatch", "import", "--tenant", "acme", empty}, getenv, nil, io.Discard, errOut)
+	if err == nil || !strings.Contains(err.Error(), "run biomatch migrate first") {
+		t.Fatalf("import into a database never migrated: %v, want an error saying to run biomatch migrate\n%s", err, errOut)
+	}
+	runIt("migrate")
 
 	// 10 identities × 2 samples, with external ids on the first sample, and 3 invalid items.
 	var lines []string

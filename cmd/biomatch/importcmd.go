@@ -236,16 +236,19 @@ func runExport(ctx context.Context, config func() (app.Config, error), args []st
 // whose schema is behind the binary. Warnings and errors are logged to
 // stderr.
 func newMigratedApp(ctx context.Context, cfg app.Config, stderr io.Writer) (*app.App, error) {
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), false)
+	// A tool fails at once on a schema it cannot use (app.New would wait
+	// for one, as a server starting beside its database does).
+	pool, err := postgres.OpenPool(ctx, cfg.DatabaseURL)
 	if err != nil {
 		return nil, err
 	}
-	if pending, err := postgres.MigrationsPending(ctx, a.Pool); err != nil || pending {
-		a.Close()
-		if err == nil {
-			err = errors.New("the database schema is behind this binary: run biomatch migrate first")
-		}
-		return nil, err
+	pending, err := postgres.MigrationsPending(ctx, pool)
+	pool.Close()
+	if err != nil {
+		return nil, fmt.Errorf("PostgreSQL (DATABASE_URL): %w", err)
 	}
-	return a, nil
+	if pending {
+		return nil, errors.New("the database schema is behind this binary: run biomatch migrate first")
+	}
+	return app.New(ctx, cfg, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})), false)
 }
