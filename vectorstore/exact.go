@@ -36,7 +36,7 @@ type Row struct {
 // proof, see scanPrefix). A search for matches above a high score (the
 // enroll decision's, NearestBatch) reads each int8 row's first three
 // quarters and finishes only the rows that could still reach it (see
-// headScanner). Its results equal a plain float32 scan ranked by
+// int8Scanner). Its results equal a plain float32 scan ranked by
 // kernel.Dot64 (ties by template id): every kernel's error is bounded and
 // the rows that could be in the top k are re-scored exactly. Safe for
 // concurrent use; searches of a gallery wait for a write to it.
@@ -269,7 +269,7 @@ const batchProbes = 256
 // (its callers, enroll and import deduplication, mostly search for persons
 // not stored, which the pre-pass cannot settle). A row that cannot reach
 // atLeast is never re-scored, and a high atLeast lets the scan read most
-// rows' head only (see headScanner).
+// rows' head only (see int8Scanner).
 func (e *Exact) NearestBatch(ctx context.Context, g engine.Gallery, probes []engine.Embedding, k int, atLeast float64) ([][]engine.Match, error) {
 	out := make([][]engine.Match, len(probes))
 	for start := 0; start < len(probes); start += batchProbes {
@@ -370,7 +370,7 @@ type matrix struct {
 	// head is how many leading values of each int8 row a search for
 	// matches above a high score reads first (0: none), and suf holds
 	// ‖x_R‖ of each row, the norm of the values past head, rounded up (see
-	// headScanner).
+	// int8Scanner).
 	head int
 	suf  []float32
 	// blocks bounds inv, res, qn and suf over each block of blockRows rows
@@ -825,9 +825,9 @@ func (m *matrix) scanAll(qs []query, atLeast float64, workers int) [][]engine.Ma
 	var scan func(sels []selector, lo, hi int)
 	switch {
 	case m.head > 0 && atLeast >= headMin:
-		scan = m.headScanner(scaleProbes(qs), qs)
+		scan = m.int8Scanner(scaleProbes(qs), qs, m.i8, m.dim, m.head, true)
 	case m.int8:
-		scan = m.int8Scanner(scaleProbes(qs), m.i8, m.dim, true)
+		scan = m.int8Scanner(scaleProbes(qs), qs, m.i8, m.dim, m.dim, true)
 	default:
 		scan = m.f32Scanner(qs)
 	}
@@ -936,7 +936,7 @@ func (m *matrix) scanPrefix(qs []query, workers int) (out [][]engine.Match, open
 		wide[j] = query{q.probe, q.k + prefixExtra}
 	}
 	scaled := scaleProbes(qs)
-	sels := m.scanParts(wide, math.Inf(-1), workers, m.int8Scanner(scaled, m.pre, m.prefix, false))
+	sels := m.scanParts(wide, math.Inf(-1), workers, m.int8Scanner(scaled, qs, m.pre, m.prefix, m.prefix, false))
 	for j, q := range qs {
 		floor, cands := candidates(sels, j, wide[j].k) // lower = upper: the estimate
 		slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(b.upper, a.upper) })
@@ -1041,23 +1041,37 @@ func scaleProbes(qs []query) []scaledProbe {
 	return out
 }
 
-// int8Scanner scores rows [lo, hi) of the int8 rows of n values in rows
-// (m.i8, or m.pre for the pre-pass) against every probe's first n values
-// with the int8 kernel (each row read once for the whole batch). bounded:
-// it offers each row to each query's selector with its proven error
-// bound; otherwise with the estimate alone as both bounds (the pre-pass,
-// which bounds the error itself).
-func (m *matrix) int8Scanner(ps []scaledProbe, rows [][]int8, n int, bounded bool) func(sels []selector, lo, hi int) {
+// int8Scanner scores rows [lo, hi) of rows (m.i8, or m.pre for the
+// pre-pass; rows of stride values) on their first n values against every
+// probe's first n, with the int8 kernel (each row read once for the whole
+// batch). bounded: it offers each row to each query's selector with its
+// proven error bound; otherwise with the estimate alone as both bounds
+// (the pre-pass, which bounds the error itself).
+//
+// n < stride (bounded, n = m.head) scores each row's head first, for
+// searches of matches above a high score (at least headMin): a row whose
+// head product h cannot reach its query's floor even with the rest's
+// largest possible product, h + int8 error + ‖x_R‖‖q_R‖ (Cauchy–Schwarz on
+// the rest, R), is never looked at again; the others are finished in int8.
+// For unit vectors of 512 values (head 384) and a floor near 0.5, that
+// rules out all but a handful of rows in a million.
+func (m *matrix) int8Scanner(ps []scaledProbe, qs []query, rows [][]int8, stride, n int, bounded bool) func(sels []selector, lo, hi int) {
 	nq := len(ps)
 	probes, firsts := packProbes(ps, n)
 	ng := probes.Groups()
+	var qSuf []float64 // ‖q_R‖ of each probe, rounded up, when scoring heads
+	if n < stride {
+		qSuf = make([]float64, nq)
+		for j, q := range qs {
+			qSuf[j] = float64(norm(q.probe[n:]))
+		}
+	}
 	return func(sels []selector, lo, hi int) {
 		buf := make([]int32, blockRows*nq)
 		mask := make([]uint8, blockRows*ng)
 		floor := make([]int32, nq)
 		for start, end := lo, 0; start < hi; start = end {
 			end = blockEnd(start, hi)
-			rowInv, rowRes, rowQn := m.inv[start:end], m.res[start:end], m.qn[start:end]
 			block := m.blocks[start/blockRows]
 			// The kernel flags the products at or above each query's
 			// skip floor as the block starts; the rest (most rows) are
@@ -1068,66 +1082,29 @@ func (m *matrix) int8Scanner(ps []scaledProbe, rows [][]int8, n int, bounded boo
 				if bounded {
 					room -= float64(block.res) + float64(block.qn)*p.res + 1e-6
 				}
+				if qSuf != nil {
+					room -= float64(block.suf) * qSuf[j]
+				}
 				floor[j] = skipFloor(room, block.inv, p.inv)
 			}
 			dots := buf[:(end-start)*nq]
-			kernel.DotsI8(rowsOf(rows, n, start, end), n, probes, floor, dots, mask[:(end-start)*ng])
-			for i, j := range flagged(mask[:(end-start)*ng], ng, firsts) {
-				s := &sels[j]
-				// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
-				a := float64(dots[i*nq+j]) * float64(rowInv[i]) * ps[j].inv
-				var b float64
-				if bounded {
-					b = float64(rowRes[i]) + float64(rowQn[i])*ps[j].res + 1e-6
-				}
-				if a+b < s.floor() {
-					continue
-				}
-				s.offer(start+i, a-b, a+b)
-			}
-		}
-	}
-}
-
-// headScanner is int8Scanner for searches of matches above a high score
-// (at least headMin), reading most rows' head only: the kernel scores the
-// first m.head values of each row, and a row whose head product h cannot
-// reach its query's floor even with the rest's largest possible product,
-// h + int8 error + ‖x_R‖‖q_R‖ (Cauchy–Schwarz on the rest, R), is never
-// looked at again. The other rows are finished in int8 and offered with
-// the error bound of the whole product, as int8Scanner does. For unit
-// vectors of 512 values (head 384) and a floor near 0.5, that bound rules
-// out all but a handful of rows in a million.
-func (m *matrix) headScanner(ps []scaledProbe, qs []query) func(sels []selector, lo, hi int) {
-	nq, dim, head := len(ps), m.dim, m.head
-	probes, firsts := packProbes(ps, head)
-	ng := probes.Groups()
-	qSuf := make([]float64, nq) // ‖q_R‖ of each probe, rounded up
-	for j, q := range qs {
-		qSuf[j] = float64(norm(q.probe[head:]))
-	}
-	return func(sels []selector, lo, hi int) {
-		buf := make([]int32, blockRows*nq)
-		mask := make([]uint8, blockRows*ng)
-		floor := make([]int32, nq)
-		for start, end := lo, 0; start < hi; start = end {
-			end = blockEnd(start, hi)
-			block := m.blocks[start/blockRows]
-			for j, p := range ps {
-				room := sels[j].floor() - float64(block.res) - float64(block.qn)*p.res -
-					float64(block.suf)*qSuf[j] - 1e-6
-				floor[j] = skipFloor(room, block.inv, p.inv)
-			}
-			dots := buf[:(end-start)*nq]
-			kernel.DotsI8(rowsOf(m.i8, dim, start, end), dim, probes, floor, dots, mask[:(end-start)*ng])
+			kernel.DotsI8(rowsOf(rows, stride, start, end), stride, probes, floor, dots, mask[:(end-start)*ng])
 			for i, j := range flagged(mask[:(end-start)*ng], ng, firsts) {
 				s, r, p := &sels[j], start+i, &ps[j]
-				b := float64(m.res[r]) + float64(m.qn[r])*p.res + 1e-6
+				// x·q − x̃·q̃ = (x−x̃)·q + x̃·(q−q̃), so |error| ≤ ‖x−x̃‖‖q‖ + ‖x̃‖‖q−q̃‖ (‖q‖ = 1).
 				inv := float64(m.inv[r]) * p.inv
-				if float64(dots[i*nq+j])*inv+b+float64(m.suf[r])*qSuf[j] < s.floor() {
-					continue
+				var b float64
+				if bounded {
+					b = float64(m.res[r]) + float64(m.qn[r])*p.res + 1e-6
 				}
-				a := float64(dots[i*nq+j]+dotI8(m.i8Row(r)[head:], p.q16[head:dim])) * inv
+				d := dots[i*nq+j]
+				if qSuf != nil {
+					if float64(d)*inv+b+float64(m.suf[r])*qSuf[j] < s.floor() {
+						continue
+					}
+					d += dotI8(m.i8Row(r)[n:], p.q16[n:stride])
+				}
+				a := float64(d) * inv
 				if a+b < s.floor() {
 					continue
 				}

@@ -210,11 +210,7 @@ func (s *Synced) refreshRange(ctx context.Context, q postgres.Querier, ch postgr
 		// The rows this process wrote: every change before this one is
 		// applied (notifications come in commit order), and a later
 		// change's notification follows.
-		all := make([]Row, len(own.rows))
-		for i, r := range own.rows {
-			all[i] = Row{TemplateID: r.ID, PersonID: r.PersonID, Gallery: g, Embedding: r.Embedding}
-		}
-		s.Add(all...)
+		s.Add(galleryRows(g, own.rows)...)
 		s.checkBudget()
 		return nil
 	}
@@ -277,13 +273,18 @@ func (s *Synced) ApplyCommitted(g engine.Gallery, from, to int64, rows []postgre
 		return
 	}
 	defer s.lockEveryPerson()()
-	all := make([]Row, len(rows))
-	for i, r := range rows {
-		all[i] = Row{TemplateID: r.ID, PersonID: r.PersonID, Gallery: g, Embedding: r.Embedding}
-	}
-	s.Add(all...)
+	s.Add(galleryRows(g, rows)...)
 	s.reached(map[engine.Gallery]int64{g: to}, false)
 	s.checkBudget()
+}
+
+// galleryRows are a write's new templates of g as rows of the index.
+func galleryRows(g engine.Gallery, rows []postgres.NewTemplate) []Row {
+	out := make([]Row, len(rows))
+	for i, r := range rows {
+		out[i] = Row{TemplateID: r.ID, PersonID: r.PersonID, Gallery: g, Embedding: r.Embedding}
+	}
+	return out
 }
 
 // lockEveryPerson takes every person stripe, so no refresh of one person

@@ -186,22 +186,11 @@ func reduce8(acc []reg.VecVirtual, order reg.VecVirtual) reg.VecVirtual {
 	// 128-bit lanes: a = [A0 A1 A2 A3], b = [B0 B1 B2 B3] → [A0+A2 A1+A3 B0+B2 B1+B3].
 	var s [4]reg.VecVirtual
 	for k := range s {
-		a, b, hi := acc[2*k], acc[2*k+1], ZMM()
-		VSHUFI64X2(U8(0xee), b, a, hi)
-		VSHUFI64X2(U8(0x44), b, a, a)
-		VPADDD(hi, a, a)
-		s[k] = a
+		s[k] = addShuffled(acc[2*k], acc[2*k+1], 0x44, 0xee)
 	}
 	// [P0 P1 Q0 Q1], [R0 R1 S0 S1] → [P0+P1 Q0+Q1 R0+R1 S0+S1]: lane k holds
 	// four partial sums of accumulator k (of 4+k in the second).
-	var t [2]reg.VecVirtual
-	for k := range t {
-		a, b, odd := s[2*k], s[2*k+1], ZMM()
-		VSHUFI64X2(U8(0xdd), b, a, odd)
-		VSHUFI64X2(U8(0x88), b, a, a)
-		VPADDD(odd, a, a)
-		t[k] = a
-	}
+	t := [2]reg.VecVirtual{addShuffled(s[0], s[1], 0x88, 0xdd), addShuffled(s[2], s[3], 0x88, 0xdd)}
 	// Per lane k: [x0 x1 x2 x3], [y0 y1 y2 y3] → [Σx Σy Σx Σy].
 	lo, hi := t[0], ZMM()
 	VPUNPCKHDQ(t[1], t[0], hi)
@@ -211,6 +200,16 @@ func reduce8(acc []reg.VecVirtual, order reg.VecVirtual) reg.VecVirtual {
 	VPADDD(hi, lo, lo)
 	VPERMD(lo, order, lo)
 	return lo
+}
+
+// addShuffled sets a to the sum of two vshufi64x2 of a and b (128-bit
+// lanes picked by the immediates x and y) and returns it.
+func addShuffled(a, b reg.VecVirtual, x, y uint8) reg.VecVirtual {
+	other := ZMM()
+	VSHUFI64X2(U8(y), b, a, other)
+	VSHUFI64X2(U8(x), b, a, a)
+	VPADDD(other, a, a)
+	return a
 }
 
 // storeSums8 is storeSums for eight sums, the low lanes of sums.
