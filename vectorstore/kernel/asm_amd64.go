@@ -20,6 +20,8 @@ func init() {
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI {
 		DotsI8, NameI8, ProbeMax = dotsI8VNNI, "avx512vnni", 127
 		asmI8["avx512vnni"] = dotsI8VNNI
+		HasTiles = true
+		tileKernels = map[int]tileKernel{12: dotsTile12VNNI, 4: dotsTile4VNNI, 1: dotsTile1VNNI}
 	}
 }
 

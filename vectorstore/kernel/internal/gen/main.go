@@ -31,6 +31,9 @@ func main() {
 	for _, p := range probeCounts {
 		dotsVNNI(p)
 	}
+	for _, p := range tileProbeCounts {
+		dotsTile(p)
+	}
 	Generate()
 }
 
@@ -306,6 +309,122 @@ func dotsVNNI(p int) {
 	ADDQ(Load(Param("mstride"), GP64()), mask)
 	DECQ(rows)
 	JNZ(LabelRef("row"))
+	Label("done")
+	VZEROUPPER()
+	RET()
+}
+
+// tileProbeCounts are the tile kernels generated, by probes per pass: 12
+// fills 24 of the 32 vector registers with accumulators for two tiles.
+var tileProbeCounts = []int{12, 4, 1}
+
+// Offsets of a tile's row bounds (float32s, 16 each) and of the probe
+// parameters (float32s, p each), as kernel.TileBounds and kernel.TileProbes
+// lay them out.
+const (
+	boundInv, boundRes, boundQn, boundSuf = 0, 64, 128, 192 // bytes
+	tileBoundBytes                        = 256
+	paramQinv, paramRes, paramSuf, paramFloor = 0, 1, 2, 3 // × 4p bytes
+)
+
+// dotsTile generates dotsTile<p>VNNI: the int8 head products of the rows
+// of pairs of tiles (16 rows each, interleaved by 4 values: value 4s+k of
+// row r at byte s*64 + r*4 + k, stored as x+128) with p probes (value
+// 4s+k of probe j at qp[(s*p+j)*4+k]), written less corr[j] to out (tile
+// t, probe j: 16 int32 at out + t*ostride + j*64), and for each row a bit
+// of mask (tile t, probe j: a uint16 at mask + t*mstride + j*2), set when
+// the row may score at least floor[j]:
+//
+//	d·inv·qinv[j] + qn·res[j] + suf·suf[j] + res ≥ floor[j]
+//
+// in float32, with the row's inv, res, qn and suf from its tile's bounds
+// (256 bytes a tile, at rb). Each step reads 64 bytes of two tiles and
+// broadcasts 4 bytes of each probe: 2p vpdpbusd for 2 + p loads, no
+// horizontal sums, so the kernel runs at the vpdpbusd rate (two a cycle).
+func dotsTile(p int) {
+	name := fmt.Sprintf("dotsTile%dVNNI", p)
+	TEXT(name, NOSPLIT, "func(tiles *uint8, pairs, tileBytes, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)")
+	Doc(fmt.Sprintf("%s scores pairs of int8 tiles against %d packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).", name, p))
+	tiles := Load(Param("tiles"), GP64())
+	pairs := Load(Param("pairs"), GP64())
+	tileBytes := Load(Param("tileBytes"), GP64())
+	qp := Load(Param("qp"), GP64())
+	corr := Load(Param("corr"), GP64())
+	pv := Load(Param("pv"), GP64())
+	rb := Load(Param("rb"), GP64())
+	out := Load(Param("out"), GP64())
+	ostride := Load(Param("ostride"), GP64())
+	mask := Load(Param("mask"), GP64())
+	mstride := Load(Param("mstride"), GP64())
+
+	acc := make([][]reg.VecVirtual, 2)
+	for r := range acc {
+		acc[r] = make([]reg.VecVirtual, p)
+		for j := range acc[r] {
+			acc[r][j] = ZMM()
+		}
+	}
+	x := []reg.VecVirtual{ZMM(), ZMM()}
+	a, b, q, step := GP64(), GP64(), GP64(), GP64()
+
+	TESTQ(pairs, pairs)
+	JZ(LabelRef("done"))
+	Label("pair")
+	for r := range acc {
+		for _, v := range acc[r] {
+			VPXORD(v, v, v)
+		}
+	}
+	MOVQ(tiles, a)
+	LEAQ(Mem{Base: tiles, Index: tileBytes, Scale: 1}, b)
+	MOVQ(qp, q)
+	Load(Param("steps"), step)
+	Label("step")
+	VMOVDQU32(Mem{Base: a}, x[0])
+	VMOVDQU32(Mem{Base: b}, x[1])
+	for j := range p {
+		for r := range acc {
+			VPDPBUSD_BCST(Mem{Base: q, Disp: 4 * j}, x[r], acc[r][j])
+		}
+	}
+	ADDQ(U8(64), a)
+	ADDQ(U8(64), b)
+	ADDQ(U32(4*p), q)
+	DECQ(step)
+	JNZ(LabelRef("step"))
+
+	// The flags, tile by tile, probe by probe.
+	o, mk := GP64(), GP64()
+	MOVQ(out, o)
+	MOVQ(mask, mk)
+	for r := range acc {
+		bound := func(off int) Mem { return Mem{Base: rb, Disp: r*tileBoundBytes + off} }
+		for j, v := range acc[r] {
+			param := func(which int) Mem { return Mem{Base: pv, Disp: 4 * (which*p + j)} }
+			t, k := ZMM(), K()
+			VPSUBD_BCST(Mem{Base: corr, Disp: 4 * j}, v, v)
+			VMOVDQU32(v, Mem{Base: o, Disp: 64 * j})
+			VCVTDQ2PS(v, v)
+			VMULPS(bound(boundInv), v, v)
+			VMULPS_BCST(param(paramQinv), v, v)
+			VMOVUPS(bound(boundQn), t)
+			VFMADD231PS_BCST(param(paramRes), t, v)
+			VMOVUPS(bound(boundSuf), t)
+			VFMADD231PS_BCST(param(paramSuf), t, v)
+			VADDPS(bound(boundRes), v, v)
+			VCMPPS_BCST(U8(0x1d), param(paramFloor), v, k) // ≥, ordered
+			KMOVW(k, Mem{Base: mk, Disp: 2 * j})
+		}
+		ADDQ(ostride, o)
+		ADDQ(mstride, mk)
+	}
+
+	LEAQ(Mem{Base: tiles, Index: tileBytes, Scale: 2}, tiles)
+	ADDQ(U32(2*tileBoundBytes), rb)
+	LEAQ(Mem{Base: out, Index: ostride, Scale: 2}, out)
+	LEAQ(Mem{Base: mask, Index: mstride, Scale: 2}, mask)
+	DECQ(pairs)
+	JNZ(LabelRef("pair"))
 	Label("done")
 	VZEROUPPER()
 	RET()
