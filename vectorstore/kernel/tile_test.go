@@ -9,11 +9,11 @@ import (
 
 // tileCase is a random batch of tiles and probes for the tile kernels.
 type tileCase struct {
-	head, ntiles int
-	rows         [][]int8 // ntiles*16 rows of head values
-	tiles        []uint8
-	bounds       []float32
-	qs           [][]int16
+	head, ntiles          int
+	rows                  [][]int8 // ntiles*16 rows of head values
+	tiles                 []uint8
+	bounds                []float32
+	qs                    [][]int16
 	qinv, res, suf, floor []float64
 }
 

@@ -322,8 +322,8 @@ var tileProbeCounts = []int{12, 4, 1}
 // parameters (float32s, p each), as kernel.TileBounds and kernel.TileProbes
 // lay them out.
 const (
-	boundInv, boundRes, boundQn, boundSuf = 0, 64, 128, 192 // bytes
-	tileBoundBytes                        = 256
+	boundInv, boundRes, boundQn, boundSuf     = 0, 64, 128, 192 // bytes
+	tileBoundBytes                            = 256
 	paramQinv, paramRes, paramSuf, paramFloor = 0, 1, 2, 3 // × 4p bytes
 )
 
