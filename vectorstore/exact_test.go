@@ -2,6 +2,7 @@ package vectorstore
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"runtime"
@@ -145,23 +146,33 @@ func TestExactBatchEqualsPlainScan(t *testing.T) {
 // TestExactAtLeastEqualsPlainScan holds searches for matches scoring at
 // least a threshold (the enroll decision's) to a plain float32 scan cut at
 // that threshold, across thresholds above and below headMin, for int8
-// matrices with and without a head (dimensions 512 and 128) and float32
+// matrices with and without a head (dimensions 512 and 128; the head
+// scanned row by row and, where the CPU has them, as tiles) and float32
 // ones: probes at cosines just above, at and just below the threshold of
 // a stored row, stored rows with their duplicates, nobody stored, and
 // probes close to rows with almost all their weight past the head, whose
-// match the head scan must not rule out.
+// match the head scan must not rule out. Then a third of the persons are
+// removed (rows move to fill the gaps) and the searches are held to the
+// rows left.
 func TestExactAtLeastEqualsPlainScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
 	all := []float64{0.3, headMin, 0.45, 0.5, 0.62, 0.9}
-	for _, tc := range []struct {
+	type testCase struct {
 		n, dim     int
 		int8       string
+		tiles      bool
 		head       int
 		thresholds []float64
-	}{
-		{3000, 512, "on", 384, all}, {parallelMin + 300, 256, "on", 192, []float64{0.3, 0.5}},
-		{2000, 128, "on", 0, all}, {2000, 512, "off", 0, all},
-	} {
+	}
+	cases := []testCase{
+		{3000, 512, "on", false, 384, all}, {parallelMin + 300, 256, "on", false, 192, []float64{0.3, 0.5}},
+		{2000, 128, "on", false, 0, all}, {2000, 512, "off", false, 0, all},
+	}
+	if kernel.HasTiles {
+		cases = append(cases, testCase{3000, 512, "on", true, 352, all},
+			testCase{parallelMin + 300, 256, "on", true, 176, []float64{0.45, 0.5}})
+	}
+	for _, tc := range cases {
 		rows := dataset(r, tc.n, tc.dim)
 		var heavy []int // rows with almost all their weight past the head
 		for i := range 6 {
@@ -174,46 +185,87 @@ func TestExactAtLeastEqualsPlainScan(t *testing.T) {
 			rows[i*(tc.n/6)].Embedding = unit(v)
 		}
 		e := NewExact(ExactConfig{Int8: tc.int8, Workers: 3})
+		e.noTiles = !tc.tiles
 		e.Add(rows...)
 		m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, tc.dim}]
-		if m.head != tc.head {
-			t.Fatalf("dim %d int8 %s: head = %d, want %d", tc.dim, tc.int8, m.head, tc.head)
+		if m.head != tc.head || (m.tiles != nil) != tc.tiles {
+			t.Fatalf("dim %d int8 %s: head = %d (tiles %v), want %d (%v)", tc.dim, tc.int8, m.head, m.tiles != nil, tc.head, tc.tiles)
 		}
-		for _, atLeast := range tc.thresholds {
-			qs := make([]query, 15) // probe groups of 8, 4, 2 and 1
-			for j := range qs {
-				qs[j].k = []int{1, 1, 3, 10}[j%4]
-				row := rows[r.IntN(len(rows))].Embedding
-				switch j % 5 {
-				case 0, 1: // just above, at or just below the threshold
-					c := atLeast + []float64{1e-3, 0, -1e-3, 1e-6}[r.IntN(4)]
-					qs[j].probe = engine.Embedding(synth.AtCosine(row, c, r.Uint64()))
-				case 2: // a stored row: exact ties with its duplicates
-					qs[j].probe = row
-				case 3: // near a row the head hardly sees
-					c := atLeast + []float64{2e-3, -2e-3, 0.05}[r.IntN(3)]
-					qs[j].probe = engine.Embedding(synth.AtCosine(rows[heavy[j%len(heavy)]].Embedding, c, r.Uint64()))
-				default: // nobody stored
-					v := make([]float64, tc.dim)
-					for i := range v {
-						v[i] = r.NormFloat64()
+		name := fmt.Sprintf("n=%d dim=%d int8=%s tiles=%v", tc.n, tc.dim, tc.int8, tc.tiles)
+		for pass := range 2 {
+			if pass == 1 { // remove the persons of every third row, but the heavy rows'
+				keep, gone := map[int64]bool{}, map[int64]bool{}
+				for _, i := range heavy {
+					keep[rows[i].PersonID] = true
+				}
+				for i, row := range rows {
+					if i%3 == 1 && !keep[row.PersonID] && !gone[row.PersonID] {
+						gone[row.PersonID] = true
+						e.RemovePerson(row.PersonID)
 					}
-					qs[j].probe = unit(v)
+				}
+				heavyIDs := map[int64]bool{}
+				for _, i := range heavy {
+					heavyIDs[rows[i].TemplateID] = true
+				}
+				rows = slices.DeleteFunc(slices.Clone(rows), func(row Row) bool { return gone[row.PersonID] })
+				heavy = heavy[:0]
+				for i, row := range rows {
+					if heavyIDs[row.TemplateID] {
+						heavy = append(heavy, i)
+					}
+				}
+				if len(gone) == 0 || m.len() != len(rows) {
+					t.Fatalf("%s: %d rows after removing %d persons, want %d", name, m.len(), len(gone), len(rows))
 				}
 			}
-			got, err := e.NearestBatch(context.Background(), testGallery, probes(qs[:1]), 1, atLeast)
-			if err != nil {
-				t.Fatal(err)
+			for _, atLeast := range tc.thresholds {
+				checkAtLeast(t, r, e, m, rows, heavy, atLeast, fmt.Sprintf("%s pass %d atLeast %v", name, pass, atLeast))
 			}
-			if diff := cmp.Diff(engine.AtLeast(plainScan(rows, qs[0].probe, 1), atLeast), got[0], cmpopts.EquateEmpty()); diff != "" {
-				t.Fatalf("n=%d dim=%d int8=%s atLeast %v, NearestBatch (-plain +got):\n%s", tc.n, tc.dim, tc.int8, atLeast, diff)
+		}
+	}
+}
+
+// checkAtLeast holds e's searches at atLeast to a plain scan of rows, with
+// probes of every kind TestExactAtLeastEqualsPlainScan names.
+func checkAtLeast(t *testing.T, r *rand.Rand, e *Exact, m *matrix, rows []Row, heavy []int, atLeast float64, name string) {
+	t.Helper()
+	dim := len(rows[0].Embedding)
+	qs := make([]query, 15) // probe groups of 8, 4, 2 and 1
+	for j := range qs {
+		qs[j].k = []int{1, 1, 3, 10}[j%4]
+		row := rows[r.IntN(len(rows))].Embedding
+		switch j % 5 {
+		case 0, 1: // just above, at or just below the threshold
+			c := atLeast + []float64{1e-3, 0, -1e-3, 1e-6}[r.IntN(4)]
+			qs[j].probe = engine.Embedding(synth.AtCosine(row, c, r.Uint64()))
+		case 2: // a stored row: exact ties with its duplicates
+			qs[j].probe = row
+		case 3: // near a row the head hardly sees
+			c := atLeast + []float64{2e-3, -2e-3, 0.05}[r.IntN(3)]
+			if len(heavy) > 0 {
+				row = rows[heavy[j%len(heavy)]].Embedding
 			}
-			for j, got := range m.search(qs, atLeast, e.workers) {
-				want := engine.AtLeast(plainScan(rows, qs[j].probe, qs[j].k), atLeast)
-				if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
-					t.Fatalf("n=%d dim=%d int8=%s atLeast %v query %d (k=%d) (-plain +search):\n%s", tc.n, tc.dim, tc.int8, atLeast, j, qs[j].k, diff)
-				}
+			qs[j].probe = engine.Embedding(synth.AtCosine(row, c, r.Uint64()))
+		default: // nobody stored
+			v := make([]float64, dim)
+			for i := range v {
+				v[i] = r.NormFloat64()
 			}
+			qs[j].probe = unit(v)
+		}
+	}
+	got, err := e.NearestBatch(context.Background(), testGallery, probes(qs[:1]), 1, atLeast)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(engine.AtLeast(plainScan(rows, qs[0].probe, 1), atLeast), got[0], cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("%s, NearestBatch (-plain +got):\n%s", name, diff)
+	}
+	for j, got := range m.search(qs, atLeast, e.workers) {
+		want := engine.AtLeast(plainScan(rows, qs[j].probe, qs[j].k), atLeast)
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("%s query %d (k=%d) (-plain +search):\n%s", name, j, qs[j].k, diff)
 		}
 	}
 }

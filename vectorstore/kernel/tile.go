@@ -87,7 +87,7 @@ func NewTileProbes(qs [][]int16, head int, qinv, res, suf []float64) *TileProbes
 			g.params[j] = float32(qinv[first+j])
 			g.params[n+j] = up32(res[first+j])
 			g.params[2*n+j] = up32(suf[first+j])
-			g.params[3*n+j] = float32(math.Inf(1))
+			g.params[3*n+j] = float32(math.Inf(1)) // until WithFloors
 		}
 		p.groups = append(p.groups, g)
 		first += n
@@ -108,20 +108,24 @@ func up32(f float64) float32 {
 // roundings of terms below 2 in size.
 const tileSlack = 1e-5
 
-// SetFloor sets the score probe j's flags ask for: a row is flagged when
-// its bound may reach floor (less tileSlack, for float32 rounding).
-func (p *TileProbes) SetFloor(j int, floor float64) {
-	for g := range p.groups {
-		gr := &p.groups[g]
-		if j >= gr.first && j < gr.first+gr.n {
-			v := float32(floor - tileSlack)
-			if float64(v) > floor-tileSlack {
+// WithFloors returns a copy of p (sharing its probe values) asking probe
+// j's flags for floor(j): a row is flagged when its bound may reach it
+// (less tileSlack, for float32 rounding).
+func (p *TileProbes) WithFloors(floor func(j int) float64) *TileProbes {
+	c := &TileProbes{n: p.n, head: p.head, groups: make([]tileGroup, len(p.groups))}
+	for g, gr := range p.groups {
+		gr.params = append([]float32(nil), gr.params...)
+		for j := range gr.n {
+			f := floor(gr.first+j) - tileSlack
+			v := float32(f)
+			if float64(v) > f {
 				v = math.Nextafter32(v, float32(math.Inf(-1)))
 			}
-			gr.params[3*gr.n+j-gr.first] = v
-			return
+			gr.params[3*gr.n+j] = v
 		}
+		c.groups[g] = gr
 	}
+	return c
 }
 
 // Len is the number of probes.

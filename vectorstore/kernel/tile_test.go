@@ -81,9 +81,7 @@ func TestDotsTiles(t *testing.T) {
 			ntiles := 2 * (1 + nq%3)
 			c := newTileCase(r, head, ntiles, nq, nq == 13)
 			p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
-			for j, f := range c.floor {
-				p.SetFloor(j, f)
-			}
+			p = p.WithFloors(func(j int) float64 { return c.floor[j] })
 			out, mask := make([]int32, ntiles*nq*16), make([]uint16, ntiles*nq)
 			DotsTiles(c.tiles, c.bounds, ntiles, p, out, mask)
 			name := fmt.Sprintf("head %d, %d probes", head, nq)
@@ -125,12 +123,9 @@ func BenchmarkDotsTiles(b *testing.B) {
 	}
 	const head, rows = 384, 256
 	r := rand.New(rand.NewPCG(8, 8))
-	for _, nq := range []int{1, 8, 12, 48} {
+	for _, nq := range []int{1, 8, 12, 48, 256} {
 		c := newTileCase(r, head, rows/TileRows, nq, false)
 		p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
-		for j := range nq {
-			p.SetFloor(j, math.Inf(1))
-		}
 		out, mask := make([]int32, rows*nq), make([]uint16, rows/TileRows*nq)
 		b.Run(fmt.Sprintf("tiles/probes=%d", nq), func(b *testing.B) {
 			for b.Loop() {
