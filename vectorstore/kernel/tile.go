@@ -155,8 +155,14 @@ func DotsTiles(tiles []uint8, bounds []float32, ntiles int, p *TileProbes, out [
 	_ = bounds[ntiles*TileBoundFloats-1]
 	_ = out[ntiles*p.n*16-1]
 	_ = mask[ntiles*p.n-1]
-	for _, g := range p.groups {
-		tileKernels[g.n](&tiles[0], ntiles/2, tb, p.head/4, &g.packed[0], &g.corr[0], &g.params[0], &bounds[0],
-			&out[g.first*16], p.n*64, &mask[g.first], p.n*2)
+	// Pair by pair, every probe group: the pair's rows stay in the core's
+	// first-level cache while the probes stream past (group by group, each
+	// group read the block's tiles from the second level again: about 5 %
+	// slower in BenchmarkDotsTiles at 256 probes).
+	for t := 0; t < ntiles; t += 2 {
+		for _, g := range p.groups {
+			tileKernels[g.n](&tiles[t*tb], 1, tb, p.head/4, &g.packed[0], &g.corr[0], &g.params[0], &bounds[t*TileBoundFloats],
+				&out[(t*p.n+g.first)*16], p.n*64, &mask[t*p.n+g.first], p.n*2)
+		}
 	}
 }
