@@ -1,6 +1,9 @@
 package kernel
 
-import "math"
+import (
+	"math"
+	"slices"
+)
 
 // Tiles: the layout of the dedup search's head scan. A tile interleaves
 // the first head values of TileRows rows by four, as unsigned bytes:
@@ -55,6 +58,7 @@ var tileProbeSizes = []int{12, 4, 1}
 type TileProbes struct {
 	n, head int
 	groups  []tileGroup
+	scratch []int32 // where DotsTiles has the kernels write products it does not keep
 }
 
 type tileGroup struct {
@@ -87,7 +91,7 @@ func NewTileProbes(qs [][]int16, head int, qinv, res, suf []float64) *TileProbes
 			g.params[j] = float32(qinv[first+j])
 			g.params[n+j] = up32(res[first+j])
 			g.params[2*n+j] = up32(suf[first+j])
-			g.params[3*n+j] = float32(math.Inf(1)) // until WithFloors
+			g.params[3*n+j] = float32(math.Inf(1)) // until SetFloors
 		}
 		p.groups = append(p.groups, g)
 		first += n
@@ -108,42 +112,55 @@ func up32(f float64) float32 {
 // roundings of terms below 2 in size.
 const tileSlack = 1e-5
 
-// WithFloors returns a copy of p (sharing its probe values) asking probe
-// j's flags for floor(j): a row is flagged when its bound may reach it
-// (less tileSlack, for float32 rounding).
-func (p *TileProbes) WithFloors(floor func(j int) float64) *TileProbes {
-	c := &TileProbes{n: p.n, head: p.head, groups: make([]tileGroup, len(p.groups))}
-	for g, gr := range p.groups {
-		gr.params = append([]float32(nil), gr.params...)
-		for j := range gr.n {
-			f := floor(gr.first+j) - tileSlack
+// Floored returns a copy of p, sharing its probe values, whose floors
+// SetFloors sets (all +∞ until then): one per goroutine.
+func (p *TileProbes) Floored() *TileProbes {
+	c := &TileProbes{n: p.n, head: p.head, groups: slices.Clone(p.groups), scratch: make([]int32, p.n*TileRows)}
+	for g := range c.groups {
+		c.groups[g].params = slices.Clone(c.groups[g].params)
+	}
+	return c
+}
+
+// SetFloors sets the score each probe j's flags ask for to floor(j): a row
+// is flagged when its bound may reach it (less tileSlack, for float32
+// rounding).
+func (p *TileProbes) SetFloors(floor func(j int) float64) {
+	for _, g := range p.groups {
+		for j := range g.n {
+			f := floor(g.first+j) - tileSlack
 			v := float32(f)
 			if float64(v) > f {
 				v = math.Nextafter32(v, float32(math.Inf(-1)))
 			}
-			gr.params[3*gr.n+j] = v
+			g.params[3*g.n+j] = v
 		}
-		c.groups[g] = gr
 	}
-	return c
 }
 
 // Len is the number of probes.
 func (p *TileProbes) Len() int { return p.n }
 
 // DotsTiles scores ntiles tiles (an even number, back to back in tiles;
-// their bounds back to back in bounds) against the probes: for tile t,
-// probe j and row r, out[(t*p.Len()+j)*16+r] is the int8 product of the
-// row's and the probe's heads, and bit r of mask[t*p.Len()+j] is set when
+// their bounds back to back in bounds) against the probes of p (from
+// Floored): for tile t, probe j and row r, bit r of mask[t*p.Len()+j] is
+// set when
 //
 //	d·inv·qinv + qn·res_q + suf·suf_q + res ≥ floor
 //
-// in float32 (d the product; inv, res, qn, suf the row's bounds; qinv,
-// res_q, suf_q and floor the probe's): when the row's score may reach the
-// probe's floor given the int8 rounding (res + qn·res_q bounds it for unit
-// vectors) and the rest of the row (Cauchy–Schwarz: at most suf·suf_q).
-// Callers check a flagged row again in float64. Only where HasTiles.
-func DotsTiles(tiles []uint8, bounds []float32, ntiles int, p *TileProbes, out []int32, mask []uint16) {
+// in float32, d being the int8 product of the row's and the probe's heads
+// (inv, res, qn and suf the row's bounds; qinv, res_q, suf_q and floor the
+// probe's): when the row's score may reach the probe's floor given the
+// int8 rounding (res + qn·res_q bounds it for unit vectors) and the rest
+// of the row (Cauchy–Schwarz: at most suf·suf_q). Callers score a flagged
+// row again. Only where HasTiles.
+func DotsTiles(tiles []uint8, bounds []float32, ntiles int, p *TileProbes, mask []uint16) {
+	dotsTiles(tiles, bounds, ntiles, p, mask, p.scratch, 0)
+}
+
+// dotsTiles is DotsTiles writing the products of tile t and probe j to
+// out[t*ostride + j*16 :] (ostride 0: all tiles to one place, overwritten).
+func dotsTiles(tiles []uint8, bounds []float32, ntiles int, p *TileProbes, mask []uint16, out []int32, ostride int) {
 	if ntiles == 0 {
 		return
 	}
@@ -153,7 +170,7 @@ func DotsTiles(tiles []uint8, bounds []float32, ntiles int, p *TileProbes, out [
 	tb := TileBytes(p.head)
 	_ = tiles[ntiles*tb-1]
 	_ = bounds[ntiles*TileBoundFloats-1]
-	_ = out[ntiles*p.n*16-1]
+	_ = out[(ntiles-1)*ostride+p.n*TileRows-1]
 	_ = mask[ntiles*p.n-1]
 	// Pair by pair, every probe group: the pair's rows stay in the core's
 	// first-level cache while the probes stream past (group by group, each
@@ -162,7 +179,7 @@ func DotsTiles(tiles []uint8, bounds []float32, ntiles int, p *TileProbes, out [
 	for t := 0; t < ntiles; t += 2 {
 		for _, g := range p.groups {
 			tileKernels[g.n](&tiles[t*tb], 1, tb, p.head/4, &g.packed[0], &g.corr[0], &g.params[0], &bounds[t*TileBoundFloats],
-				&out[(t*p.n+g.first)*16], p.n*64, &mask[t*p.n+g.first], p.n*2)
+				&out[t*ostride+g.first*TileRows], ostride*4, &mask[t*p.n+g.first], p.n*2)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 )
 
@@ -81,9 +82,15 @@ func TestDotsTiles(t *testing.T) {
 			ntiles := 2 * (1 + nq%3)
 			c := newTileCase(r, head, ntiles, nq, nq == 13)
 			p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
-			p = p.WithFloors(func(j int) float64 { return c.floor[j] })
+			p = p.Floored()
+			p.SetFloors(func(j int) float64 { return c.floor[j] })
 			out, mask := make([]int32, ntiles*nq*16), make([]uint16, ntiles*nq)
-			DotsTiles(c.tiles, c.bounds, ntiles, p, out, mask)
+			dotsTiles(c.tiles, c.bounds, ntiles, p, mask, out, nq*16)
+			flagsOnly := make([]uint16, ntiles*nq)
+			DotsTiles(c.tiles, c.bounds, ntiles, p, flagsOnly)
+			if !slices.Equal(flagsOnly, mask) {
+				t.Fatalf("head %d, %d probes: DotsTiles flags differ from dotsTiles'", head, nq)
+			}
 			name := fmt.Sprintf("head %d, %d probes", head, nq)
 			flags := 0
 			for tl := range ntiles {
@@ -125,11 +132,11 @@ func BenchmarkDotsTiles(b *testing.B) {
 	r := rand.New(rand.NewPCG(8, 8))
 	for _, nq := range []int{1, 8, 12, 48, 256} {
 		c := newTileCase(r, head, rows/TileRows, nq, false)
-		p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
-		out, mask := make([]int32, rows*nq), make([]uint16, rows/TileRows*nq)
+		p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf).Floored()
+		mask := make([]uint16, rows/TileRows*nq)
 		b.Run(fmt.Sprintf("tiles/probes=%d", nq), func(b *testing.B) {
 			for b.Loop() {
-				DotsTiles(c.tiles, c.bounds, rows/TileRows, p, out, mask)
+				DotsTiles(c.tiles, c.bounds, rows/TileRows, p, mask)
 			}
 			b.ReportMetric(float64(b.N)*rows*float64(nq)/b.Elapsed().Seconds()/1e6, "Mcmp/s")
 		})
@@ -146,4 +153,25 @@ func BenchmarkDotsTiles(b *testing.B) {
 			b.ReportMetric(float64(b.N)*rows*float64(nq)/b.Elapsed().Seconds()/1e6, "Mcmp/s")
 		})
 	}
+}
+
+// BenchmarkDotsTilesParallel is the tile kernel on every core at once, as
+// the dedup search runs it: heads of 352 values (the search's at 512), 256
+// rows per core in cache, 256 probes.
+func BenchmarkDotsTilesParallel(b *testing.B) {
+	if !HasTiles {
+		b.Skip("no tile kernels on this CPU")
+	}
+	const head, rows, nq = 352, 256, 256
+	r := rand.New(rand.NewPCG(8, 8))
+	c := newTileCase(r, head, rows/TileRows, nq, false)
+	p0 := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
+	b.RunParallel(func(pb *testing.PB) {
+		p := p0.Floored()
+		mask := make([]uint16, rows/TileRows*nq)
+		for pb.Next() {
+			DotsTiles(c.tiles, c.bounds, rows/TileRows, p, mask)
+		}
+	})
+	b.ReportMetric(float64(b.N)*rows*float64(nq)/b.Elapsed().Seconds()/1e6, "Mcmp/s")
 }
