@@ -21,7 +21,7 @@ func init() {
 		DotsI8, NameI8, ProbeMax = dotsI8VNNI, "avx512vnni", 127
 		asmI8["avx512vnni"] = dotsI8VNNI
 		HasTiles = true
-		tileKernels = map[int]tileKernel{12: dotsTile12VNNI, 4: dotsTile4VNNI, 1: dotsTile1VNNI}
+		tileKernels = map[int]tileKernel{12: dotsTile12VNNI, 8: dotsTile8VNNI, 4: dotsTile4VNNI, 1: dotsTile1VNNI}
 	}
 }
 

@@ -937,6 +937,278 @@ done:
 	VZEROUPPER
 	RET
 
+// func dotsTile8VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// Requires: AVX, AVX512F, AVX512VNNI
+TEXT ·dotsTile8VNNI(SB), NOSPLIT, $8-96
+	MOVQ  tiles+0(FP), AX
+	MOVQ  pairs+8(FP), CX
+	MOVQ  tileBytes+16(FP), DX
+	MOVQ  qp+32(FP), BX
+	MOVQ  corr+40(FP), SI
+	MOVQ  pv+48(FP), DI
+	MOVQ  rb+56(FP), R8
+	MOVQ  out+64(FP), R9
+	MOVQ  ostride+72(FP), R10
+	MOVQ  mask+80(FP), R11
+	MOVQ  mstride+88(FP), R12
+	TESTQ CX, CX
+	JZ    done
+
+pair:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	MOVQ   AX, R13
+	LEAQ   (AX)(DX*1), R14
+	MOVQ   BX, R15
+	MOVQ   steps+24(FP), BP
+
+step:
+	VMOVDQU32        (R13), Z16
+	VMOVDQU32        (R14), Z17
+	VPDPBUSD.BCST    (R15), Z16, Z0
+	VPDPBUSD.BCST    (R15), Z17, Z8
+	VPDPBUSD.BCST    4(R15), Z16, Z1
+	VPDPBUSD.BCST    4(R15), Z17, Z9
+	VPDPBUSD.BCST    8(R15), Z16, Z2
+	VPDPBUSD.BCST    8(R15), Z17, Z10
+	VPDPBUSD.BCST    12(R15), Z16, Z3
+	VPDPBUSD.BCST    12(R15), Z17, Z11
+	VPDPBUSD.BCST    16(R15), Z16, Z4
+	VPDPBUSD.BCST    16(R15), Z17, Z12
+	VPDPBUSD.BCST    20(R15), Z16, Z5
+	VPDPBUSD.BCST    20(R15), Z17, Z13
+	VPDPBUSD.BCST    24(R15), Z16, Z6
+	VPDPBUSD.BCST    24(R15), Z17, Z14
+	VPDPBUSD.BCST    28(R15), Z16, Z7
+	VPDPBUSD.BCST    28(R15), Z17, Z15
+	ADDQ             $0x40, R13
+	ADDQ             $0x40, R14
+	ADDQ             $0x00000020, R15
+	DECQ             BP
+	JNZ              step
+	MOVQ             R9, R13
+	MOVQ             R11, R14
+	VPSUBD.BCST      (SI), Z0, Z0
+	VMOVDQU32        Z0, (R13)
+	VCVTDQ2PS        Z0, Z0
+	VMULPS           (R8), Z0, Z0
+	VMULPS.BCST      (DI), Z0, Z0
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 32(DI), Z16, Z0
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 64(DI), Z16, Z0
+	VADDPS           64(R8), Z0, Z0
+	VCMPPS.BCST      $0x1d, 96(DI), Z0, K1
+	KMOVW            K1, (R14)
+	VPSUBD.BCST      4(SI), Z1, Z1
+	VMOVDQU32        Z1, 64(R13)
+	VCVTDQ2PS        Z1, Z1
+	VMULPS           (R8), Z1, Z1
+	VMULPS.BCST      4(DI), Z1, Z1
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 36(DI), Z16, Z1
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 68(DI), Z16, Z1
+	VADDPS           64(R8), Z1, Z1
+	VCMPPS.BCST      $0x1d, 100(DI), Z1, K1
+	KMOVW            K1, 2(R14)
+	VPSUBD.BCST      8(SI), Z2, Z2
+	VMOVDQU32        Z2, 128(R13)
+	VCVTDQ2PS        Z2, Z2
+	VMULPS           (R8), Z2, Z2
+	VMULPS.BCST      8(DI), Z2, Z2
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 40(DI), Z16, Z2
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 72(DI), Z16, Z2
+	VADDPS           64(R8), Z2, Z2
+	VCMPPS.BCST      $0x1d, 104(DI), Z2, K1
+	KMOVW            K1, 4(R14)
+	VPSUBD.BCST      12(SI), Z3, Z3
+	VMOVDQU32        Z3, 192(R13)
+	VCVTDQ2PS        Z3, Z3
+	VMULPS           (R8), Z3, Z3
+	VMULPS.BCST      12(DI), Z3, Z3
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 44(DI), Z16, Z3
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 76(DI), Z16, Z3
+	VADDPS           64(R8), Z3, Z3
+	VCMPPS.BCST      $0x1d, 108(DI), Z3, K1
+	KMOVW            K1, 6(R14)
+	VPSUBD.BCST      16(SI), Z4, Z4
+	VMOVDQU32        Z4, 256(R13)
+	VCVTDQ2PS        Z4, Z4
+	VMULPS           (R8), Z4, Z4
+	VMULPS.BCST      16(DI), Z4, Z4
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 48(DI), Z16, Z4
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 80(DI), Z16, Z4
+	VADDPS           64(R8), Z4, Z4
+	VCMPPS.BCST      $0x1d, 112(DI), Z4, K1
+	KMOVW            K1, 8(R14)
+	VPSUBD.BCST      20(SI), Z5, Z5
+	VMOVDQU32        Z5, 320(R13)
+	VCVTDQ2PS        Z5, Z5
+	VMULPS           (R8), Z5, Z5
+	VMULPS.BCST      20(DI), Z5, Z5
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 52(DI), Z16, Z5
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 84(DI), Z16, Z5
+	VADDPS           64(R8), Z5, Z5
+	VCMPPS.BCST      $0x1d, 116(DI), Z5, K1
+	KMOVW            K1, 10(R14)
+	VPSUBD.BCST      24(SI), Z6, Z6
+	VMOVDQU32        Z6, 384(R13)
+	VCVTDQ2PS        Z6, Z6
+	VMULPS           (R8), Z6, Z6
+	VMULPS.BCST      24(DI), Z6, Z6
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 56(DI), Z16, Z6
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 88(DI), Z16, Z6
+	VADDPS           64(R8), Z6, Z6
+	VCMPPS.BCST      $0x1d, 120(DI), Z6, K1
+	KMOVW            K1, 12(R14)
+	VPSUBD.BCST      28(SI), Z7, Z7
+	VMOVDQU32        Z7, 448(R13)
+	VCVTDQ2PS        Z7, Z7
+	VMULPS           (R8), Z7, Z7
+	VMULPS.BCST      28(DI), Z7, Z7
+	VMOVUPS          128(R8), Z16
+	VFMADD231PS.BCST 60(DI), Z16, Z7
+	VMOVUPS          192(R8), Z16
+	VFMADD231PS.BCST 92(DI), Z16, Z7
+	VADDPS           64(R8), Z7, Z7
+	VCMPPS.BCST      $0x1d, 124(DI), Z7, K1
+	KMOVW            K1, 14(R14)
+	ADDQ             R10, R13
+	ADDQ             R12, R14
+	VPSUBD.BCST      (SI), Z8, Z8
+	VMOVDQU32        Z8, (R13)
+	VCVTDQ2PS        Z8, Z8
+	VMULPS           256(R8), Z8, Z8
+	VMULPS.BCST      (DI), Z8, Z8
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 32(DI), Z16, Z8
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 64(DI), Z16, Z8
+	VADDPS           320(R8), Z8, Z8
+	VCMPPS.BCST      $0x1d, 96(DI), Z8, K1
+	KMOVW            K1, (R14)
+	VPSUBD.BCST      4(SI), Z9, Z9
+	VMOVDQU32        Z9, 64(R13)
+	VCVTDQ2PS        Z9, Z9
+	VMULPS           256(R8), Z9, Z9
+	VMULPS.BCST      4(DI), Z9, Z9
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 36(DI), Z16, Z9
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 68(DI), Z16, Z9
+	VADDPS           320(R8), Z9, Z9
+	VCMPPS.BCST      $0x1d, 100(DI), Z9, K1
+	KMOVW            K1, 2(R14)
+	VPSUBD.BCST      8(SI), Z10, Z10
+	VMOVDQU32        Z10, 128(R13)
+	VCVTDQ2PS        Z10, Z10
+	VMULPS           256(R8), Z10, Z10
+	VMULPS.BCST      8(DI), Z10, Z10
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 40(DI), Z16, Z10
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 72(DI), Z16, Z10
+	VADDPS           320(R8), Z10, Z10
+	VCMPPS.BCST      $0x1d, 104(DI), Z10, K1
+	KMOVW            K1, 4(R14)
+	VPSUBD.BCST      12(SI), Z11, Z11
+	VMOVDQU32        Z11, 192(R13)
+	VCVTDQ2PS        Z11, Z11
+	VMULPS           256(R8), Z11, Z11
+	VMULPS.BCST      12(DI), Z11, Z11
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 44(DI), Z16, Z11
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 76(DI), Z16, Z11
+	VADDPS           320(R8), Z11, Z11
+	VCMPPS.BCST      $0x1d, 108(DI), Z11, K1
+	KMOVW            K1, 6(R14)
+	VPSUBD.BCST      16(SI), Z12, Z12
+	VMOVDQU32        Z12, 256(R13)
+	VCVTDQ2PS        Z12, Z12
+	VMULPS           256(R8), Z12, Z12
+	VMULPS.BCST      16(DI), Z12, Z12
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 48(DI), Z16, Z12
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 80(DI), Z16, Z12
+	VADDPS           320(R8), Z12, Z12
+	VCMPPS.BCST      $0x1d, 112(DI), Z12, K1
+	KMOVW            K1, 8(R14)
+	VPSUBD.BCST      20(SI), Z13, Z13
+	VMOVDQU32        Z13, 320(R13)
+	VCVTDQ2PS        Z13, Z13
+	VMULPS           256(R8), Z13, Z13
+	VMULPS.BCST      20(DI), Z13, Z13
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 52(DI), Z16, Z13
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 84(DI), Z16, Z13
+	VADDPS           320(R8), Z13, Z13
+	VCMPPS.BCST      $0x1d, 116(DI), Z13, K1
+	KMOVW            K1, 10(R14)
+	VPSUBD.BCST      24(SI), Z14, Z14
+	VMOVDQU32        Z14, 384(R13)
+	VCVTDQ2PS        Z14, Z14
+	VMULPS           256(R8), Z14, Z14
+	VMULPS.BCST      24(DI), Z14, Z14
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 56(DI), Z16, Z14
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 88(DI), Z16, Z14
+	VADDPS           320(R8), Z14, Z14
+	VCMPPS.BCST      $0x1d, 120(DI), Z14, K1
+	KMOVW            K1, 12(R14)
+	VPSUBD.BCST      28(SI), Z15, Z15
+	VMOVDQU32        Z15, 448(R13)
+	VCVTDQ2PS        Z15, Z15
+	VMULPS           256(R8), Z15, Z15
+	VMULPS.BCST      28(DI), Z15, Z15
+	VMOVUPS          384(R8), Z16
+	VFMADD231PS.BCST 60(DI), Z16, Z15
+	VMOVUPS          448(R8), Z16
+	VFMADD231PS.BCST 92(DI), Z16, Z15
+	VADDPS           320(R8), Z15, Z15
+	VCMPPS.BCST      $0x1d, 124(DI), Z15, K1
+	KMOVW            K1, 14(R14)
+	ADDQ             R10, R13
+	ADDQ             R12, R14
+	LEAQ             (AX)(DX*2), AX
+	ADDQ             $0x00000200, R8
+	LEAQ             (R9)(R10*2), R9
+	LEAQ             (R11)(R12*2), R11
+	DECQ             CX
+	JNZ              pair
+
+done:
+	VZEROUPPER
+	RET
+
 // func dotsTile4VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 // Requires: AVX, AVX512F, AVX512VNNI
 TEXT ·dotsTile4VNNI(SB), NOSPLIT, $8-96

@@ -51,10 +51,10 @@ type tileKernel func(tiles *uint8, pairs, tileBytes, steps int, qp *int8, corr *
 var tileKernels map[int]tileKernel
 
 // tileProbeSizes are the probe counts of the tile kernels, largest first.
-var tileProbeSizes = []int{12, 4, 1}
+var tileProbeSizes = []int{12, 8, 4, 1}
 
 // TileProbes is a batch of int8 probes laid out for the tile kernels, in
-// groups of 12, 4 and 1, with each probe's parameters for the flags.
+// groups of 12, 8, 4 and 1, with each probe's parameters for the flags.
 type TileProbes struct {
 	n, head int
 	groups  []tileGroup

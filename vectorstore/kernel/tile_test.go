@@ -67,7 +67,7 @@ func (c tileCase) want(t, j, r int) (int32, float64) {
 }
 
 // TestDotsTiles holds the tile kernels to a plain int32 sum and a float64
-// bound, for every batch size up to 30 (every mix of the 12-, 4- and
+// bound, for every batch size up to 30 (every mix of the 12-, 8-, 4- and
 // 1-probe kernels), heads of one to 96 steps, and the extreme values
 // (−128 rows against ±127 probes): each product exact, each row whose
 // bound reaches its probe's floor flagged, none flagged whose bound is

@@ -316,7 +316,7 @@ func dotsVNNI(p int) {
 
 // tileProbeCounts are the tile kernels generated, by probes per pass: 12
 // fills 24 of the 32 vector registers with accumulators for two tiles.
-var tileProbeCounts = []int{12, 4, 1}
+var tileProbeCounts = []int{12, 8, 4, 1}
 
 // Offsets of a tile's row bounds (float32s, 16 each) and of the probe
 // parameters (float32s, p each), as kernel.TileBounds and kernel.TileProbes
