@@ -1145,15 +1145,16 @@ func (m *matrix) int8Scanner(ps []scaledProbe, qs []query, rows [][]int8, stride
 // largest bounds as int8Scanner does, so a shorter head rules out as many
 // rows: for unit vectors of 512 values and a floor near 0.5, a stranger's
 // 352-value head must reach about 0.15 (four standard deviations) to be
-// looked at again. 10/16 flags about one row in 200, each finished in Go,
+// looked at again. 10/16 flags about one row in 200, each scored in Go,
 // and ran at a fifth of the speed; 12/16 reads 9 % more for nothing
 // (BenchmarkExactDedupBatch).
 const tileHeadSixteenths = 11
 
 // tileScanner is int8Scanner's head scan (n = m.head, bounded) on the
 // tiles: the kernel flags each row whose head product, int8 error and
-// ‖x_R‖‖q_R‖ may reach its query's floor; flagged rows are checked again
-// in float64 and finished in int8. Only for floors of at least headMin.
+// ‖x_R‖‖q_R‖ may reach its query's floor (each row with its own bounds);
+// a flagged row is scored whole in int8 and offered with its int8 error
+// bound. Only for floors of at least headMin.
 func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector, lo, hi int) {
 	nq := len(ps)
 	q16s, qInv, qRes, qSuf := make([][]int16, nq), make([]float64, nq), make([]float64, nq), make([]float64, nq)
