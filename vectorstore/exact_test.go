@@ -152,8 +152,9 @@ func TestExactBatchEqualsPlainScan(t *testing.T) {
 // a stored row, stored rows with their duplicates, nobody stored, and
 // probes close to rows with almost all their weight past the head, whose
 // match the head scan must not rule out. Then a third of the persons are
-// removed (rows move to fill the gaps) and the searches are held to the
-// rows left.
+// removed (rows move to fill the gaps, chunks are released) and the
+// searches are held to the rows left; then again with the removed rows
+// added back.
 func TestExactAtLeastEqualsPlainScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(19, 20))
 	all := []float64{0.3, headMin, 0.45, 0.5, 0.62, 0.9}
@@ -192,8 +193,26 @@ func TestExactAtLeastEqualsPlainScan(t *testing.T) {
 			t.Fatalf("dim %d int8 %s: head = %d (tiles %v), want %d (%v)", tc.dim, tc.int8, m.head, m.tiles != nil, tc.head, tc.tiles)
 		}
 		name := fmt.Sprintf("n=%d dim=%d int8=%s tiles=%v", tc.n, tc.dim, tc.int8, tc.tiles)
-		for pass := range 2 {
-			if pass == 1 { // remove the persons of every third row, but the heavy rows'
+		all := rows
+		for pass := range 3 {
+			switch pass {
+			case 2: // the removed rows back, at the end (into released chunks)
+				left := map[int64]bool{}
+				for _, row := range rows {
+					left[row.TemplateID] = true
+				}
+				var back []Row
+				for _, row := range all {
+					if !left[row.TemplateID] {
+						back = append(back, row)
+					}
+				}
+				e.Add(back...)
+				rows = append(rows, back...)
+				if m.len() != len(all) {
+					t.Fatalf("%s: %d rows after adding %d back, want %d", name, m.len(), len(back), len(all))
+				}
+			case 1: // remove the persons of every third row, but the heavy rows'
 				keep, gone := map[int64]bool{}, map[int64]bool{}
 				for _, i := range heavy {
 					keep[rows[i].PersonID] = true
