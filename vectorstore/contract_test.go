@@ -210,7 +210,8 @@ func TestSyncedFollowsOtherProcesses(t *testing.T) {
 }
 
 // TestAutoOverBudget: a Synced whose galleries exceed the memory budget
-// holds nothing, and Auto answers from pgvector, still exactly.
+// holds nothing, and Auto answers from pgvector, still exactly; the
+// budget is checked before loading, on the bytes the rows will take.
 func TestAutoOverBudget(t *testing.T) {
 	pool := testenv.NewPool(t)
 	pg := newStore(t, pool, vectorstore.PGVectorConfig{HNSWMinTemplates: 1 << 30})
@@ -232,4 +233,21 @@ func TestAutoOverBudget(t *testing.T) {
 		t.Fatalf("within budget: Active %v, Len %d; want active with %d", roomy.Active(), roomy.Len(), len(rows))
 	}
 	contract(t, "Auto within budget", &vectorstore.Auto{Mem: roomy, PG: pg.PGVector}, rows)
+
+	// The budget is checked before reading a row, on the bytes the rows
+	// will take (every copy the index keeps of them): a budget of exactly
+	// that loads, one byte less reads nothing.
+	for _, tc := range []struct {
+		budget int64
+		want   int
+	}{{roomy.Bytes(), len(rows)}, {roomy.Bytes() - 1, 0}} {
+		s := vectorstore.NewSynced(pg.PGVector, vectorstore.ExactConfig{}, tc.budget, quiet)
+		n, _, err := s.Load(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n != tc.want || s.Active() != (tc.want > 0) {
+			t.Fatalf("budget %d (the rows take %d): read %d, active %v; want %d", tc.budget, roomy.Bytes(), n, s.Active(), tc.want)
+		}
+	}
 }

@@ -451,7 +451,7 @@ func (s *Synced) Load(ctx context.Context) (int, time.Duration, error) {
 	var dim, count int
 	var need int64
 	_, err = pgx.ForEachRow(rows, []any{&g.Tenant, &g.Version, &dim, &count}, func() error {
-		need += int64(count) * (&matrix{dim: dim, int8: fresh.useInt8}).rowBytes()
+		need += int64(count) * fresh.newMatrix(dim).rowBytes() // the layout the rows will have
 		if s.budget == 0 || need <= s.budget || !s.vector {
 			fresh.Reserve(g, dim, count)
 		}
