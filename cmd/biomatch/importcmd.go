@@ -52,6 +52,7 @@ func runImport(ctx context.Context, config func() (app.Config, error), args []st
 	if err != nil {
 		return err
 	}
+	defer r.Close()
 	a, err := newMigratedApp(ctx, cfg, stderr)
 	if err != nil {
 		return err

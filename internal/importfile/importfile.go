@@ -20,19 +20,38 @@ import (
 	"github.com/biomatch/biomatch/engine"
 )
 
-// Reader yields import items; io.EOF ends.
+// Reader yields import items; io.EOF ends. Close closes its files.
 type Reader interface {
 	Next() (engine.ImportItem, error)
+	Close() error
+}
+
+// files are the open files of a Reader.
+type files []*os.File
+
+func (fs files) Close() error {
+	var errs []error
+	for _, f := range fs {
+		errs = append(errs, f.Close())
+	}
+	return errors.Join(errs...)
 }
 
 // Open opens a JSONL file (one {"external_id", "embedding"} object a line)
 // or a .npy matrix (idsPath: a file of one external id a line, optional)
-// and returns its reader and item count.
-func Open(path, idsPath string) (Reader, int64, error) {
+// and returns its reader and item count. On an error it leaves no file
+// open.
+func Open(path, idsPath string) (_ Reader, _ int64, err error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, 0, err
 	}
+	opened := files{f}
+	defer func() {
+		if err != nil {
+			opened.Close()
+		}
+	}()
 	if strings.HasSuffix(path, ".npy") {
 		r, rows, err := openNPY(bufio.NewReaderSize(f, 1<<20), f.Name())
 		if err != nil {
@@ -43,8 +62,10 @@ func Open(path, idsPath string) (Reader, int64, error) {
 			if err != nil {
 				return nil, 0, err
 			}
+			opened = append(opened, idf)
 			r.ids = bufio.NewScanner(idf)
 		}
+		r.files = opened
 		return r, rows, nil
 	}
 	var total int64
@@ -58,13 +79,16 @@ func Open(path, idsPath string) (Reader, int64, error) {
 	if err := sc.Err(); err != nil {
 		return nil, 0, err
 	}
-	f.Seek(0, io.SeekStart)
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, 0, err
+	}
 	sc = bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 1<<20), 64<<20)
-	return &jsonlReader{sc: sc}, total, nil
+	return &jsonlReader{sc: sc, files: opened}, total, nil
 }
 
 type jsonlReader struct {
+	files
 	sc   *bufio.Scanner
 	line int
 }
@@ -94,6 +118,7 @@ func (r *jsonlReader) Next() (engine.ImportItem, error) {
 var npyHeader = regexp.MustCompile(`'descr':\s*'([<|]f[48])'.*'fortran_order':\s*(False|True).*'shape':\s*\((\d+),\s*(\d+),?\)`)
 
 type npyReader struct {
+	files    // nil when not read from a file
 	r        io.Reader
 	ids      *bufio.Scanner
 	rows     int64
