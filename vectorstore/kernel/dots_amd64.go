@@ -28,14 +28,14 @@ func dotsI8x4VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32,
 // dotsI8x8VNNI scores int8 rows against 8 packed int8 probes (AVX-512 VNNI; n64 a positive multiple of 64).
 func dotsI8x8VNNI(m *int8, rows int, stride int, n64 int, qp *int8, corr *int32, out *int32, ostride int, floor *int32, mask *uint8, mstride int)
 
-// dotsTile12VNNI scores pairs of int8 tiles against 12 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
-func dotsTile12VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// dotsTile12VNNI scores a pair of int8 tiles against 12 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
+func dotsTile12VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 
-// dotsTile8VNNI scores pairs of int8 tiles against 8 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
-func dotsTile8VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// dotsTile8VNNI scores a pair of int8 tiles against 8 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
+func dotsTile8VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 
-// dotsTile4VNNI scores pairs of int8 tiles against 4 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
-func dotsTile4VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// dotsTile4VNNI scores a pair of int8 tiles against 4 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
+func dotsTile4VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 
-// dotsTile1VNNI scores pairs of int8 tiles against 1 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
-func dotsTile1VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// dotsTile1VNNI scores a pair of int8 tiles against 1 packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).
+func dotsTile1VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)

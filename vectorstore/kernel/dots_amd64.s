@@ -553,24 +553,19 @@ done:
 	VZEROUPPER
 	RET
 
-// func dotsTile12VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// func dotsTile12VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 // Requires: AVX, AVX512F, AVX512VNNI
-TEXT ·dotsTile12VNNI(SB), NOSPLIT, $8-96
-	MOVQ  tiles+0(FP), AX
-	MOVQ  pairs+8(FP), CX
-	MOVQ  tileBytes+16(FP), DX
-	MOVQ  qp+32(FP), BX
-	MOVQ  corr+40(FP), SI
-	MOVQ  pv+48(FP), DI
-	MOVQ  rb+56(FP), R8
-	MOVQ  out+64(FP), R9
-	MOVQ  ostride+72(FP), R10
-	MOVQ  mask+80(FP), R11
-	MOVQ  mstride+88(FP), R12
-	TESTQ CX, CX
-	JZ    done
-
-pair:
+TEXT ·dotsTile12VNNI(SB), NOSPLIT, $0-88
+	MOVQ   tiles+0(FP), AX
+	MOVQ   tileBytes+8(FP), CX
+	MOVQ   qp+24(FP), DX
+	MOVQ   corr+32(FP), BX
+	MOVQ   pv+40(FP), SI
+	MOVQ   rb+48(FP), DI
+	MOVQ   out+56(FP), R8
+	MOVQ   ostride+64(FP), R9
+	MOVQ   mask+72(FP), R10
+	MOVQ   mstride+80(FP), R11
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -595,366 +590,353 @@ pair:
 	VPXORD Z21, Z21, Z21
 	VPXORD Z22, Z22, Z22
 	VPXORD Z23, Z23, Z23
-	MOVQ   AX, R13
-	LEAQ   (AX)(DX*1), R14
-	MOVQ   BX, R15
-	MOVQ   steps+24(FP), BP
+	MOVQ   AX, R12
+	LEAQ   (AX)(CX*1), AX
+	MOVQ   DX, CX
+	MOVQ   steps+16(FP), DX
 
 step:
-	VMOVDQU32        (R13), Z24
-	VMOVDQU32        (R14), Z25
-	VPDPBUSD.BCST    (R15), Z24, Z0
-	VPDPBUSD.BCST    (R15), Z25, Z12
-	VPDPBUSD.BCST    4(R15), Z24, Z1
-	VPDPBUSD.BCST    4(R15), Z25, Z13
-	VPDPBUSD.BCST    8(R15), Z24, Z2
-	VPDPBUSD.BCST    8(R15), Z25, Z14
-	VPDPBUSD.BCST    12(R15), Z24, Z3
-	VPDPBUSD.BCST    12(R15), Z25, Z15
-	VPDPBUSD.BCST    16(R15), Z24, Z4
-	VPDPBUSD.BCST    16(R15), Z25, Z16
-	VPDPBUSD.BCST    20(R15), Z24, Z5
-	VPDPBUSD.BCST    20(R15), Z25, Z17
-	VPDPBUSD.BCST    24(R15), Z24, Z6
-	VPDPBUSD.BCST    24(R15), Z25, Z18
-	VPDPBUSD.BCST    28(R15), Z24, Z7
-	VPDPBUSD.BCST    28(R15), Z25, Z19
-	VPDPBUSD.BCST    32(R15), Z24, Z8
-	VPDPBUSD.BCST    32(R15), Z25, Z20
-	VPDPBUSD.BCST    36(R15), Z24, Z9
-	VPDPBUSD.BCST    36(R15), Z25, Z21
-	VPDPBUSD.BCST    40(R15), Z24, Z10
-	VPDPBUSD.BCST    40(R15), Z25, Z22
-	VPDPBUSD.BCST    44(R15), Z24, Z11
-	VPDPBUSD.BCST    44(R15), Z25, Z23
-	ADDQ             $0x40, R13
-	ADDQ             $0x40, R14
-	ADDQ             $0x00000030, R15
-	DECQ             BP
+	VMOVDQU32        (R12), Z24
+	VMOVDQU32        (AX), Z25
+	VPDPBUSD.BCST    (CX), Z24, Z0
+	VPDPBUSD.BCST    (CX), Z25, Z12
+	VPDPBUSD.BCST    4(CX), Z24, Z1
+	VPDPBUSD.BCST    4(CX), Z25, Z13
+	VPDPBUSD.BCST    8(CX), Z24, Z2
+	VPDPBUSD.BCST    8(CX), Z25, Z14
+	VPDPBUSD.BCST    12(CX), Z24, Z3
+	VPDPBUSD.BCST    12(CX), Z25, Z15
+	VPDPBUSD.BCST    16(CX), Z24, Z4
+	VPDPBUSD.BCST    16(CX), Z25, Z16
+	VPDPBUSD.BCST    20(CX), Z24, Z5
+	VPDPBUSD.BCST    20(CX), Z25, Z17
+	VPDPBUSD.BCST    24(CX), Z24, Z6
+	VPDPBUSD.BCST    24(CX), Z25, Z18
+	VPDPBUSD.BCST    28(CX), Z24, Z7
+	VPDPBUSD.BCST    28(CX), Z25, Z19
+	VPDPBUSD.BCST    32(CX), Z24, Z8
+	VPDPBUSD.BCST    32(CX), Z25, Z20
+	VPDPBUSD.BCST    36(CX), Z24, Z9
+	VPDPBUSD.BCST    36(CX), Z25, Z21
+	VPDPBUSD.BCST    40(CX), Z24, Z10
+	VPDPBUSD.BCST    40(CX), Z25, Z22
+	VPDPBUSD.BCST    44(CX), Z24, Z11
+	VPDPBUSD.BCST    44(CX), Z25, Z23
+	ADDQ             $0x40, R12
+	ADDQ             $0x40, AX
+	ADDQ             $0x00000030, CX
+	DECQ             DX
 	JNZ              step
-	MOVQ             R9, R13
-	MOVQ             R11, R14
-	VPSUBD.BCST      (SI), Z0, Z0
-	VMOVDQU32        Z0, (R13)
+	MOVQ             R8, AX
+	MOVQ             R10, CX
+	VPSUBD.BCST      (BX), Z0, Z0
+	VMOVDQU32        Z0, (AX)
 	VCVTDQ2PS        Z0, Z0
-	VMULPS           (R8), Z0, Z0
-	VMULPS.BCST      (DI), Z0, Z0
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 48(DI), Z24, Z0
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 96(DI), Z24, Z0
-	VADDPS           64(R8), Z0, Z0
-	VCMPPS.BCST      $0x1d, 144(DI), Z0, K1
-	KMOVW            K1, (R14)
-	VPSUBD.BCST      4(SI), Z1, Z1
-	VMOVDQU32        Z1, 64(R13)
+	VMULPS           (DI), Z0, Z0
+	VMULPS.BCST      (SI), Z0, Z0
+	VMOVUPS          128(DI), Z24
+	VFMADD231PS.BCST 48(SI), Z24, Z0
+	VMOVUPS          192(DI), Z24
+	VFMADD231PS.BCST 96(SI), Z24, Z0
+	VADDPS           64(DI), Z0, Z0
+	VCMPPS.BCST      $0x1d, 144(SI), Z0, K1
+	KMOVW            K1, (CX)
+	VPSUBD.BCST      4(BX), Z1, Z1
+	VMOVDQU32        Z1, 64(AX)
 	VCVTDQ2PS        Z1, Z1
-	VMULPS           (R8), Z1, Z1
-	VMULPS.BCST      4(DI), Z1, Z1
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 52(DI), Z24, Z1
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 100(DI), Z24, Z1
-	VADDPS           64(R8), Z1, Z1
-	VCMPPS.BCST      $0x1d, 148(DI), Z1, K1
-	KMOVW            K1, 2(R14)
-	VPSUBD.BCST      8(SI), Z2, Z2
-	VMOVDQU32        Z2, 128(R13)
+	VMULPS           (DI), Z1, Z1
+	VMULPS.BCST      4(SI), Z1, Z1
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 52(SI), Z0, Z1
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 100(SI), Z0, Z1
+	VADDPS           64(DI), Z1, Z1
+	VCMPPS.BCST      $0x1d, 148(SI), Z1, K1
+	KMOVW            K1, 2(CX)
+	VPSUBD.BCST      8(BX), Z2, Z2
+	VMOVDQU32        Z2, 128(AX)
 	VCVTDQ2PS        Z2, Z2
-	VMULPS           (R8), Z2, Z2
-	VMULPS.BCST      8(DI), Z2, Z2
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 56(DI), Z24, Z2
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 104(DI), Z24, Z2
-	VADDPS           64(R8), Z2, Z2
-	VCMPPS.BCST      $0x1d, 152(DI), Z2, K1
-	KMOVW            K1, 4(R14)
-	VPSUBD.BCST      12(SI), Z3, Z3
-	VMOVDQU32        Z3, 192(R13)
+	VMULPS           (DI), Z2, Z2
+	VMULPS.BCST      8(SI), Z2, Z2
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 56(SI), Z0, Z2
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 104(SI), Z0, Z2
+	VADDPS           64(DI), Z2, Z2
+	VCMPPS.BCST      $0x1d, 152(SI), Z2, K1
+	KMOVW            K1, 4(CX)
+	VPSUBD.BCST      12(BX), Z3, Z3
+	VMOVDQU32        Z3, 192(AX)
 	VCVTDQ2PS        Z3, Z3
-	VMULPS           (R8), Z3, Z3
-	VMULPS.BCST      12(DI), Z3, Z3
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 60(DI), Z24, Z3
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 108(DI), Z24, Z3
-	VADDPS           64(R8), Z3, Z3
-	VCMPPS.BCST      $0x1d, 156(DI), Z3, K1
-	KMOVW            K1, 6(R14)
-	VPSUBD.BCST      16(SI), Z4, Z4
-	VMOVDQU32        Z4, 256(R13)
+	VMULPS           (DI), Z3, Z3
+	VMULPS.BCST      12(SI), Z3, Z3
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 60(SI), Z0, Z3
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 108(SI), Z0, Z3
+	VADDPS           64(DI), Z3, Z3
+	VCMPPS.BCST      $0x1d, 156(SI), Z3, K1
+	KMOVW            K1, 6(CX)
+	VPSUBD.BCST      16(BX), Z4, Z4
+	VMOVDQU32        Z4, 256(AX)
 	VCVTDQ2PS        Z4, Z4
-	VMULPS           (R8), Z4, Z4
-	VMULPS.BCST      16(DI), Z4, Z4
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 64(DI), Z24, Z4
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 112(DI), Z24, Z4
-	VADDPS           64(R8), Z4, Z4
-	VCMPPS.BCST      $0x1d, 160(DI), Z4, K1
-	KMOVW            K1, 8(R14)
-	VPSUBD.BCST      20(SI), Z5, Z5
-	VMOVDQU32        Z5, 320(R13)
+	VMULPS           (DI), Z4, Z4
+	VMULPS.BCST      16(SI), Z4, Z4
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 64(SI), Z0, Z4
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 112(SI), Z0, Z4
+	VADDPS           64(DI), Z4, Z4
+	VCMPPS.BCST      $0x1d, 160(SI), Z4, K1
+	KMOVW            K1, 8(CX)
+	VPSUBD.BCST      20(BX), Z5, Z5
+	VMOVDQU32        Z5, 320(AX)
 	VCVTDQ2PS        Z5, Z5
-	VMULPS           (R8), Z5, Z5
-	VMULPS.BCST      20(DI), Z5, Z5
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 68(DI), Z24, Z5
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 116(DI), Z24, Z5
-	VADDPS           64(R8), Z5, Z5
-	VCMPPS.BCST      $0x1d, 164(DI), Z5, K1
-	KMOVW            K1, 10(R14)
-	VPSUBD.BCST      24(SI), Z6, Z6
-	VMOVDQU32        Z6, 384(R13)
+	VMULPS           (DI), Z5, Z5
+	VMULPS.BCST      20(SI), Z5, Z5
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 68(SI), Z0, Z5
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 116(SI), Z0, Z5
+	VADDPS           64(DI), Z5, Z5
+	VCMPPS.BCST      $0x1d, 164(SI), Z5, K1
+	KMOVW            K1, 10(CX)
+	VPSUBD.BCST      24(BX), Z6, Z6
+	VMOVDQU32        Z6, 384(AX)
 	VCVTDQ2PS        Z6, Z6
-	VMULPS           (R8), Z6, Z6
-	VMULPS.BCST      24(DI), Z6, Z6
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 72(DI), Z24, Z6
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 120(DI), Z24, Z6
-	VADDPS           64(R8), Z6, Z6
-	VCMPPS.BCST      $0x1d, 168(DI), Z6, K1
-	KMOVW            K1, 12(R14)
-	VPSUBD.BCST      28(SI), Z7, Z7
-	VMOVDQU32        Z7, 448(R13)
+	VMULPS           (DI), Z6, Z6
+	VMULPS.BCST      24(SI), Z6, Z6
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 72(SI), Z0, Z6
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 120(SI), Z0, Z6
+	VADDPS           64(DI), Z6, Z6
+	VCMPPS.BCST      $0x1d, 168(SI), Z6, K1
+	KMOVW            K1, 12(CX)
+	VPSUBD.BCST      28(BX), Z7, Z7
+	VMOVDQU32        Z7, 448(AX)
 	VCVTDQ2PS        Z7, Z7
-	VMULPS           (R8), Z7, Z7
-	VMULPS.BCST      28(DI), Z7, Z7
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 76(DI), Z24, Z7
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 124(DI), Z24, Z7
-	VADDPS           64(R8), Z7, Z7
-	VCMPPS.BCST      $0x1d, 172(DI), Z7, K1
-	KMOVW            K1, 14(R14)
-	VPSUBD.BCST      32(SI), Z8, Z8
-	VMOVDQU32        Z8, 512(R13)
+	VMULPS           (DI), Z7, Z7
+	VMULPS.BCST      28(SI), Z7, Z7
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 76(SI), Z0, Z7
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 124(SI), Z0, Z7
+	VADDPS           64(DI), Z7, Z7
+	VCMPPS.BCST      $0x1d, 172(SI), Z7, K1
+	KMOVW            K1, 14(CX)
+	VPSUBD.BCST      32(BX), Z8, Z8
+	VMOVDQU32        Z8, 512(AX)
 	VCVTDQ2PS        Z8, Z8
-	VMULPS           (R8), Z8, Z8
-	VMULPS.BCST      32(DI), Z8, Z8
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 80(DI), Z24, Z8
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 128(DI), Z24, Z8
-	VADDPS           64(R8), Z8, Z8
-	VCMPPS.BCST      $0x1d, 176(DI), Z8, K1
-	KMOVW            K1, 16(R14)
-	VPSUBD.BCST      36(SI), Z9, Z9
-	VMOVDQU32        Z9, 576(R13)
+	VMULPS           (DI), Z8, Z8
+	VMULPS.BCST      32(SI), Z8, Z8
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 80(SI), Z0, Z8
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 128(SI), Z0, Z8
+	VADDPS           64(DI), Z8, Z8
+	VCMPPS.BCST      $0x1d, 176(SI), Z8, K1
+	KMOVW            K1, 16(CX)
+	VPSUBD.BCST      36(BX), Z9, Z9
+	VMOVDQU32        Z9, 576(AX)
 	VCVTDQ2PS        Z9, Z9
-	VMULPS           (R8), Z9, Z9
-	VMULPS.BCST      36(DI), Z9, Z9
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 84(DI), Z24, Z9
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 132(DI), Z24, Z9
-	VADDPS           64(R8), Z9, Z9
-	VCMPPS.BCST      $0x1d, 180(DI), Z9, K1
-	KMOVW            K1, 18(R14)
-	VPSUBD.BCST      40(SI), Z10, Z10
-	VMOVDQU32        Z10, 640(R13)
+	VMULPS           (DI), Z9, Z9
+	VMULPS.BCST      36(SI), Z9, Z9
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 84(SI), Z0, Z9
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 132(SI), Z0, Z9
+	VADDPS           64(DI), Z9, Z9
+	VCMPPS.BCST      $0x1d, 180(SI), Z9, K1
+	KMOVW            K1, 18(CX)
+	VPSUBD.BCST      40(BX), Z10, Z10
+	VMOVDQU32        Z10, 640(AX)
 	VCVTDQ2PS        Z10, Z10
-	VMULPS           (R8), Z10, Z10
-	VMULPS.BCST      40(DI), Z10, Z10
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 88(DI), Z24, Z10
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 136(DI), Z24, Z10
-	VADDPS           64(R8), Z10, Z10
-	VCMPPS.BCST      $0x1d, 184(DI), Z10, K1
-	KMOVW            K1, 20(R14)
-	VPSUBD.BCST      44(SI), Z11, Z11
-	VMOVDQU32        Z11, 704(R13)
+	VMULPS           (DI), Z10, Z10
+	VMULPS.BCST      40(SI), Z10, Z10
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 88(SI), Z0, Z10
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 136(SI), Z0, Z10
+	VADDPS           64(DI), Z10, Z10
+	VCMPPS.BCST      $0x1d, 184(SI), Z10, K1
+	KMOVW            K1, 20(CX)
+	VPSUBD.BCST      44(BX), Z11, Z11
+	VMOVDQU32        Z11, 704(AX)
 	VCVTDQ2PS        Z11, Z11
-	VMULPS           (R8), Z11, Z11
-	VMULPS.BCST      44(DI), Z11, Z11
-	VMOVUPS          128(R8), Z24
-	VFMADD231PS.BCST 92(DI), Z24, Z11
-	VMOVUPS          192(R8), Z24
-	VFMADD231PS.BCST 140(DI), Z24, Z11
-	VADDPS           64(R8), Z11, Z11
-	VCMPPS.BCST      $0x1d, 188(DI), Z11, K1
-	KMOVW            K1, 22(R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	VPSUBD.BCST      (SI), Z12, Z12
-	VMOVDQU32        Z12, (R13)
+	VMULPS           (DI), Z11, Z11
+	VMULPS.BCST      44(SI), Z11, Z11
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 92(SI), Z0, Z11
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 140(SI), Z0, Z11
+	VADDPS           64(DI), Z11, Z11
+	VCMPPS.BCST      $0x1d, 188(SI), Z11, K1
+	KMOVW            K1, 22(CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
+	VPSUBD.BCST      (BX), Z12, Z12
+	VMOVDQU32        Z12, (AX)
 	VCVTDQ2PS        Z12, Z12
-	VMULPS           256(R8), Z12, Z12
-	VMULPS.BCST      (DI), Z12, Z12
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 48(DI), Z24, Z12
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 96(DI), Z24, Z12
-	VADDPS           320(R8), Z12, Z12
-	VCMPPS.BCST      $0x1d, 144(DI), Z12, K1
-	KMOVW            K1, (R14)
-	VPSUBD.BCST      4(SI), Z13, Z13
-	VMOVDQU32        Z13, 64(R13)
+	VMULPS           256(DI), Z12, Z12
+	VMULPS.BCST      (SI), Z12, Z12
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 48(SI), Z0, Z12
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 96(SI), Z0, Z12
+	VADDPS           320(DI), Z12, Z12
+	VCMPPS.BCST      $0x1d, 144(SI), Z12, K1
+	KMOVW            K1, (CX)
+	VPSUBD.BCST      4(BX), Z13, Z13
+	VMOVDQU32        Z13, 64(AX)
 	VCVTDQ2PS        Z13, Z13
-	VMULPS           256(R8), Z13, Z13
-	VMULPS.BCST      4(DI), Z13, Z13
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 52(DI), Z24, Z13
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 100(DI), Z24, Z13
-	VADDPS           320(R8), Z13, Z13
-	VCMPPS.BCST      $0x1d, 148(DI), Z13, K1
-	KMOVW            K1, 2(R14)
-	VPSUBD.BCST      8(SI), Z14, Z14
-	VMOVDQU32        Z14, 128(R13)
+	VMULPS           256(DI), Z13, Z13
+	VMULPS.BCST      4(SI), Z13, Z13
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 52(SI), Z0, Z13
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 100(SI), Z0, Z13
+	VADDPS           320(DI), Z13, Z13
+	VCMPPS.BCST      $0x1d, 148(SI), Z13, K1
+	KMOVW            K1, 2(CX)
+	VPSUBD.BCST      8(BX), Z14, Z14
+	VMOVDQU32        Z14, 128(AX)
 	VCVTDQ2PS        Z14, Z14
-	VMULPS           256(R8), Z14, Z14
-	VMULPS.BCST      8(DI), Z14, Z14
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 56(DI), Z24, Z14
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 104(DI), Z24, Z14
-	VADDPS           320(R8), Z14, Z14
-	VCMPPS.BCST      $0x1d, 152(DI), Z14, K1
-	KMOVW            K1, 4(R14)
-	VPSUBD.BCST      12(SI), Z15, Z15
-	VMOVDQU32        Z15, 192(R13)
+	VMULPS           256(DI), Z14, Z14
+	VMULPS.BCST      8(SI), Z14, Z14
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 56(SI), Z0, Z14
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 104(SI), Z0, Z14
+	VADDPS           320(DI), Z14, Z14
+	VCMPPS.BCST      $0x1d, 152(SI), Z14, K1
+	KMOVW            K1, 4(CX)
+	VPSUBD.BCST      12(BX), Z15, Z15
+	VMOVDQU32        Z15, 192(AX)
 	VCVTDQ2PS        Z15, Z15
-	VMULPS           256(R8), Z15, Z15
-	VMULPS.BCST      12(DI), Z15, Z15
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 60(DI), Z24, Z15
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 108(DI), Z24, Z15
-	VADDPS           320(R8), Z15, Z15
-	VCMPPS.BCST      $0x1d, 156(DI), Z15, K1
-	KMOVW            K1, 6(R14)
-	VPSUBD.BCST      16(SI), Z16, Z16
-	VMOVDQU32        Z16, 256(R13)
+	VMULPS           256(DI), Z15, Z15
+	VMULPS.BCST      12(SI), Z15, Z15
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 60(SI), Z0, Z15
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 108(SI), Z0, Z15
+	VADDPS           320(DI), Z15, Z15
+	VCMPPS.BCST      $0x1d, 156(SI), Z15, K1
+	KMOVW            K1, 6(CX)
+	VPSUBD.BCST      16(BX), Z16, Z16
+	VMOVDQU32        Z16, 256(AX)
 	VCVTDQ2PS        Z16, Z16
-	VMULPS           256(R8), Z16, Z16
-	VMULPS.BCST      16(DI), Z16, Z16
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 64(DI), Z24, Z16
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 112(DI), Z24, Z16
-	VADDPS           320(R8), Z16, Z16
-	VCMPPS.BCST      $0x1d, 160(DI), Z16, K1
-	KMOVW            K1, 8(R14)
-	VPSUBD.BCST      20(SI), Z17, Z17
-	VMOVDQU32        Z17, 320(R13)
+	VMULPS           256(DI), Z16, Z16
+	VMULPS.BCST      16(SI), Z16, Z16
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 64(SI), Z0, Z16
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 112(SI), Z0, Z16
+	VADDPS           320(DI), Z16, Z16
+	VCMPPS.BCST      $0x1d, 160(SI), Z16, K1
+	KMOVW            K1, 8(CX)
+	VPSUBD.BCST      20(BX), Z17, Z17
+	VMOVDQU32        Z17, 320(AX)
 	VCVTDQ2PS        Z17, Z17
-	VMULPS           256(R8), Z17, Z17
-	VMULPS.BCST      20(DI), Z17, Z17
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 68(DI), Z24, Z17
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 116(DI), Z24, Z17
-	VADDPS           320(R8), Z17, Z17
-	VCMPPS.BCST      $0x1d, 164(DI), Z17, K1
-	KMOVW            K1, 10(R14)
-	VPSUBD.BCST      24(SI), Z18, Z18
-	VMOVDQU32        Z18, 384(R13)
+	VMULPS           256(DI), Z17, Z17
+	VMULPS.BCST      20(SI), Z17, Z17
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 68(SI), Z0, Z17
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 116(SI), Z0, Z17
+	VADDPS           320(DI), Z17, Z17
+	VCMPPS.BCST      $0x1d, 164(SI), Z17, K1
+	KMOVW            K1, 10(CX)
+	VPSUBD.BCST      24(BX), Z18, Z18
+	VMOVDQU32        Z18, 384(AX)
 	VCVTDQ2PS        Z18, Z18
-	VMULPS           256(R8), Z18, Z18
-	VMULPS.BCST      24(DI), Z18, Z18
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 72(DI), Z24, Z18
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 120(DI), Z24, Z18
-	VADDPS           320(R8), Z18, Z18
-	VCMPPS.BCST      $0x1d, 168(DI), Z18, K1
-	KMOVW            K1, 12(R14)
-	VPSUBD.BCST      28(SI), Z19, Z19
-	VMOVDQU32        Z19, 448(R13)
+	VMULPS           256(DI), Z18, Z18
+	VMULPS.BCST      24(SI), Z18, Z18
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 72(SI), Z0, Z18
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 120(SI), Z0, Z18
+	VADDPS           320(DI), Z18, Z18
+	VCMPPS.BCST      $0x1d, 168(SI), Z18, K1
+	KMOVW            K1, 12(CX)
+	VPSUBD.BCST      28(BX), Z19, Z19
+	VMOVDQU32        Z19, 448(AX)
 	VCVTDQ2PS        Z19, Z19
-	VMULPS           256(R8), Z19, Z19
-	VMULPS.BCST      28(DI), Z19, Z19
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 76(DI), Z24, Z19
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 124(DI), Z24, Z19
-	VADDPS           320(R8), Z19, Z19
-	VCMPPS.BCST      $0x1d, 172(DI), Z19, K1
-	KMOVW            K1, 14(R14)
-	VPSUBD.BCST      32(SI), Z20, Z20
-	VMOVDQU32        Z20, 512(R13)
+	VMULPS           256(DI), Z19, Z19
+	VMULPS.BCST      28(SI), Z19, Z19
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 76(SI), Z0, Z19
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 124(SI), Z0, Z19
+	VADDPS           320(DI), Z19, Z19
+	VCMPPS.BCST      $0x1d, 172(SI), Z19, K1
+	KMOVW            K1, 14(CX)
+	VPSUBD.BCST      32(BX), Z20, Z20
+	VMOVDQU32        Z20, 512(AX)
 	VCVTDQ2PS        Z20, Z20
-	VMULPS           256(R8), Z20, Z20
-	VMULPS.BCST      32(DI), Z20, Z20
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 80(DI), Z24, Z20
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 128(DI), Z24, Z20
-	VADDPS           320(R8), Z20, Z20
-	VCMPPS.BCST      $0x1d, 176(DI), Z20, K1
-	KMOVW            K1, 16(R14)
-	VPSUBD.BCST      36(SI), Z21, Z21
-	VMOVDQU32        Z21, 576(R13)
+	VMULPS           256(DI), Z20, Z20
+	VMULPS.BCST      32(SI), Z20, Z20
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 80(SI), Z0, Z20
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 128(SI), Z0, Z20
+	VADDPS           320(DI), Z20, Z20
+	VCMPPS.BCST      $0x1d, 176(SI), Z20, K1
+	KMOVW            K1, 16(CX)
+	VPSUBD.BCST      36(BX), Z21, Z21
+	VMOVDQU32        Z21, 576(AX)
 	VCVTDQ2PS        Z21, Z21
-	VMULPS           256(R8), Z21, Z21
-	VMULPS.BCST      36(DI), Z21, Z21
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 84(DI), Z24, Z21
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 132(DI), Z24, Z21
-	VADDPS           320(R8), Z21, Z21
-	VCMPPS.BCST      $0x1d, 180(DI), Z21, K1
-	KMOVW            K1, 18(R14)
-	VPSUBD.BCST      40(SI), Z22, Z22
-	VMOVDQU32        Z22, 640(R13)
+	VMULPS           256(DI), Z21, Z21
+	VMULPS.BCST      36(SI), Z21, Z21
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 84(SI), Z0, Z21
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 132(SI), Z0, Z21
+	VADDPS           320(DI), Z21, Z21
+	VCMPPS.BCST      $0x1d, 180(SI), Z21, K1
+	KMOVW            K1, 18(CX)
+	VPSUBD.BCST      40(BX), Z22, Z22
+	VMOVDQU32        Z22, 640(AX)
 	VCVTDQ2PS        Z22, Z22
-	VMULPS           256(R8), Z22, Z22
-	VMULPS.BCST      40(DI), Z22, Z22
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 88(DI), Z24, Z22
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 136(DI), Z24, Z22
-	VADDPS           320(R8), Z22, Z22
-	VCMPPS.BCST      $0x1d, 184(DI), Z22, K1
-	KMOVW            K1, 20(R14)
-	VPSUBD.BCST      44(SI), Z23, Z23
-	VMOVDQU32        Z23, 704(R13)
+	VMULPS           256(DI), Z22, Z22
+	VMULPS.BCST      40(SI), Z22, Z22
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 88(SI), Z0, Z22
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 136(SI), Z0, Z22
+	VADDPS           320(DI), Z22, Z22
+	VCMPPS.BCST      $0x1d, 184(SI), Z22, K1
+	KMOVW            K1, 20(CX)
+	VPSUBD.BCST      44(BX), Z23, Z23
+	VMOVDQU32        Z23, 704(AX)
 	VCVTDQ2PS        Z23, Z23
-	VMULPS           256(R8), Z23, Z23
-	VMULPS.BCST      44(DI), Z23, Z23
-	VMOVUPS          384(R8), Z24
-	VFMADD231PS.BCST 92(DI), Z24, Z23
-	VMOVUPS          448(R8), Z24
-	VFMADD231PS.BCST 140(DI), Z24, Z23
-	VADDPS           320(R8), Z23, Z23
-	VCMPPS.BCST      $0x1d, 188(DI), Z23, K1
-	KMOVW            K1, 22(R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	LEAQ             (AX)(DX*2), AX
-	ADDQ             $0x00000200, R8
-	LEAQ             (R9)(R10*2), R9
-	LEAQ             (R11)(R12*2), R11
-	DECQ             CX
-	JNZ              pair
-
-done:
+	VMULPS           256(DI), Z23, Z23
+	VMULPS.BCST      44(SI), Z23, Z23
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 92(SI), Z0, Z23
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 140(SI), Z0, Z23
+	VADDPS           320(DI), Z23, Z23
+	VCMPPS.BCST      $0x1d, 188(SI), Z23, K1
+	KMOVW            K1, 22(CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
 	VZEROUPPER
 	RET
 
-// func dotsTile8VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// func dotsTile8VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 // Requires: AVX, AVX512F, AVX512VNNI
-TEXT ·dotsTile8VNNI(SB), NOSPLIT, $8-96
-	MOVQ  tiles+0(FP), AX
-	MOVQ  pairs+8(FP), CX
-	MOVQ  tileBytes+16(FP), DX
-	MOVQ  qp+32(FP), BX
-	MOVQ  corr+40(FP), SI
-	MOVQ  pv+48(FP), DI
-	MOVQ  rb+56(FP), R8
-	MOVQ  out+64(FP), R9
-	MOVQ  ostride+72(FP), R10
-	MOVQ  mask+80(FP), R11
-	MOVQ  mstride+88(FP), R12
-	TESTQ CX, CX
-	JZ    done
-
-pair:
+TEXT ·dotsTile8VNNI(SB), NOSPLIT, $0-88
+	MOVQ   tiles+0(FP), AX
+	MOVQ   tileBytes+8(FP), CX
+	MOVQ   qp+24(FP), DX
+	MOVQ   corr+32(FP), BX
+	MOVQ   pv+40(FP), SI
+	MOVQ   rb+48(FP), DI
+	MOVQ   out+56(FP), R8
+	MOVQ   ostride+64(FP), R9
+	MOVQ   mask+72(FP), R10
+	MOVQ   mstride+80(FP), R11
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -971,262 +953,249 @@ pair:
 	VPXORD Z13, Z13, Z13
 	VPXORD Z14, Z14, Z14
 	VPXORD Z15, Z15, Z15
-	MOVQ   AX, R13
-	LEAQ   (AX)(DX*1), R14
-	MOVQ   BX, R15
-	MOVQ   steps+24(FP), BP
+	MOVQ   AX, R12
+	LEAQ   (AX)(CX*1), AX
+	MOVQ   DX, CX
+	MOVQ   steps+16(FP), DX
 
 step:
-	VMOVDQU32        (R13), Z16
-	VMOVDQU32        (R14), Z17
-	VPDPBUSD.BCST    (R15), Z16, Z0
-	VPDPBUSD.BCST    (R15), Z17, Z8
-	VPDPBUSD.BCST    4(R15), Z16, Z1
-	VPDPBUSD.BCST    4(R15), Z17, Z9
-	VPDPBUSD.BCST    8(R15), Z16, Z2
-	VPDPBUSD.BCST    8(R15), Z17, Z10
-	VPDPBUSD.BCST    12(R15), Z16, Z3
-	VPDPBUSD.BCST    12(R15), Z17, Z11
-	VPDPBUSD.BCST    16(R15), Z16, Z4
-	VPDPBUSD.BCST    16(R15), Z17, Z12
-	VPDPBUSD.BCST    20(R15), Z16, Z5
-	VPDPBUSD.BCST    20(R15), Z17, Z13
-	VPDPBUSD.BCST    24(R15), Z16, Z6
-	VPDPBUSD.BCST    24(R15), Z17, Z14
-	VPDPBUSD.BCST    28(R15), Z16, Z7
-	VPDPBUSD.BCST    28(R15), Z17, Z15
-	ADDQ             $0x40, R13
-	ADDQ             $0x40, R14
-	ADDQ             $0x00000020, R15
-	DECQ             BP
+	VMOVDQU32        (R12), Z16
+	VMOVDQU32        (AX), Z17
+	VPDPBUSD.BCST    (CX), Z16, Z0
+	VPDPBUSD.BCST    (CX), Z17, Z8
+	VPDPBUSD.BCST    4(CX), Z16, Z1
+	VPDPBUSD.BCST    4(CX), Z17, Z9
+	VPDPBUSD.BCST    8(CX), Z16, Z2
+	VPDPBUSD.BCST    8(CX), Z17, Z10
+	VPDPBUSD.BCST    12(CX), Z16, Z3
+	VPDPBUSD.BCST    12(CX), Z17, Z11
+	VPDPBUSD.BCST    16(CX), Z16, Z4
+	VPDPBUSD.BCST    16(CX), Z17, Z12
+	VPDPBUSD.BCST    20(CX), Z16, Z5
+	VPDPBUSD.BCST    20(CX), Z17, Z13
+	VPDPBUSD.BCST    24(CX), Z16, Z6
+	VPDPBUSD.BCST    24(CX), Z17, Z14
+	VPDPBUSD.BCST    28(CX), Z16, Z7
+	VPDPBUSD.BCST    28(CX), Z17, Z15
+	ADDQ             $0x40, R12
+	ADDQ             $0x40, AX
+	ADDQ             $0x00000020, CX
+	DECQ             DX
 	JNZ              step
-	MOVQ             R9, R13
-	MOVQ             R11, R14
-	VPSUBD.BCST      (SI), Z0, Z0
-	VMOVDQU32        Z0, (R13)
+	MOVQ             R8, AX
+	MOVQ             R10, CX
+	VPSUBD.BCST      (BX), Z0, Z0
+	VMOVDQU32        Z0, (AX)
 	VCVTDQ2PS        Z0, Z0
-	VMULPS           (R8), Z0, Z0
-	VMULPS.BCST      (DI), Z0, Z0
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 32(DI), Z16, Z0
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 64(DI), Z16, Z0
-	VADDPS           64(R8), Z0, Z0
-	VCMPPS.BCST      $0x1d, 96(DI), Z0, K1
-	KMOVW            K1, (R14)
-	VPSUBD.BCST      4(SI), Z1, Z1
-	VMOVDQU32        Z1, 64(R13)
+	VMULPS           (DI), Z0, Z0
+	VMULPS.BCST      (SI), Z0, Z0
+	VMOVUPS          128(DI), Z16
+	VFMADD231PS.BCST 32(SI), Z16, Z0
+	VMOVUPS          192(DI), Z16
+	VFMADD231PS.BCST 64(SI), Z16, Z0
+	VADDPS           64(DI), Z0, Z0
+	VCMPPS.BCST      $0x1d, 96(SI), Z0, K1
+	KMOVW            K1, (CX)
+	VPSUBD.BCST      4(BX), Z1, Z1
+	VMOVDQU32        Z1, 64(AX)
 	VCVTDQ2PS        Z1, Z1
-	VMULPS           (R8), Z1, Z1
-	VMULPS.BCST      4(DI), Z1, Z1
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 36(DI), Z16, Z1
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 68(DI), Z16, Z1
-	VADDPS           64(R8), Z1, Z1
-	VCMPPS.BCST      $0x1d, 100(DI), Z1, K1
-	KMOVW            K1, 2(R14)
-	VPSUBD.BCST      8(SI), Z2, Z2
-	VMOVDQU32        Z2, 128(R13)
+	VMULPS           (DI), Z1, Z1
+	VMULPS.BCST      4(SI), Z1, Z1
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 36(SI), Z0, Z1
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 68(SI), Z0, Z1
+	VADDPS           64(DI), Z1, Z1
+	VCMPPS.BCST      $0x1d, 100(SI), Z1, K1
+	KMOVW            K1, 2(CX)
+	VPSUBD.BCST      8(BX), Z2, Z2
+	VMOVDQU32        Z2, 128(AX)
 	VCVTDQ2PS        Z2, Z2
-	VMULPS           (R8), Z2, Z2
-	VMULPS.BCST      8(DI), Z2, Z2
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 40(DI), Z16, Z2
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 72(DI), Z16, Z2
-	VADDPS           64(R8), Z2, Z2
-	VCMPPS.BCST      $0x1d, 104(DI), Z2, K1
-	KMOVW            K1, 4(R14)
-	VPSUBD.BCST      12(SI), Z3, Z3
-	VMOVDQU32        Z3, 192(R13)
+	VMULPS           (DI), Z2, Z2
+	VMULPS.BCST      8(SI), Z2, Z2
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 40(SI), Z0, Z2
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 72(SI), Z0, Z2
+	VADDPS           64(DI), Z2, Z2
+	VCMPPS.BCST      $0x1d, 104(SI), Z2, K1
+	KMOVW            K1, 4(CX)
+	VPSUBD.BCST      12(BX), Z3, Z3
+	VMOVDQU32        Z3, 192(AX)
 	VCVTDQ2PS        Z3, Z3
-	VMULPS           (R8), Z3, Z3
-	VMULPS.BCST      12(DI), Z3, Z3
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 44(DI), Z16, Z3
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 76(DI), Z16, Z3
-	VADDPS           64(R8), Z3, Z3
-	VCMPPS.BCST      $0x1d, 108(DI), Z3, K1
-	KMOVW            K1, 6(R14)
-	VPSUBD.BCST      16(SI), Z4, Z4
-	VMOVDQU32        Z4, 256(R13)
+	VMULPS           (DI), Z3, Z3
+	VMULPS.BCST      12(SI), Z3, Z3
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 44(SI), Z0, Z3
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 76(SI), Z0, Z3
+	VADDPS           64(DI), Z3, Z3
+	VCMPPS.BCST      $0x1d, 108(SI), Z3, K1
+	KMOVW            K1, 6(CX)
+	VPSUBD.BCST      16(BX), Z4, Z4
+	VMOVDQU32        Z4, 256(AX)
 	VCVTDQ2PS        Z4, Z4
-	VMULPS           (R8), Z4, Z4
-	VMULPS.BCST      16(DI), Z4, Z4
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 48(DI), Z16, Z4
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 80(DI), Z16, Z4
-	VADDPS           64(R8), Z4, Z4
-	VCMPPS.BCST      $0x1d, 112(DI), Z4, K1
-	KMOVW            K1, 8(R14)
-	VPSUBD.BCST      20(SI), Z5, Z5
-	VMOVDQU32        Z5, 320(R13)
+	VMULPS           (DI), Z4, Z4
+	VMULPS.BCST      16(SI), Z4, Z4
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 48(SI), Z0, Z4
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 80(SI), Z0, Z4
+	VADDPS           64(DI), Z4, Z4
+	VCMPPS.BCST      $0x1d, 112(SI), Z4, K1
+	KMOVW            K1, 8(CX)
+	VPSUBD.BCST      20(BX), Z5, Z5
+	VMOVDQU32        Z5, 320(AX)
 	VCVTDQ2PS        Z5, Z5
-	VMULPS           (R8), Z5, Z5
-	VMULPS.BCST      20(DI), Z5, Z5
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 52(DI), Z16, Z5
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 84(DI), Z16, Z5
-	VADDPS           64(R8), Z5, Z5
-	VCMPPS.BCST      $0x1d, 116(DI), Z5, K1
-	KMOVW            K1, 10(R14)
-	VPSUBD.BCST      24(SI), Z6, Z6
-	VMOVDQU32        Z6, 384(R13)
+	VMULPS           (DI), Z5, Z5
+	VMULPS.BCST      20(SI), Z5, Z5
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 52(SI), Z0, Z5
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 84(SI), Z0, Z5
+	VADDPS           64(DI), Z5, Z5
+	VCMPPS.BCST      $0x1d, 116(SI), Z5, K1
+	KMOVW            K1, 10(CX)
+	VPSUBD.BCST      24(BX), Z6, Z6
+	VMOVDQU32        Z6, 384(AX)
 	VCVTDQ2PS        Z6, Z6
-	VMULPS           (R8), Z6, Z6
-	VMULPS.BCST      24(DI), Z6, Z6
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 56(DI), Z16, Z6
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 88(DI), Z16, Z6
-	VADDPS           64(R8), Z6, Z6
-	VCMPPS.BCST      $0x1d, 120(DI), Z6, K1
-	KMOVW            K1, 12(R14)
-	VPSUBD.BCST      28(SI), Z7, Z7
-	VMOVDQU32        Z7, 448(R13)
+	VMULPS           (DI), Z6, Z6
+	VMULPS.BCST      24(SI), Z6, Z6
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 56(SI), Z0, Z6
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 88(SI), Z0, Z6
+	VADDPS           64(DI), Z6, Z6
+	VCMPPS.BCST      $0x1d, 120(SI), Z6, K1
+	KMOVW            K1, 12(CX)
+	VPSUBD.BCST      28(BX), Z7, Z7
+	VMOVDQU32        Z7, 448(AX)
 	VCVTDQ2PS        Z7, Z7
-	VMULPS           (R8), Z7, Z7
-	VMULPS.BCST      28(DI), Z7, Z7
-	VMOVUPS          128(R8), Z16
-	VFMADD231PS.BCST 60(DI), Z16, Z7
-	VMOVUPS          192(R8), Z16
-	VFMADD231PS.BCST 92(DI), Z16, Z7
-	VADDPS           64(R8), Z7, Z7
-	VCMPPS.BCST      $0x1d, 124(DI), Z7, K1
-	KMOVW            K1, 14(R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	VPSUBD.BCST      (SI), Z8, Z8
-	VMOVDQU32        Z8, (R13)
+	VMULPS           (DI), Z7, Z7
+	VMULPS.BCST      28(SI), Z7, Z7
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 60(SI), Z0, Z7
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 92(SI), Z0, Z7
+	VADDPS           64(DI), Z7, Z7
+	VCMPPS.BCST      $0x1d, 124(SI), Z7, K1
+	KMOVW            K1, 14(CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
+	VPSUBD.BCST      (BX), Z8, Z8
+	VMOVDQU32        Z8, (AX)
 	VCVTDQ2PS        Z8, Z8
-	VMULPS           256(R8), Z8, Z8
-	VMULPS.BCST      (DI), Z8, Z8
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 32(DI), Z16, Z8
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 64(DI), Z16, Z8
-	VADDPS           320(R8), Z8, Z8
-	VCMPPS.BCST      $0x1d, 96(DI), Z8, K1
-	KMOVW            K1, (R14)
-	VPSUBD.BCST      4(SI), Z9, Z9
-	VMOVDQU32        Z9, 64(R13)
+	VMULPS           256(DI), Z8, Z8
+	VMULPS.BCST      (SI), Z8, Z8
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 32(SI), Z0, Z8
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 64(SI), Z0, Z8
+	VADDPS           320(DI), Z8, Z8
+	VCMPPS.BCST      $0x1d, 96(SI), Z8, K1
+	KMOVW            K1, (CX)
+	VPSUBD.BCST      4(BX), Z9, Z9
+	VMOVDQU32        Z9, 64(AX)
 	VCVTDQ2PS        Z9, Z9
-	VMULPS           256(R8), Z9, Z9
-	VMULPS.BCST      4(DI), Z9, Z9
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 36(DI), Z16, Z9
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 68(DI), Z16, Z9
-	VADDPS           320(R8), Z9, Z9
-	VCMPPS.BCST      $0x1d, 100(DI), Z9, K1
-	KMOVW            K1, 2(R14)
-	VPSUBD.BCST      8(SI), Z10, Z10
-	VMOVDQU32        Z10, 128(R13)
+	VMULPS           256(DI), Z9, Z9
+	VMULPS.BCST      4(SI), Z9, Z9
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 36(SI), Z0, Z9
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 68(SI), Z0, Z9
+	VADDPS           320(DI), Z9, Z9
+	VCMPPS.BCST      $0x1d, 100(SI), Z9, K1
+	KMOVW            K1, 2(CX)
+	VPSUBD.BCST      8(BX), Z10, Z10
+	VMOVDQU32        Z10, 128(AX)
 	VCVTDQ2PS        Z10, Z10
-	VMULPS           256(R8), Z10, Z10
-	VMULPS.BCST      8(DI), Z10, Z10
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 40(DI), Z16, Z10
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 72(DI), Z16, Z10
-	VADDPS           320(R8), Z10, Z10
-	VCMPPS.BCST      $0x1d, 104(DI), Z10, K1
-	KMOVW            K1, 4(R14)
-	VPSUBD.BCST      12(SI), Z11, Z11
-	VMOVDQU32        Z11, 192(R13)
+	VMULPS           256(DI), Z10, Z10
+	VMULPS.BCST      8(SI), Z10, Z10
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 40(SI), Z0, Z10
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 72(SI), Z0, Z10
+	VADDPS           320(DI), Z10, Z10
+	VCMPPS.BCST      $0x1d, 104(SI), Z10, K1
+	KMOVW            K1, 4(CX)
+	VPSUBD.BCST      12(BX), Z11, Z11
+	VMOVDQU32        Z11, 192(AX)
 	VCVTDQ2PS        Z11, Z11
-	VMULPS           256(R8), Z11, Z11
-	VMULPS.BCST      12(DI), Z11, Z11
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 44(DI), Z16, Z11
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 76(DI), Z16, Z11
-	VADDPS           320(R8), Z11, Z11
-	VCMPPS.BCST      $0x1d, 108(DI), Z11, K1
-	KMOVW            K1, 6(R14)
-	VPSUBD.BCST      16(SI), Z12, Z12
-	VMOVDQU32        Z12, 256(R13)
+	VMULPS           256(DI), Z11, Z11
+	VMULPS.BCST      12(SI), Z11, Z11
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 44(SI), Z0, Z11
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 76(SI), Z0, Z11
+	VADDPS           320(DI), Z11, Z11
+	VCMPPS.BCST      $0x1d, 108(SI), Z11, K1
+	KMOVW            K1, 6(CX)
+	VPSUBD.BCST      16(BX), Z12, Z12
+	VMOVDQU32        Z12, 256(AX)
 	VCVTDQ2PS        Z12, Z12
-	VMULPS           256(R8), Z12, Z12
-	VMULPS.BCST      16(DI), Z12, Z12
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 48(DI), Z16, Z12
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 80(DI), Z16, Z12
-	VADDPS           320(R8), Z12, Z12
-	VCMPPS.BCST      $0x1d, 112(DI), Z12, K1
-	KMOVW            K1, 8(R14)
-	VPSUBD.BCST      20(SI), Z13, Z13
-	VMOVDQU32        Z13, 320(R13)
+	VMULPS           256(DI), Z12, Z12
+	VMULPS.BCST      16(SI), Z12, Z12
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 48(SI), Z0, Z12
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 80(SI), Z0, Z12
+	VADDPS           320(DI), Z12, Z12
+	VCMPPS.BCST      $0x1d, 112(SI), Z12, K1
+	KMOVW            K1, 8(CX)
+	VPSUBD.BCST      20(BX), Z13, Z13
+	VMOVDQU32        Z13, 320(AX)
 	VCVTDQ2PS        Z13, Z13
-	VMULPS           256(R8), Z13, Z13
-	VMULPS.BCST      20(DI), Z13, Z13
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 52(DI), Z16, Z13
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 84(DI), Z16, Z13
-	VADDPS           320(R8), Z13, Z13
-	VCMPPS.BCST      $0x1d, 116(DI), Z13, K1
-	KMOVW            K1, 10(R14)
-	VPSUBD.BCST      24(SI), Z14, Z14
-	VMOVDQU32        Z14, 384(R13)
+	VMULPS           256(DI), Z13, Z13
+	VMULPS.BCST      20(SI), Z13, Z13
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 52(SI), Z0, Z13
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 84(SI), Z0, Z13
+	VADDPS           320(DI), Z13, Z13
+	VCMPPS.BCST      $0x1d, 116(SI), Z13, K1
+	KMOVW            K1, 10(CX)
+	VPSUBD.BCST      24(BX), Z14, Z14
+	VMOVDQU32        Z14, 384(AX)
 	VCVTDQ2PS        Z14, Z14
-	VMULPS           256(R8), Z14, Z14
-	VMULPS.BCST      24(DI), Z14, Z14
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 56(DI), Z16, Z14
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 88(DI), Z16, Z14
-	VADDPS           320(R8), Z14, Z14
-	VCMPPS.BCST      $0x1d, 120(DI), Z14, K1
-	KMOVW            K1, 12(R14)
-	VPSUBD.BCST      28(SI), Z15, Z15
-	VMOVDQU32        Z15, 448(R13)
+	VMULPS           256(DI), Z14, Z14
+	VMULPS.BCST      24(SI), Z14, Z14
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 56(SI), Z0, Z14
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 88(SI), Z0, Z14
+	VADDPS           320(DI), Z14, Z14
+	VCMPPS.BCST      $0x1d, 120(SI), Z14, K1
+	KMOVW            K1, 12(CX)
+	VPSUBD.BCST      28(BX), Z15, Z15
+	VMOVDQU32        Z15, 448(AX)
 	VCVTDQ2PS        Z15, Z15
-	VMULPS           256(R8), Z15, Z15
-	VMULPS.BCST      28(DI), Z15, Z15
-	VMOVUPS          384(R8), Z16
-	VFMADD231PS.BCST 60(DI), Z16, Z15
-	VMOVUPS          448(R8), Z16
-	VFMADD231PS.BCST 92(DI), Z16, Z15
-	VADDPS           320(R8), Z15, Z15
-	VCMPPS.BCST      $0x1d, 124(DI), Z15, K1
-	KMOVW            K1, 14(R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	LEAQ             (AX)(DX*2), AX
-	ADDQ             $0x00000200, R8
-	LEAQ             (R9)(R10*2), R9
-	LEAQ             (R11)(R12*2), R11
-	DECQ             CX
-	JNZ              pair
-
-done:
+	VMULPS           256(DI), Z15, Z15
+	VMULPS.BCST      28(SI), Z15, Z15
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 60(SI), Z0, Z15
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 92(SI), Z0, Z15
+	VADDPS           320(DI), Z15, Z15
+	VCMPPS.BCST      $0x1d, 124(SI), Z15, K1
+	KMOVW            K1, 14(CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
 	VZEROUPPER
 	RET
 
-// func dotsTile4VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// func dotsTile4VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 // Requires: AVX, AVX512F, AVX512VNNI
-TEXT ·dotsTile4VNNI(SB), NOSPLIT, $8-96
-	MOVQ  tiles+0(FP), AX
-	MOVQ  pairs+8(FP), CX
-	MOVQ  tileBytes+16(FP), DX
-	MOVQ  qp+32(FP), BX
-	MOVQ  corr+40(FP), SI
-	MOVQ  pv+48(FP), DI
-	MOVQ  rb+56(FP), R8
-	MOVQ  out+64(FP), R9
-	MOVQ  ostride+72(FP), R10
-	MOVQ  mask+80(FP), R11
-	MOVQ  mstride+88(FP), R12
-	TESTQ CX, CX
-	JZ    done
-
-pair:
+TEXT ·dotsTile4VNNI(SB), NOSPLIT, $0-88
+	MOVQ   tiles+0(FP), AX
+	MOVQ   tileBytes+8(FP), CX
+	MOVQ   qp+24(FP), DX
+	MOVQ   corr+32(FP), BX
+	MOVQ   pv+40(FP), SI
+	MOVQ   rb+48(FP), DI
+	MOVQ   out+56(FP), R8
+	MOVQ   ostride+64(FP), R9
+	MOVQ   mask+72(FP), R10
+	MOVQ   mstride+80(FP), R11
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
 	VPXORD Z2, Z2, Z2
@@ -1235,212 +1204,191 @@ pair:
 	VPXORD Z5, Z5, Z5
 	VPXORD Z6, Z6, Z6
 	VPXORD Z7, Z7, Z7
-	MOVQ   AX, R13
-	LEAQ   (AX)(DX*1), R14
-	MOVQ   BX, R15
-	MOVQ   steps+24(FP), BP
+	MOVQ   AX, R12
+	LEAQ   (AX)(CX*1), AX
+	MOVQ   DX, CX
+	MOVQ   steps+16(FP), DX
 
 step:
-	VMOVDQU32        (R13), Z8
-	VMOVDQU32        (R14), Z9
-	VPDPBUSD.BCST    (R15), Z8, Z0
-	VPDPBUSD.BCST    (R15), Z9, Z4
-	VPDPBUSD.BCST    4(R15), Z8, Z1
-	VPDPBUSD.BCST    4(R15), Z9, Z5
-	VPDPBUSD.BCST    8(R15), Z8, Z2
-	VPDPBUSD.BCST    8(R15), Z9, Z6
-	VPDPBUSD.BCST    12(R15), Z8, Z3
-	VPDPBUSD.BCST    12(R15), Z9, Z7
-	ADDQ             $0x40, R13
-	ADDQ             $0x40, R14
-	ADDQ             $0x00000010, R15
-	DECQ             BP
+	VMOVDQU32        (R12), Z8
+	VMOVDQU32        (AX), Z9
+	VPDPBUSD.BCST    (CX), Z8, Z0
+	VPDPBUSD.BCST    (CX), Z9, Z4
+	VPDPBUSD.BCST    4(CX), Z8, Z1
+	VPDPBUSD.BCST    4(CX), Z9, Z5
+	VPDPBUSD.BCST    8(CX), Z8, Z2
+	VPDPBUSD.BCST    8(CX), Z9, Z6
+	VPDPBUSD.BCST    12(CX), Z8, Z3
+	VPDPBUSD.BCST    12(CX), Z9, Z7
+	ADDQ             $0x40, R12
+	ADDQ             $0x40, AX
+	ADDQ             $0x00000010, CX
+	DECQ             DX
 	JNZ              step
-	MOVQ             R9, R13
-	MOVQ             R11, R14
-	VPSUBD.BCST      (SI), Z0, Z0
-	VMOVDQU32        Z0, (R13)
+	MOVQ             R8, AX
+	MOVQ             R10, CX
+	VPSUBD.BCST      (BX), Z0, Z0
+	VMOVDQU32        Z0, (AX)
 	VCVTDQ2PS        Z0, Z0
-	VMULPS           (R8), Z0, Z0
-	VMULPS.BCST      (DI), Z0, Z0
-	VMOVUPS          128(R8), Z8
-	VFMADD231PS.BCST 16(DI), Z8, Z0
-	VMOVUPS          192(R8), Z8
-	VFMADD231PS.BCST 32(DI), Z8, Z0
-	VADDPS           64(R8), Z0, Z0
-	VCMPPS.BCST      $0x1d, 48(DI), Z0, K1
-	KMOVW            K1, (R14)
-	VPSUBD.BCST      4(SI), Z1, Z1
-	VMOVDQU32        Z1, 64(R13)
+	VMULPS           (DI), Z0, Z0
+	VMULPS.BCST      (SI), Z0, Z0
+	VMOVUPS          128(DI), Z8
+	VFMADD231PS.BCST 16(SI), Z8, Z0
+	VMOVUPS          192(DI), Z8
+	VFMADD231PS.BCST 32(SI), Z8, Z0
+	VADDPS           64(DI), Z0, Z0
+	VCMPPS.BCST      $0x1d, 48(SI), Z0, K1
+	KMOVW            K1, (CX)
+	VPSUBD.BCST      4(BX), Z1, Z1
+	VMOVDQU32        Z1, 64(AX)
 	VCVTDQ2PS        Z1, Z1
-	VMULPS           (R8), Z1, Z1
-	VMULPS.BCST      4(DI), Z1, Z1
-	VMOVUPS          128(R8), Z8
-	VFMADD231PS.BCST 20(DI), Z8, Z1
-	VMOVUPS          192(R8), Z8
-	VFMADD231PS.BCST 36(DI), Z8, Z1
-	VADDPS           64(R8), Z1, Z1
-	VCMPPS.BCST      $0x1d, 52(DI), Z1, K1
-	KMOVW            K1, 2(R14)
-	VPSUBD.BCST      8(SI), Z2, Z2
-	VMOVDQU32        Z2, 128(R13)
+	VMULPS           (DI), Z1, Z1
+	VMULPS.BCST      4(SI), Z1, Z1
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 20(SI), Z0, Z1
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 36(SI), Z0, Z1
+	VADDPS           64(DI), Z1, Z1
+	VCMPPS.BCST      $0x1d, 52(SI), Z1, K1
+	KMOVW            K1, 2(CX)
+	VPSUBD.BCST      8(BX), Z2, Z2
+	VMOVDQU32        Z2, 128(AX)
 	VCVTDQ2PS        Z2, Z2
-	VMULPS           (R8), Z2, Z2
-	VMULPS.BCST      8(DI), Z2, Z2
-	VMOVUPS          128(R8), Z8
-	VFMADD231PS.BCST 24(DI), Z8, Z2
-	VMOVUPS          192(R8), Z8
-	VFMADD231PS.BCST 40(DI), Z8, Z2
-	VADDPS           64(R8), Z2, Z2
-	VCMPPS.BCST      $0x1d, 56(DI), Z2, K1
-	KMOVW            K1, 4(R14)
-	VPSUBD.BCST      12(SI), Z3, Z3
-	VMOVDQU32        Z3, 192(R13)
+	VMULPS           (DI), Z2, Z2
+	VMULPS.BCST      8(SI), Z2, Z2
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 24(SI), Z0, Z2
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 40(SI), Z0, Z2
+	VADDPS           64(DI), Z2, Z2
+	VCMPPS.BCST      $0x1d, 56(SI), Z2, K1
+	KMOVW            K1, 4(CX)
+	VPSUBD.BCST      12(BX), Z3, Z3
+	VMOVDQU32        Z3, 192(AX)
 	VCVTDQ2PS        Z3, Z3
-	VMULPS           (R8), Z3, Z3
-	VMULPS.BCST      12(DI), Z3, Z3
-	VMOVUPS          128(R8), Z8
-	VFMADD231PS.BCST 28(DI), Z8, Z3
-	VMOVUPS          192(R8), Z8
-	VFMADD231PS.BCST 44(DI), Z8, Z3
-	VADDPS           64(R8), Z3, Z3
-	VCMPPS.BCST      $0x1d, 60(DI), Z3, K1
-	KMOVW            K1, 6(R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	VPSUBD.BCST      (SI), Z4, Z4
-	VMOVDQU32        Z4, (R13)
+	VMULPS           (DI), Z3, Z3
+	VMULPS.BCST      12(SI), Z3, Z3
+	VMOVUPS          128(DI), Z0
+	VFMADD231PS.BCST 28(SI), Z0, Z3
+	VMOVUPS          192(DI), Z0
+	VFMADD231PS.BCST 44(SI), Z0, Z3
+	VADDPS           64(DI), Z3, Z3
+	VCMPPS.BCST      $0x1d, 60(SI), Z3, K1
+	KMOVW            K1, 6(CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
+	VPSUBD.BCST      (BX), Z4, Z4
+	VMOVDQU32        Z4, (AX)
 	VCVTDQ2PS        Z4, Z4
-	VMULPS           256(R8), Z4, Z4
-	VMULPS.BCST      (DI), Z4, Z4
-	VMOVUPS          384(R8), Z8
-	VFMADD231PS.BCST 16(DI), Z8, Z4
-	VMOVUPS          448(R8), Z8
-	VFMADD231PS.BCST 32(DI), Z8, Z4
-	VADDPS           320(R8), Z4, Z4
-	VCMPPS.BCST      $0x1d, 48(DI), Z4, K1
-	KMOVW            K1, (R14)
-	VPSUBD.BCST      4(SI), Z5, Z5
-	VMOVDQU32        Z5, 64(R13)
+	VMULPS           256(DI), Z4, Z4
+	VMULPS.BCST      (SI), Z4, Z4
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 16(SI), Z0, Z4
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 32(SI), Z0, Z4
+	VADDPS           320(DI), Z4, Z4
+	VCMPPS.BCST      $0x1d, 48(SI), Z4, K1
+	KMOVW            K1, (CX)
+	VPSUBD.BCST      4(BX), Z5, Z5
+	VMOVDQU32        Z5, 64(AX)
 	VCVTDQ2PS        Z5, Z5
-	VMULPS           256(R8), Z5, Z5
-	VMULPS.BCST      4(DI), Z5, Z5
-	VMOVUPS          384(R8), Z8
-	VFMADD231PS.BCST 20(DI), Z8, Z5
-	VMOVUPS          448(R8), Z8
-	VFMADD231PS.BCST 36(DI), Z8, Z5
-	VADDPS           320(R8), Z5, Z5
-	VCMPPS.BCST      $0x1d, 52(DI), Z5, K1
-	KMOVW            K1, 2(R14)
-	VPSUBD.BCST      8(SI), Z6, Z6
-	VMOVDQU32        Z6, 128(R13)
+	VMULPS           256(DI), Z5, Z5
+	VMULPS.BCST      4(SI), Z5, Z5
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 20(SI), Z0, Z5
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 36(SI), Z0, Z5
+	VADDPS           320(DI), Z5, Z5
+	VCMPPS.BCST      $0x1d, 52(SI), Z5, K1
+	KMOVW            K1, 2(CX)
+	VPSUBD.BCST      8(BX), Z6, Z6
+	VMOVDQU32        Z6, 128(AX)
 	VCVTDQ2PS        Z6, Z6
-	VMULPS           256(R8), Z6, Z6
-	VMULPS.BCST      8(DI), Z6, Z6
-	VMOVUPS          384(R8), Z8
-	VFMADD231PS.BCST 24(DI), Z8, Z6
-	VMOVUPS          448(R8), Z8
-	VFMADD231PS.BCST 40(DI), Z8, Z6
-	VADDPS           320(R8), Z6, Z6
-	VCMPPS.BCST      $0x1d, 56(DI), Z6, K1
-	KMOVW            K1, 4(R14)
-	VPSUBD.BCST      12(SI), Z7, Z7
-	VMOVDQU32        Z7, 192(R13)
+	VMULPS           256(DI), Z6, Z6
+	VMULPS.BCST      8(SI), Z6, Z6
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 24(SI), Z0, Z6
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 40(SI), Z0, Z6
+	VADDPS           320(DI), Z6, Z6
+	VCMPPS.BCST      $0x1d, 56(SI), Z6, K1
+	KMOVW            K1, 4(CX)
+	VPSUBD.BCST      12(BX), Z7, Z7
+	VMOVDQU32        Z7, 192(AX)
 	VCVTDQ2PS        Z7, Z7
-	VMULPS           256(R8), Z7, Z7
-	VMULPS.BCST      12(DI), Z7, Z7
-	VMOVUPS          384(R8), Z8
-	VFMADD231PS.BCST 28(DI), Z8, Z7
-	VMOVUPS          448(R8), Z8
-	VFMADD231PS.BCST 44(DI), Z8, Z7
-	VADDPS           320(R8), Z7, Z7
-	VCMPPS.BCST      $0x1d, 60(DI), Z7, K1
-	KMOVW            K1, 6(R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	LEAQ             (AX)(DX*2), AX
-	ADDQ             $0x00000200, R8
-	LEAQ             (R9)(R10*2), R9
-	LEAQ             (R11)(R12*2), R11
-	DECQ             CX
-	JNZ              pair
-
-done:
+	VMULPS           256(DI), Z7, Z7
+	VMULPS.BCST      12(SI), Z7, Z7
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 28(SI), Z0, Z7
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 44(SI), Z0, Z7
+	VADDPS           320(DI), Z7, Z7
+	VCMPPS.BCST      $0x1d, 60(SI), Z7, K1
+	KMOVW            K1, 6(CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
 	VZEROUPPER
 	RET
 
-// func dotsTile1VNNI(tiles *uint8, pairs int, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
+// func dotsTile1VNNI(tiles *uint8, tileBytes int, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)
 // Requires: AVX, AVX512F, AVX512VNNI
-TEXT ·dotsTile1VNNI(SB), NOSPLIT, $8-96
-	MOVQ  tiles+0(FP), AX
-	MOVQ  pairs+8(FP), CX
-	MOVQ  tileBytes+16(FP), DX
-	MOVQ  qp+32(FP), BX
-	MOVQ  corr+40(FP), SI
-	MOVQ  pv+48(FP), DI
-	MOVQ  rb+56(FP), R8
-	MOVQ  out+64(FP), R9
-	MOVQ  ostride+72(FP), R10
-	MOVQ  mask+80(FP), R11
-	MOVQ  mstride+88(FP), R12
-	TESTQ CX, CX
-	JZ    done
-
-pair:
+TEXT ·dotsTile1VNNI(SB), NOSPLIT, $0-88
+	MOVQ   tiles+0(FP), AX
+	MOVQ   tileBytes+8(FP), CX
+	MOVQ   qp+24(FP), DX
+	MOVQ   corr+32(FP), BX
+	MOVQ   pv+40(FP), SI
+	MOVQ   rb+48(FP), DI
+	MOVQ   out+56(FP), R8
+	MOVQ   ostride+64(FP), R9
+	MOVQ   mask+72(FP), R10
+	MOVQ   mstride+80(FP), R11
 	VPXORD Z0, Z0, Z0
 	VPXORD Z1, Z1, Z1
-	MOVQ   AX, R13
-	LEAQ   (AX)(DX*1), R14
-	MOVQ   BX, R15
-	MOVQ   steps+24(FP), BP
+	MOVQ   AX, R12
+	LEAQ   (AX)(CX*1), AX
+	MOVQ   DX, CX
+	MOVQ   steps+16(FP), DX
 
 step:
-	VMOVDQU32        (R13), Z2
-	VMOVDQU32        (R14), Z3
-	VPDPBUSD.BCST    (R15), Z2, Z0
-	VPDPBUSD.BCST    (R15), Z3, Z1
-	ADDQ             $0x40, R13
-	ADDQ             $0x40, R14
-	ADDQ             $0x00000004, R15
-	DECQ             BP
+	VMOVDQU32        (R12), Z2
+	VMOVDQU32        (AX), Z3
+	VPDPBUSD.BCST    (CX), Z2, Z0
+	VPDPBUSD.BCST    (CX), Z3, Z1
+	ADDQ             $0x40, R12
+	ADDQ             $0x40, AX
+	ADDQ             $0x00000004, CX
+	DECQ             DX
 	JNZ              step
-	MOVQ             R9, R13
-	MOVQ             R11, R14
-	VPSUBD.BCST      (SI), Z0, Z0
-	VMOVDQU32        Z0, (R13)
+	MOVQ             R8, AX
+	MOVQ             R10, CX
+	VPSUBD.BCST      (BX), Z0, Z0
+	VMOVDQU32        Z0, (AX)
 	VCVTDQ2PS        Z0, Z0
-	VMULPS           (R8), Z0, Z0
-	VMULPS.BCST      (DI), Z0, Z0
-	VMOVUPS          128(R8), Z2
-	VFMADD231PS.BCST 4(DI), Z2, Z0
-	VMOVUPS          192(R8), Z2
-	VFMADD231PS.BCST 8(DI), Z2, Z0
-	VADDPS           64(R8), Z0, Z0
-	VCMPPS.BCST      $0x1d, 12(DI), Z0, K1
-	KMOVW            K1, (R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	VPSUBD.BCST      (SI), Z1, Z1
-	VMOVDQU32        Z1, (R13)
+	VMULPS           (DI), Z0, Z0
+	VMULPS.BCST      (SI), Z0, Z0
+	VMOVUPS          128(DI), Z2
+	VFMADD231PS.BCST 4(SI), Z2, Z0
+	VMOVUPS          192(DI), Z2
+	VFMADD231PS.BCST 8(SI), Z2, Z0
+	VADDPS           64(DI), Z0, Z0
+	VCMPPS.BCST      $0x1d, 12(SI), Z0, K1
+	KMOVW            K1, (CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
+	VPSUBD.BCST      (BX), Z1, Z1
+	VMOVDQU32        Z1, (AX)
 	VCVTDQ2PS        Z1, Z1
-	VMULPS           256(R8), Z1, Z1
-	VMULPS.BCST      (DI), Z1, Z1
-	VMOVUPS          384(R8), Z2
-	VFMADD231PS.BCST 4(DI), Z2, Z1
-	VMOVUPS          448(R8), Z2
-	VFMADD231PS.BCST 8(DI), Z2, Z1
-	VADDPS           320(R8), Z1, Z1
-	VCMPPS.BCST      $0x1d, 12(DI), Z1, K1
-	KMOVW            K1, (R14)
-	ADDQ             R10, R13
-	ADDQ             R12, R14
-	LEAQ             (AX)(DX*2), AX
-	ADDQ             $0x00000200, R8
-	LEAQ             (R9)(R10*2), R9
-	LEAQ             (R11)(R12*2), R11
-	DECQ             CX
-	JNZ              pair
-
-done:
+	VMULPS           256(DI), Z1, Z1
+	VMULPS.BCST      (SI), Z1, Z1
+	VMOVUPS          384(DI), Z0
+	VFMADD231PS.BCST 4(SI), Z0, Z1
+	VMOVUPS          448(DI), Z0
+	VFMADD231PS.BCST 8(SI), Z0, Z1
+	VADDPS           320(DI), Z1, Z1
+	VCMPPS.BCST      $0x1d, 12(SI), Z1, K1
+	KMOVW            K1, (CX)
+	ADDQ             R9, AX
+	ADDQ             R11, CX
 	VZEROUPPER
 	RET

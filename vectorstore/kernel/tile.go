@@ -45,7 +45,7 @@ func SetTileBounds(b []float32, r int, inv, res, qn, suf float32) {
 
 // tileKernel is the signature of the generated tile kernels, by probes
 // per pass in tileKernels (see internal/gen).
-type tileKernel func(tiles *uint8, pairs, tileBytes, steps int, qp *int8, corr *int32, pv *float32, rb *float32,
+type tileKernel func(tiles *uint8, tileBytes, steps int, qp *int8, corr *int32, pv *float32, rb *float32,
 	out *int32, ostride int, mask *uint16, mstride int)
 
 var tileKernels map[int]tileKernel
@@ -178,7 +178,7 @@ func dotsTiles(tiles []uint8, bounds []float32, ntiles int, p *TileProbes, mask 
 	// slower in BenchmarkDotsTiles at 256 probes).
 	for t := 0; t < ntiles; t += 2 {
 		for _, g := range p.groups {
-			tileKernels[g.n](&tiles[t*tb], 1, tb, p.head/4, &g.packed[0], &g.corr[0], &g.params[0], &bounds[t*TileBoundFloats],
+			tileKernels[g.n](&tiles[t*tb], tb, p.head/4, &g.packed[0], &g.corr[0], &g.params[0], &bounds[t*TileBoundFloats],
 				&out[t*ostride+g.first*TileRows], ostride*4, &mask[t*p.n+g.first], p.n*2)
 		}
 	}

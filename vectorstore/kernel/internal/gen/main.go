@@ -328,11 +328,11 @@ const (
 )
 
 // dotsTile generates dotsTile<p>VNNI: the int8 head products of the rows
-// of pairs of tiles (16 rows each, interleaved by 4 values: value 4s+k of
+// of a pair of tiles (16 rows each, the second tileBytes after the first, interleaved by 4 values: value 4s+k of
 // row r at byte s*64 + r*4 + k, stored as x+128) with p probes (value
 // 4s+k of probe j at qp[(s*p+j)*4+k]), written less corr[j] to out (tile
-// t, probe j: 16 int32 at out + t*ostride + j*64), and for each row a bit
-// of mask (tile t, probe j: a uint16 at mask + t*mstride + j*2), set when
+// t of the two, probe j: 16 int32 at out + t*ostride + j*64), and for each
+// row a bit of mask (tile t, probe j: a uint16 at mask + t*mstride + j*2), set when
 // the row may score at least floor[j]:
 //
 //	d·inv·qinv[j] + qn·res[j] + suf·suf[j] + res ≥ floor[j]
@@ -343,10 +343,9 @@ const (
 // horizontal sums, so the kernel runs at the vpdpbusd rate (two a cycle).
 func dotsTile(p int) {
 	name := fmt.Sprintf("dotsTile%dVNNI", p)
-	TEXT(name, NOSPLIT, "func(tiles *uint8, pairs, tileBytes, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)")
-	Doc(fmt.Sprintf("%s scores pairs of int8 tiles against %d packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).", name, p))
+	TEXT(name, NOSPLIT, "func(tiles *uint8, tileBytes, steps int, qp *int8, corr *int32, pv *float32, rb *float32, out *int32, ostride int, mask *uint16, mstride int)")
+	Doc(fmt.Sprintf("%s scores a pair of int8 tiles against %d packed int8 probes and flags the rows that may reach each probe's floor (AVX-512 VNNI).", name, p))
 	tiles := Load(Param("tiles"), GP64())
-	pairs := Load(Param("pairs"), GP64())
 	tileBytes := Load(Param("tileBytes"), GP64())
 	qp := Load(Param("qp"), GP64())
 	corr := Load(Param("corr"), GP64())
@@ -367,9 +366,6 @@ func dotsTile(p int) {
 	x := []reg.VecVirtual{ZMM(), ZMM()}
 	a, b, q, step := GP64(), GP64(), GP64(), GP64()
 
-	TESTQ(pairs, pairs)
-	JZ(LabelRef("done"))
-	Label("pair")
 	for r := range acc {
 		for _, v := range acc[r] {
 			VPXORD(v, v, v)
@@ -418,14 +414,6 @@ func dotsTile(p int) {
 		ADDQ(ostride, o)
 		ADDQ(mstride, mk)
 	}
-
-	LEAQ(Mem{Base: tiles, Index: tileBytes, Scale: 2}, tiles)
-	ADDQ(U32(2*tileBoundBytes), rb)
-	LEAQ(Mem{Base: out, Index: ostride, Scale: 2}, out)
-	LEAQ(Mem{Base: mask, Index: mstride, Scale: 2}, mask)
-	DECQ(pairs)
-	JNZ(LabelRef("pair"))
-	Label("done")
 	VZEROUPPER()
 	RET()
 }
