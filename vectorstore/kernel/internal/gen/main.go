@@ -328,12 +328,13 @@ const (
 )
 
 // dotsTile generates dotsTile<p>VNNI: the int8 head products of the rows
-// of a pair of tiles (16 rows each, the second tileBytes after the first, interleaved by 4 values: value 4s+k of
-// row r at byte s*64 + r*4 + k, stored as x+128) with p probes (value
-// 4s+k of probe j at qp[(s*p+j)*4+k]), written less corr[j] to out (tile
-// t of the two, probe j: 16 int32 at out + t*ostride + j*64), and for each
-// row a bit of mask (tile t, probe j: a uint16 at mask + t*mstride + j*2), set when
-// the row may score at least floor[j]:
+// of a pair of tiles (the second tileBytes after the first; 16 rows each,
+// interleaved by 4 values: value 4s+k of row r at byte s*64 + r*4 + k,
+// stored as x+128) with p probes (value 4s+k of probe j at
+// qp[(s*p+j)*4+k]), written less corr[j] to out (tile t of the two, probe
+// j: 16 int32 at out + t*ostride + j*64), and for each row a bit of mask
+// (tile t, probe j: a uint16 at mask + t*mstride + j*2), set when the row
+// may score at least floor[j]:
 //
 //	d·inv·qinv[j] + qn·res[j] + suf·suf[j] + res ≥ floor[j]
 //
