@@ -30,14 +30,14 @@ type Row struct {
 
 // Exact is the in-memory exact index (the gonum fallback and the fast
 // path): per gallery and dimension, one contiguous float32 matrix, plus an
-// int8 copy for a pre-scan when the CPU has a fast int8 kernel, and a
-// copy of each int8 row's first half for identify's pre-pass (Nearest:
-// it settles a probe with a clear best match in half a scan, with a
-// proof, see scanPrefix). A search for matches above a high score (the
-// enroll decision's, NearestBatch) reads each int8 row's head only and
-// finishes the rows that could still reach it: 11/16 of the row as tiles
-// where the CPU has AVX-512 VNNI (tileScanner), else three quarters
-// (int8Scanner). Its results equal a plain float32 scan ranked by
+// int8 copy for a pre-scan when the CPU has a fast int8 kernel. Identify's
+// pre-pass (Nearest) reads each int8 row's first half: it settles a probe
+// with a clear best match in half a scan, with a proof (see scanPrefix). A
+// search for matches above a high score (the enroll decision's,
+// NearestBatch) reads each int8 row's head only and finishes the rows that
+// could still reach it: 11/16 of the row as tiles where the CPU has
+// AVX-512 VNNI (tileScanner; the pre-pass reads the tiles too), else three
+// quarters (int8Scanner; the pre-pass reads a copy of the halves). Its results equal a plain float32 scan ranked by
 // kernel.Dot64 (ties by template id): every kernel's error is bounded and
 // the rows that could be in the top k are re-scored exactly. Safe for
 // concurrent use; searches of a gallery wait for a write to it.
@@ -388,8 +388,10 @@ type matrix struct {
 	blocks []rowBounds
 
 	// prefix is how many leading values the identify pre-pass scores (0:
-	// no pre-pass), and pre holds them again, rows back to back in chunks
-	// like i8, so the pre-pass reads half the bytes; maxRes, maxQn and
+	// no pre-pass). Without tiles, pre holds them again, rows back to back
+	// in chunks like i8, so the pre-pass reads half the bytes (with tiles
+	// it reads the tiles' first prefix values: see tilePrefixScanner);
+	// maxRes, maxQn and
 	// maxSuf bound res, qn and the norm of the values past prefix over
 	// every row ever put (they never shrink, so they stay upper bounds).
 	// tried and proved count the probes the pre-pass answered alone, for
@@ -405,10 +407,17 @@ type rowBounds struct{ inv, res, qn, suf float32 }
 
 const rowIDBytes = 8 + 8 + 16 + 24 // ids, persons, map entries (approximate)
 
+// copiesPrefix reports whether the pre-pass reads its own copy of each
+// row's prefix, pre: where there are no tiles to read it from.
+func (m *matrix) copiesPrefix() bool { return m.prefix > 0 && m.tiles == nil }
+
 func (m *matrix) rowBytes() int64 {
 	b := int64(m.dim*4 + rowIDBytes)
 	if m.int8 {
-		b += int64(m.dim + m.prefix + 16)
+		b += int64(m.dim + 16)
+	}
+	if m.copiesPrefix() {
+		b += int64(m.prefix)
 	}
 	if m.tiles != nil {
 		b += int64(m.head + 16)
@@ -514,7 +523,7 @@ func (m *matrix) reserve(n int) {
 		if m.int8 {
 			m.i8 = [][]int8{make([]int8, 0, rows*m.dim)}
 		}
-		if m.prefix > 0 {
+		if m.copiesPrefix() {
 			m.pre = [][]int8{make([]int8, 0, rows*m.prefix)}
 		}
 	}
@@ -560,7 +569,7 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 	copy(m.f32Row(i), e)
 	m.ids = append(m.ids, id)
 	m.persons = append(m.persons, person)
-	if m.prefix > 0 {
+	if m.copiesPrefix() {
 		m.pre = growChunks(m.pre, m.prefix)
 	}
 	if m.int8 {
@@ -588,8 +597,10 @@ func (m *matrix) putTile(i int) {
 func (m *matrix) addToPrePass(i int, e engine.Embedding) {
 	m.maxRes, m.maxQn = max(m.maxRes, m.res[i]), max(m.maxQn, m.qn[i])
 	if m.prefix > 0 {
-		copy(m.preRow(i), m.i8Row(i))
 		m.maxSuf = max(m.maxSuf, norm(e[m.prefix:]))
+	}
+	if m.copiesPrefix() {
+		copy(m.preRow(i), m.i8Row(i))
 	}
 }
 
@@ -628,7 +639,7 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 				m.inv[i], m.res[i], m.qn[i], m.suf[i] = m.inv[last], m.res[last], m.qn[last], m.suf[last]
 				m.putTile(i)
 			}
-			if m.prefix > 0 {
+			if m.copiesPrefix() {
 				copy(m.preRow(i), m.preRow(last))
 			}
 		}
@@ -641,7 +652,7 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 			m.setBounds(i / blockRows)
 			m.setBounds(last / blockRows)
 		}
-		if m.prefix > 0 {
+		if m.copiesPrefix() {
 			m.pre = dropLastRow(m.pre, m.prefix)
 		}
 		removed -= m.rowBytes()
@@ -963,7 +974,11 @@ func (m *matrix) scanPrefix(qs []query, workers int) (out [][]engine.Match, open
 		wide[j] = query{q.probe, q.k + prefixExtra}
 	}
 	scaled := scaleProbes(qs)
-	sels := m.scanParts(wide, math.Inf(-1), workers, m.int8Scanner(scaled, qs, m.pre, m.prefix, m.prefix, false))
+	scan := m.tilePrefixScanner(scaled)
+	if m.copiesPrefix() {
+		scan = m.int8Scanner(scaled, qs, m.pre, m.prefix, m.prefix, false)
+	}
+	sels := m.scanParts(wide, math.Inf(-1), workers, scan)
 	for j, q := range qs {
 		floor, cands := candidates(sels, j, wide[j].k) // lower = upper: the estimate
 		slices.SortFunc(cands, func(a, b candidate) int { return cmp.Compare(b.upper, a.upper) })
@@ -1170,7 +1185,7 @@ func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector,
 			// The kernel's floors are the selectors' as the block starts
 			// (floors only rise: a flag is checked against the current one).
 			p.SetFloors(func(j int) float64 { return sels[j].floor() - 1e-6 })
-			kernel.DotsTiles(data, bounds, tiles, p, mask[:tiles*nq])
+			kernel.DotsTiles(data, m.head, bounds, tiles, p, mask[:tiles*nq])
 			for w, flags := range mask[:tiles*nq] {
 				for ; flags != 0; flags &= flags - 1 {
 					t, j := w/nq, w%nq
@@ -1185,6 +1200,47 @@ func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector,
 					b := int8Error(m.res[r], m.qn[r], q)
 					if a+b >= s.floor() {
 						s.offer(r, a-b, a+b)
+					}
+				}
+			}
+		}
+	}
+}
+
+// tilePrefixScanner is the pre-pass's scan of rows [lo, hi) (see
+// scanPrefix) on the tiles' first m.prefix values: it offers each row's
+// estimated prefix product, as int8Scanner does for the pre-pass (the
+// same int8 values: the same estimates), where it reaches the query's
+// floor. The kernel flags a row when its estimate plus the row's int8
+// error res may reach the floor as the block starts, and returns every
+// product, so a flagged row is not read again.
+func (m *matrix) tilePrefixScanner(ps []scaledProbe) func(sels []selector, lo, hi int) {
+	nq := len(ps)
+	q16s, qInv, zero := make([][]int16, nq), make([]float64, nq), make([]float64, nq)
+	for j, p := range ps {
+		q16s[j], qInv[j] = p.q16[:m.prefix], p.inv
+	}
+	probes := kernel.NewTileProbes(q16s, m.prefix, qInv, zero, zero)
+	return func(sels []selector, lo, hi int) {
+		p := probes.Floored()
+		mask := make([]uint16, blockRows/kernel.TileRows*nq)
+		dots := make([]int32, blockRows*nq)
+		for start, end := lo, 0; start < hi; start = end {
+			end = blockEnd(start, hi)
+			data, bounds, tiles := m.tiles.block(start, end)
+			p.SetFloors(func(j int) float64 { return sels[j].floor() })
+			kernel.DotsTilesOut(data, m.head, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
+			for w, flags := range mask[:tiles*nq] {
+				for ; flags != 0; flags &= flags - 1 {
+					bit := mathbits.TrailingZeros16(flags)
+					r := start + w/nq*kernel.TileRows + bit
+					if r >= end {
+						continue
+					}
+					s := &sels[w%nq]
+					inv := float64(m.inv[r]) * ps[w%nq].inv
+					if a := float64(dots[w*kernel.TileRows+bit]) * inv; a >= s.floor() {
+						s.offer(r, a, a)
 					}
 				}
 			}

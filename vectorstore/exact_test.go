@@ -304,6 +304,10 @@ func probes(qs []query) []engine.Embedding {
 // exact duplicates, and probes of nobody stored. In a second gallery a few
 // rows carry almost all their weight past the prefix, and probes close to
 // them must not be settled by the pre-pass: their match hides from it.
+// Where the CPU has tiles, the pre-pass on the tiles must settle exactly
+// the probes the pre-pass on its own copy of the prefixes settles, with
+// the same answers (the estimates are the same int8 products), also after
+// a third of the persons left.
 func TestExactPrePassEqualsPlainScan(t *testing.T) {
 	r := rand.New(rand.NewPCG(17, 18))
 	const n, dim = parallelMin + 300, 256
@@ -326,8 +330,28 @@ func TestExactPrePassEqualsPlainScan(t *testing.T) {
 		e := NewExact(ExactConfig{Int8: "on", Workers: 3})
 		e.Add(tc.rows...)
 		m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, dim}]
-		if m.prefix != dim/2 {
-			t.Fatalf("prefix = %d, want %d", m.prefix, dim/2)
+		if m.prefix != dim/2 || (m.tiles != nil) != kernel.HasTiles || (m.pre != nil) == kernel.HasTiles {
+			t.Fatalf("prefix = %d (tiles %v, a copy %v), want %d (tiles %v)", m.prefix, m.tiles != nil, m.pre != nil, dim/2, kernel.HasTiles)
+		}
+		var rowMajor *matrix // the pre-pass on its copy of the prefixes, where m's reads tiles
+		if kernel.HasTiles {
+			other := NewExact(ExactConfig{Int8: "on", Workers: 3})
+			other.noTiles = true
+			other.Add(tc.rows...)
+			rowMajor = other.galleries[galleryKey{testGallery.Tenant, testGallery.Version, dim}]
+			defer func() { // and again after a third of the persons left
+				for i, row := range tc.rows {
+					if i%3 == 1 && !slices.Contains(heavy, i) {
+						e.RemovePerson(row.PersonID)
+						other.RemovePerson(row.PersonID)
+					}
+				}
+				qs := make([]query, 32)
+				for j := range qs {
+					qs[j] = query{engine.Embedding(synth.AtCosine(tc.rows[r.IntN(n)].Embedding, 0.95, r.Uint64())), 1 + j%3}
+				}
+				checkSamePrePass(t, m, rowMajor, qs, e.workers, tc.name+", after removals")
+			}()
 		}
 		for _, size := range []int{1, 3, 8, 13, 32} {
 			qs := make([]query, size)
@@ -351,6 +375,9 @@ func TestExactPrePassEqualsPlainScan(t *testing.T) {
 			m.mu.RLock()
 			_, open := m.scanPrefix(qs, e.workers)
 			m.mu.RUnlock()
+			if rowMajor != nil {
+				checkSamePrePass(t, m, rowMajor, qs, e.workers, fmt.Sprintf("%s, batch %d", tc.name, size))
+			}
 			if tc.name == "balanced" && slices.Contains(open, 0) {
 				t.Errorf("batch %d: the pre-pass did not settle the returning person's k=1 probe", size)
 			}
@@ -365,6 +392,28 @@ func TestExactPrePassEqualsPlainScan(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// checkSamePrePass holds the tile pre-pass of m to the row-major one of
+// rowMajor, a matrix of the same rows: the same probes settled, with the
+// same answers.
+func checkSamePrePass(t *testing.T, m, rowMajor *matrix, qs []query, workers int, name string) {
+	t.Helper()
+	m.mu.RLock()
+	got, gotOpen := m.scanPrefix(qs, workers)
+	m.mu.RUnlock()
+	rowMajor.mu.RLock()
+	want, wantOpen := rowMajor.scanPrefix(qs, workers)
+	rowMajor.mu.RUnlock()
+	if !slices.Equal(gotOpen, wantOpen) {
+		t.Fatalf("%s: tiles leave open %v, the prefix copy %v", name, gotOpen, wantOpen)
+	}
+	if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+		t.Fatalf("%s: (-prefix copy +tiles):\n%s", name, diff)
+	}
+	if len(wantOpen) == len(qs) {
+		t.Fatalf("%s: the pre-pass settled none of %d probes: the comparison tests nothing", name, len(qs))
 	}
 }
 

@@ -8,21 +8,22 @@ import (
 	"testing"
 )
 
-// tileCase is a random batch of tiles and probes for the tile kernels.
+// tileCase is a random batch of tiles and probes for the tile kernels:
+// the probes score the first head values of tiles of tileHead.
 type tileCase struct {
-	head, ntiles          int
-	rows                  [][]int8 // ntiles*16 rows of head values
-	tiles                 []uint8
-	bounds                []float32
-	qs                    [][]int16
-	qinv, res, suf, floor []float64
+	head, tileHead, ntiles int
+	rows                   [][]int8 // ntiles*16 rows of tileHead values
+	tiles                  []uint8
+	bounds                 []float32
+	qs                     [][]int16
+	qinv, res, suf, floor  []float64
 }
 
-func newTileCase(r *rand.Rand, head, ntiles, nq int, extreme bool) tileCase {
-	c := tileCase{head: head, ntiles: ntiles, tiles: make([]uint8, ntiles*TileBytes(head)),
+func newTileCase(r *rand.Rand, head, tileHead, ntiles, nq int, extreme bool) tileCase {
+	c := tileCase{head: head, tileHead: tileHead, ntiles: ntiles, tiles: make([]uint8, ntiles*TileBytes(tileHead)),
 		bounds: make([]float32, ntiles*TileBoundFloats)}
 	for i := range ntiles * TileRows {
-		x := make([]int8, head)
+		x := make([]int8, tileHead)
 		for k := range x {
 			x[k] = int8(r.IntN(256) - 128)
 			if extreme {
@@ -31,7 +32,7 @@ func newTileCase(r *rand.Rand, head, ntiles, nq int, extreme bool) tileCase {
 		}
 		c.rows = append(c.rows, x)
 		t := i / TileRows
-		PutTileRow(c.tiles[t*TileBytes(head):], i%TileRows, x)
+		PutTileRow(c.tiles[t*TileBytes(tileHead):], i%TileRows, x)
 		if i%7 != 6 { // some rows unused: bounds zero
 			SetTileBounds(c.bounds[t*TileBoundFloats:], i%TileRows, float32(r.Float64()/127/math.Sqrt(float64(head))), float32(r.Float64()/50),
 				float32(1+r.Float64()/100), float32(r.Float64()))
@@ -58,7 +59,7 @@ func newTileCase(r *rand.Rand, head, ntiles, nq int, extreme bool) tileCase {
 // flag's left side.
 func (c tileCase) want(t, j, r int) (int32, float64) {
 	var d int32
-	for k, v := range c.rows[t*TileRows+r] {
+	for k, v := range c.rows[t*TileRows+r][:c.head] {
 		d += int32(v) * int32(c.qs[j][k])
 	}
 	b := c.bounds[t*TileBoundFloats:]
@@ -68,10 +69,10 @@ func (c tileCase) want(t, j, r int) (int32, float64) {
 
 // TestDotsTiles holds the tile kernels to a plain int32 sum and a float64
 // bound, for every batch size up to 30 (every mix of the 12-, 8-, 4- and
-// 1-probe kernels), heads of one to 96 steps, and the extreme values
-// (−128 rows against ±127 probes): each product exact, each row whose
-// bound reaches its probe's floor flagged, none flagged whose bound is
-// clearly below it.
+// 1-probe kernels), heads of one to 96 steps on tiles of that head or
+// longer, and the extreme values (−128 rows against ±127 probes): each
+// product exact, each row whose bound reaches its probe's floor flagged,
+// none flagged whose bound is clearly below it.
 func TestDotsTiles(t *testing.T) {
 	if !HasTiles {
 		t.Skip("this CPU has no AVX-512 VNNI: no tile kernels")
@@ -80,18 +81,19 @@ func TestDotsTiles(t *testing.T) {
 	for _, head := range []int{4, 64, 160, 320, 384} {
 		for nq := 1; nq <= 30; nq++ {
 			ntiles := 2 * (1 + nq%3)
-			c := newTileCase(r, head, ntiles, nq, nq == 13)
+			tileHead := head + 4*(nq%3) // the probes' head, or longer tiles
+			c := newTileCase(r, head, tileHead, ntiles, nq, nq == 13)
 			p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
 			p = p.Floored()
 			p.SetFloors(func(j int) float64 { return c.floor[j] })
 			out, mask := make([]int32, ntiles*nq*16), make([]uint16, ntiles*nq)
-			dotsTiles(c.tiles, c.bounds, ntiles, p, mask, out, nq*16)
+			DotsTilesOut(c.tiles, tileHead, c.bounds, ntiles, p, mask, out)
 			flagsOnly := make([]uint16, ntiles*nq)
-			DotsTiles(c.tiles, c.bounds, ntiles, p, flagsOnly)
+			DotsTiles(c.tiles, tileHead, c.bounds, ntiles, p, flagsOnly)
 			if !slices.Equal(flagsOnly, mask) {
-				t.Fatalf("head %d, %d probes: DotsTiles flags differ from dotsTiles'", head, nq)
+				t.Fatalf("head %d, %d probes: DotsTiles flags differ from DotsTilesOut's", head, nq)
 			}
-			name := fmt.Sprintf("head %d, %d probes", head, nq)
+			name := fmt.Sprintf("head %d (tiles of %d), %d probes", head, tileHead, nq)
 			flags := 0
 			for tl := range ntiles {
 				for j := range nq {
@@ -131,12 +133,12 @@ func BenchmarkDotsTiles(b *testing.B) {
 	const head, rows = 384, 256
 	r := rand.New(rand.NewPCG(8, 8))
 	for _, nq := range []int{1, 8, 12, 48, 256} {
-		c := newTileCase(r, head, rows/TileRows, nq, false)
+		c := newTileCase(r, head, head, rows/TileRows, nq, false)
 		p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf).Floored()
 		mask := make([]uint16, rows/TileRows*nq)
 		b.Run(fmt.Sprintf("tiles/probes=%d", nq), func(b *testing.B) {
 			for b.Loop() {
-				DotsTiles(c.tiles, c.bounds, rows/TileRows, p, mask)
+				DotsTiles(c.tiles, head, c.bounds, rows/TileRows, p, mask)
 			}
 			b.ReportMetric(float64(b.N)*rows*float64(nq)/b.Elapsed().Seconds()/1e6, "Mcmp/s")
 		})
@@ -164,13 +166,13 @@ func BenchmarkDotsTilesParallel(b *testing.B) {
 	}
 	const head, rows, nq = 352, 256, 256
 	r := rand.New(rand.NewPCG(8, 8))
-	c := newTileCase(r, head, rows/TileRows, nq, false)
+	c := newTileCase(r, head, head, rows/TileRows, nq, false)
 	p0 := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
 	b.RunParallel(func(pb *testing.PB) {
 		p := p0.Floored()
 		mask := make([]uint16, rows/TileRows*nq)
 		for pb.Next() {
-			DotsTiles(c.tiles, c.bounds, rows/TileRows, p, mask)
+			DotsTiles(c.tiles, head, c.bounds, rows/TileRows, p, mask)
 		}
 	})
 	b.ReportMetric(float64(b.N)*rows*float64(nq)/b.Elapsed().Seconds()/1e6, "Mcmp/s")
