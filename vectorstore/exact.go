@@ -35,9 +35,10 @@ type Row struct {
 // with a clear best match in half a scan, with a proof (see scanPrefix). A
 // search for matches above a high score (the enroll decision's,
 // NearestBatch) reads each int8 row's head only and finishes the rows that
-// could still reach it: 11/16 of the row as tiles where the CPU has
-// AVX-512 VNNI (tileScanner; the pre-pass reads the tiles too), else three
-// quarters (int8Scanner; the pre-pass reads a copy of the halves). Its results equal a plain float32 scan ranked by
+// could still reach it: 11/16 of the row where the CPU has AVX-512 VNNI
+// (tileScanner), else three quarters (int8Scanner). With AVX-512 VNNI the
+// int8 rows are kept again as tiles, which every int8 scan reads there;
+// without, the pre-pass reads a copy of the rows' first halves. Its results equal a plain float32 scan ranked by
 // kernel.Dot64 (ties by template id): every kernel's error is bounded and
 // the rows that could be in the top k are re-scored exactly. Safe for
 // concurrent use; searches of a gallery wait for a write to it.
@@ -336,9 +337,9 @@ func (e *Exact) newMatrix(dim int) *matrix {
 		m.prefix = dim / 2 &^ (prefixMin - 1)
 	}
 	switch {
-	case m.int8 && dim >= 4*prefixMin && kernel.HasTiles && !e.noTiles:
+	case m.int8 && dim >= 4*prefixMin && dim%4 == 0 && kernel.HasTiles && !e.noTiles:
 		m.head = dim * tileHeadSixteenths / 16 &^ (kernel.TileRows - 1)
-		m.tiles = &tileStore{head: m.head}
+		m.tiles = &tileStore{width: dim}
 	case m.int8 && dim >= 4*prefixMin:
 		m.head = dim * 3 / 4 &^ (prefixMin - 1)
 	}
@@ -369,7 +370,7 @@ type matrix struct {
 	scans *batch.Combiner[query, []engine.Match]
 
 	int8 bool
-	i8   [][]int8  // per-row scaled copy, when int8, in chunks like f32
+	i8   [][]int8  // per-row scaled copy, when int8 without tiles, in chunks like f32
 	inv  []float32 // 1/scale of each int8 row
 	res  []float32 // ‖x − x̃‖ of each row (x̃ = dequantised), rounded up
 	qn   []float32 // ‖x̃‖ of each row, rounded up
@@ -379,9 +380,12 @@ type matrix struct {
 	// int8Scanner).
 	head int
 	suf  []float32
-	// tiles holds the heads again for the tile kernels, where the CPU has
-	// them (nil otherwise): the dedup search reads those.
-	tiles *tileStore
+	// tiles holds the int8 rows for the tile kernels instead of i8, where
+	// the CPU has them (nil otherwise): every int8 scan reads those (the
+	// dedup search their heads, identify's pre-pass their prefixes), and
+	// scratch is a row put and removePerson write through.
+	tiles   *tileStore
+	scratch []int8
 	// blocks bounds inv, res, qn and suf over each block of blockRows rows
 	// (block b: rows b·blockRows up to the next block's), so a scan sets
 	// its skip floors without reading them (see int8Scanner).
@@ -414,13 +418,16 @@ func (m *matrix) copiesPrefix() bool { return m.prefix > 0 && m.tiles == nil }
 func (m *matrix) rowBytes() int64 {
 	b := int64(m.dim*4 + rowIDBytes)
 	if m.int8 {
-		b += int64(m.dim + 16)
+		b += 16 // inv, res, qn, suf
+	}
+	if m.int8 && m.tiles == nil {
+		b += int64(m.dim)
 	}
 	if m.copiesPrefix() {
 		b += int64(m.prefix)
 	}
 	if m.tiles != nil {
-		b += int64(m.head + 16)
+		b += int64(m.tiles.width + 16)
 	}
 	return b
 }
@@ -520,7 +527,7 @@ func (m *matrix) reserve(n int) {
 	if len(m.f32) == 0 && n > 0 {
 		rows := min(n, chunkRows)
 		m.f32 = [][]float32{make([]float32, 0, rows*m.dim)}
-		if m.int8 {
+		if m.int8 && m.tiles == nil {
 			m.i8 = [][]int8{make([]int8, 0, rows*m.dim)}
 		}
 		if m.copiesPrefix() {
@@ -554,9 +561,10 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		}
 		m.persons[i] = person
 		if m.int8 {
-			m.inv[i], m.res[i], m.qn[i] = quantize(e, m.i8Row(i))
+			x := m.int8Dst(i)
+			m.inv[i], m.res[i], m.qn[i] = quantize(e, x)
 			m.suf[i] = norm(e[m.head:])
-			m.putTile(i)
+			m.putTile(i, x)
 			m.setBounds(i / blockRows)
 			m.addToPrePass(i, e)
 		}
@@ -573,21 +581,38 @@ func (m *matrix) put(id, person int64, e engine.Embedding) int64 {
 		m.pre = growChunks(m.pre, m.prefix)
 	}
 	if m.int8 {
-		m.i8 = growChunks(m.i8, m.dim)
-		inv, res, qn := quantize(e, m.i8Row(i))
+		if m.tiles == nil {
+			m.i8 = growChunks(m.i8, m.dim)
+		}
+		x := m.int8Dst(i)
+		inv, res, qn := quantize(e, x)
 		m.inv, m.res, m.qn = append(m.inv, inv), append(m.res, res), append(m.qn, qn)
 		m.suf = append(m.suf, norm(e[m.head:]))
-		m.putTile(i)
+		m.putTile(i, x)
 		m.raiseBounds(i)
 		m.addToPrePass(i, e)
 	}
 	return m.rowBytes()
 }
 
-// putTile copies row i's head and bounds to the tiles, if any (m.mu held).
-func (m *matrix) putTile(i int) {
+// int8Dst is where row i's int8 values are written (m.mu held): its row
+// of i8, or, where the tiles keep the int8 rows, a scratch row that
+// putTile copies.
+func (m *matrix) int8Dst(i int) []int8 {
+	if m.tiles == nil {
+		return m.i8Row(i)
+	}
+	if m.scratch == nil {
+		m.scratch = make([]int8, m.dim)
+	}
+	return m.scratch
+}
+
+// putTile writes row i's int8 values x and its bounds to the tiles, if
+// any (m.mu held).
+func (m *matrix) putTile(i int, x []int8) {
 	if m.tiles != nil {
-		m.tiles.put(i, m.i8Row(i), m.inv[i], m.res[i], m.qn[i], m.suf[i])
+		m.tiles.put(i, x, m.inv[i], m.res[i], m.qn[i], m.suf[i])
 	}
 }
 
@@ -635,9 +660,12 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 			m.ids[i], m.persons[i] = m.ids[last], m.persons[last]
 			m.row[m.ids[i]] = i
 			if m.int8 {
-				copy(m.i8Row(i), m.i8Row(last))
 				m.inv[i], m.res[i], m.qn[i], m.suf[i] = m.inv[last], m.res[last], m.qn[last], m.suf[last]
-				m.putTile(i)
+				if m.tiles != nil {
+					m.putTile(i, m.tiles.row(last, m.int8Dst(i)))
+				} else {
+					copy(m.i8Row(i), m.i8Row(last))
+				}
 			}
 			if m.copiesPrefix() {
 				copy(m.preRow(i), m.preRow(last))
@@ -645,9 +673,11 @@ func (m *matrix) removePersonExcept(person int64, keep map[int64]bool) int64 {
 		}
 		m.f32, m.ids, m.persons = dropLastRow(m.f32, m.dim), m.ids[:last], m.persons[:last]
 		if m.int8 {
-			m.i8, m.inv, m.res, m.qn, m.suf = dropLastRow(m.i8, m.dim), m.inv[:last], m.res[:last], m.qn[:last], m.suf[:last]
+			m.inv, m.res, m.qn, m.suf = m.inv[:last], m.res[:last], m.qn[:last], m.suf[:last]
 			if m.tiles != nil {
 				m.tiles.drop(last)
+			} else {
+				m.i8 = dropLastRow(m.i8, m.dim)
 			}
 			m.setBounds(i / blockRows)
 			m.setBounds(last / blockRows)
@@ -862,6 +892,8 @@ func (m *matrix) scanAll(qs []query, atLeast float64, workers int) [][]engine.Ma
 	switch {
 	case m.tiles != nil && atLeast >= headMin:
 		scan = m.tileScanner(scaleProbes(qs), qs)
+	case m.tiles != nil:
+		scan = m.tileFullScanner(scaleProbes(qs))
 	case m.head > 0 && atLeast >= headMin:
 		scan = m.int8Scanner(scaleProbes(qs), qs, m.i8, m.dim, m.head, true)
 	case m.int8:
@@ -1179,13 +1211,14 @@ func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector,
 	return func(sels []selector, lo, hi int) {
 		p := probes.Floored()
 		mask := make([]uint16, blockRows/kernel.TileRows*nq)
+		x := make([]int8, m.dim)
 		for start, end := lo, 0; start < hi; start = end {
 			end = blockEnd(start, hi)
 			data, bounds, tiles := m.tiles.block(start, end)
 			// The kernel's floors are the selectors' as the block starts
 			// (floors only rise: a flag is checked against the current one).
 			p.SetFloors(func(j int) float64 { return sels[j].floor() - 1e-6 })
-			kernel.DotsTiles(data, m.head, bounds, tiles, p, mask[:tiles*nq])
+			kernel.DotsTiles(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq])
 			for w, flags := range mask[:tiles*nq] {
 				for ; flags != 0; flags &= flags - 1 {
 					t, j := w/nq, w%nq
@@ -1196,9 +1229,48 @@ func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector,
 					// Few rows are flagged (about 2 in 10⁵ of a stranger's):
 					// each is scored whole in int8, then bounded in float64.
 					s, q := &sels[j], &ps[j]
-					a := float64(dotI8(m.i8Row(r), q.q16[:m.dim])) * float64(m.inv[r]) * q.inv
+					a := float64(dotI8(m.tiles.row(r, x), q.q16[:m.dim])) * float64(m.inv[r]) * q.inv
 					b := int8Error(m.res[r], m.qn[r], q)
 					if a+b >= s.floor() {
+						s.offer(r, a-b, a+b)
+					}
+				}
+			}
+		}
+	}
+}
+
+// tileFullScanner is int8Scanner's full scan (every value, bounded) on
+// the tiles: the kernel flags each row whose int8 product and error bound
+// may reach its query's floor as the block starts (each row with its own
+// bounds, where int8Scanner's skip floors take its block's largest), and
+// returns the products; a flagged row is offered with its error bound.
+func (m *matrix) tileFullScanner(ps []scaledProbe) func(sels []selector, lo, hi int) {
+	nq := len(ps)
+	q16s, qInv, qRes, zero := make([][]int16, nq), make([]float64, nq), make([]float64, nq), make([]float64, nq)
+	for j, p := range ps {
+		q16s[j], qInv[j], qRes[j] = p.q16[:m.dim], p.inv, p.res
+	}
+	probes := kernel.NewTileProbes(q16s, m.dim, qInv, qRes, zero)
+	return func(sels []selector, lo, hi int) {
+		p := probes.Floored()
+		mask := make([]uint16, blockRows/kernel.TileRows*nq)
+		dots := make([]int32, blockRows*nq)
+		for start, end := lo, 0; start < hi; start = end {
+			end = blockEnd(start, hi)
+			data, bounds, tiles := m.tiles.block(start, end)
+			p.SetFloors(func(j int) float64 { return sels[j].floor() - 1e-6 })
+			kernel.DotsTilesOut(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
+			for w, flags := range mask[:tiles*nq] {
+				for ; flags != 0; flags &= flags - 1 {
+					bit := mathbits.TrailingZeros16(flags)
+					r := start + w/nq*kernel.TileRows + bit
+					if r >= end {
+						continue
+					}
+					s, q := &sels[w%nq], &ps[w%nq]
+					a := float64(dots[w*kernel.TileRows+bit]) * (float64(m.inv[r]) * q.inv)
+					if b := int8Error(m.res[r], m.qn[r], q); a+b >= s.floor() {
 						s.offer(r, a-b, a+b)
 					}
 				}
@@ -1229,7 +1301,7 @@ func (m *matrix) tilePrefixScanner(ps []scaledProbe) func(sels []selector, lo, h
 			end = blockEnd(start, hi)
 			data, bounds, tiles := m.tiles.block(start, end)
 			p.SetFloors(func(j int) float64 { return sels[j].floor() })
-			kernel.DotsTilesOut(data, m.head, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
+			kernel.DotsTilesOut(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
 			for w, flags := range mask[:tiles*nq] {
 				for ; flags != 0; flags &= flags - 1 {
 					bit := mathbits.TrailingZeros16(flags)

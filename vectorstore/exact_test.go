@@ -463,44 +463,59 @@ func TestExactCoalescesWaitingQueries(t *testing.T) {
 }
 
 func TestExactUpdates(t *testing.T) {
-	r := rand.New(rand.NewPCG(13, 14))
-	e := NewExact(ExactConfig{Int8: "on"})
-	rows := dataset(r, 500, 128)
-	e.Add(rows...)
-	before := e.Bytes()
-	// Replacing a row changes nothing in size; removing a person drops its rows.
-	e.Add(rows[0])
-	if e.Bytes() != before {
-		t.Errorf("re-adding a row changed Bytes from %d to %d", before, e.Bytes())
-	}
-	// A row replaced by another (then back) keeps its block's bounds exact.
-	other := rows[1]
-	other.Embedding = slices.Clone(rows[2].Embedding)
-	m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, 128}]
-	for _, row := range []Row{other, rows[1]} {
-		e.Add(row)
-		checkBlockBounds(t, m)
-	}
-	victim := rows[42].PersonID
-	e.RemovePerson(victim)
-	var kept []Row
-	for _, row := range rows {
-		if row.PersonID != victim {
-			kept = append(kept, row)
+	for _, dim := range []int{128, 512} { // 512: the int8 rows as tiles, where the CPU has them
+		r := rand.New(rand.NewPCG(13, 14))
+		e := NewExact(ExactConfig{Int8: "on"})
+		rows := dataset(r, 500, dim)
+		e.Add(rows...)
+		before := e.Bytes()
+		// Replacing a row changes nothing in size; removing a person drops its rows.
+		e.Add(rows[0])
+		if e.Bytes() != before {
+			t.Errorf("dim %d: re-adding a row changed Bytes from %d to %d", dim, before, e.Bytes())
 		}
-	}
-	if e.Len() != len(kept) || e.Bytes() >= before {
-		t.Errorf("after RemovePerson: Len %d (want %d), Bytes %d (was %d)", e.Len(), len(kept), e.Bytes(), before)
-	}
-	for range 10 {
-		probe := rows[42].Embedding
-		got, _ := e.Nearest(context.Background(), testGallery, probe, 5)
-		if diff := cmp.Diff(plainScan(kept, probe, 5), got); diff != "" {
-			t.Fatalf("after RemovePerson (-plain +exact):\n%s", diff)
+		// A row replaced by another (then back) keeps its block's bounds exact,
+		// and is found by its values of the moment (other's are like no
+		// other row's).
+		fresh := make([]float64, dim)
+		for i := range fresh {
+			fresh[i] = r.NormFloat64()
 		}
-	}
-	if got, _ := e.Nearest(context.Background(), engine.Gallery{Tenant: "other", Version: "v"}, rows[0].Embedding, 5); len(got) != 0 {
-		t.Errorf("another tenant's gallery returned %v", got)
+		other := rows[1]
+		other.Embedding = unit(fresh)
+		m := e.galleries[galleryKey{testGallery.Tenant, testGallery.Version, dim}]
+		for i, row := range []Row{other, rows[1]} {
+			e.Add(row)
+			checkBlockBounds(t, m)
+			now := slices.Clone(rows)
+			now[1] = row
+			for _, probe := range []engine.Embedding{rows[1].Embedding, other.Embedding} {
+				got, _ := e.Nearest(context.Background(), testGallery, probe, 1)
+				if diff := cmp.Diff(plainScan(now, probe, 1), got); diff != "" {
+					t.Fatalf("dim %d, replacement %d (-plain +exact):\n%s", dim, i, diff)
+				}
+			}
+		}
+		victim := rows[42].PersonID
+		e.RemovePerson(victim)
+		var kept []Row
+		for _, row := range rows {
+			if row.PersonID != victim {
+				kept = append(kept, row)
+			}
+		}
+		if e.Len() != len(kept) || e.Bytes() >= before {
+			t.Errorf("dim %d: after RemovePerson: Len %d (want %d), Bytes %d (was %d)", dim, e.Len(), len(kept), e.Bytes(), before)
+		}
+		for _, probe := range []engine.Embedding{rows[42].Embedding, rows[len(rows)-1].Embedding} {
+			got, _ := e.Nearest(context.Background(), testGallery, probe, 5)
+			if diff := cmp.Diff(plainScan(kept, probe, 5), got); diff != "" {
+				t.Fatalf("dim %d: after RemovePerson (-plain +exact):\n%s", dim, diff)
+			}
+		}
+		if got, _ := e.Nearest(context.Background(), engine.Gallery{Tenant: "other", Version: "v"}, rows[0].Embedding, 5); len(got) != 0 {
+			t.Errorf("dim %d: another tenant's gallery returned %v", dim, got)
+		}
 	}
 }
 

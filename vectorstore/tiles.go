@@ -2,21 +2,21 @@ package vectorstore
 
 import "github.com/biomatch/biomatch/vectorstore/kernel"
 
-// tileStore holds the int8 heads of a matrix's rows again as the tile
-// kernels read them (see kernel.DotsTiles), with each row's bounds: in
+// tileStore holds the int8 rows of a matrix again as the tile kernels
+// read them (see kernel.DotsTiles), with each row's bounds: in
 // chunks of chunkRows rows like the matrix's other rows, each chunk an
 // even number of tiles (the kernels score tiles in pairs). A chunk grows
 // by doubling until full, so a small gallery stays small.
 type tileStore struct {
-	head   int
+	width  int // values of each row, a multiple of 4
 	data   [][]uint8
 	bounds [][]float32
 }
 
 const tilesPerChunk = chunkRows / kernel.TileRows
 
-// put sets row i (at most one past the last row) from its int8 head x
-// and bounds.
+// put sets row i (at most one past the last row) from its int8 values x
+// (at least width) and bounds.
 func (t *tileStore) put(i int, x []int8, inv, res, qn, suf float32) {
 	c, tile := i/chunkRows, i%chunkRows/kernel.TileRows
 	if c == len(t.data) {
@@ -28,11 +28,19 @@ func (t *tileStore) put(i int, x []int8, inv, res, qn, suf float32) {
 		if c > 0 {
 			tiles = tilesPerChunk // chunks past the first are allocated full
 		}
-		t.data[c] = append(t.data[c], make([]uint8, tiles*kernel.TileBytes(t.head)-len(t.data[c]))...)
+		t.data[c] = append(t.data[c], make([]uint8, tiles*kernel.TileBytes(t.width)-len(t.data[c]))...)
 		t.bounds[c] = append(t.bounds[c], make([]float32, tiles*kernel.TileBoundFloats-len(t.bounds[c]))...)
 	}
-	kernel.PutTileRow(t.data[c][tile*kernel.TileBytes(t.head):], i%kernel.TileRows, x[:t.head])
+	kernel.PutTileRow(t.data[c][tile*kernel.TileBytes(t.width):], i%kernel.TileRows, x[:t.width])
 	kernel.SetTileBounds(t.bounds[c][tile*kernel.TileBoundFloats:], i%kernel.TileRows, inv, res, qn, suf)
+}
+
+// row reads row i's values into x (at least width long) and returns
+// them.
+func (t *tileStore) row(i int, x []int8) []int8 {
+	c, tile := i/chunkRows, i%chunkRows/kernel.TileRows
+	kernel.TileRow(t.data[c][tile*kernel.TileBytes(t.width):], i%kernel.TileRows, x[:t.width])
+	return x[:t.width]
 }
 
 // drop forgets row n, the last row: its bounds are zeroed (so no kernel
@@ -52,6 +60,6 @@ func (t *tileStore) drop(n int) {
 func (t *tileStore) block(lo, hi int) (data []uint8, bounds []float32, tiles int) {
 	c, first := lo/chunkRows, lo%chunkRows/kernel.TileRows
 	tiles = ((hi-lo+kernel.TileRows-1)/kernel.TileRows + 1) &^ 1
-	tb := kernel.TileBytes(t.head)
+	tb := kernel.TileBytes(t.width)
 	return t.data[c][first*tb : (first+tiles)*tb], t.bounds[c][first*kernel.TileBoundFloats : (first+tiles)*kernel.TileBoundFloats], tiles
 }

@@ -1,19 +1,21 @@
 package vectorstore
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/biomatch/biomatch/vectorstore/kernel"
 )
 
 // TestTileStoreGrowsAndReleases follows a tile store through a first
-// chunk growing by doubling, a second chunk allocated whole, a dropped row
+// chunk growing by doubling, a second chunk allocated whole, rows read
+// back as written, a dropped row
 // (its bounds zeroed, so no kernel flags it) and the release of the
 // second chunk once its last row is dropped.
 func TestTileStoreGrowsAndReleases(t *testing.T) {
-	const head = 32
-	ts := &tileStore{head: head}
-	x := make([]int8, head)
+	const width = 32
+	ts := &tileStore{width: width}
+	x := make([]int8, width)
 	for i := range chunkRows + 17 {
 		x[0] = int8(i)
 		ts.put(i, x, 1, 2, 3, 4)
@@ -23,16 +25,22 @@ func TestTileStoreGrowsAndReleases(t *testing.T) {
 			}
 		}
 	}
-	if len(ts.data) != 2 || len(ts.bounds[1]) != tilesPerChunk*kernel.TileBoundFloats || len(ts.data[0]) != tilesPerChunk*kernel.TileBytes(head) {
+	if len(ts.data) != 2 || len(ts.bounds[1]) != tilesPerChunk*kernel.TileBoundFloats || len(ts.data[0]) != tilesPerChunk*kernel.TileBytes(width) {
 		t.Fatalf("chunks: %d, second %d bounds, first %d bytes", len(ts.data), len(ts.bounds[1]), len(ts.data[0]))
 	}
 	data, bounds, tiles := ts.block(chunkRows, chunkRows+17)
-	if tiles != 2 || len(data) != 2*kernel.TileBytes(head) || len(bounds) != 2*kernel.TileBoundFloats {
+	if tiles != 2 || len(data) != 2*kernel.TileBytes(width) || len(bounds) != 2*kernel.TileBoundFloats {
 		t.Fatalf("block of 17 rows: %d tiles, %d bytes, %d bounds", tiles, len(data), len(bounds))
 	}
 	row := chunkRows + 16 // the block's row 16: tile 1, row 0
-	if got, want := int8(data[kernel.TileBytes(head)]^0x80), int8(row); got != want {
+	if got, want := int8(data[kernel.TileBytes(width)]^0x80), int8(row); got != want {
 		t.Fatalf("row %d's first value reads %d, want %d", row, got, want)
+	}
+	for _, i := range []int{0, 1, 15, 16, 40, chunkRows - 1, chunkRows, row} {
+		x[0] = int8(i)
+		if got := ts.row(i, make([]int8, width)); !slices.Equal(got, x) {
+			t.Fatalf("row %d reads %v, want %v", i, got, x)
+		}
 	}
 	ts.drop(chunkRows + 16)
 	if b := bounds[kernel.TileBoundFloats:]; b[0] != 0 || b[kernel.TileRows] != 0 || b[2*kernel.TileRows] != 0 || b[3*kernel.TileRows] != 0 {

@@ -38,6 +38,15 @@ func PutTileRow(tile []uint8, r int, x []int8) {
 	}
 }
 
+// TileRow reads row r of tile into x: the values PutTileRow wrote.
+func TileRow(tile []uint8, r int, x []int8) {
+	for s := 0; s < len(x)/4; s++ {
+		for k := range 4 {
+			x[4*s+k] = int8(tile[s*64+r*4+k] ^ 0x80)
+		}
+	}
+}
+
 // SetTileBounds sets row r's bounds in its tile's bounds b.
 func SetTileBounds(b []float32, r int, inv, res, qn, suf float32) {
 	b[r], b[TileRows+r], b[2*TileRows+r], b[3*TileRows+r] = inv, res, qn, suf
