@@ -37,11 +37,12 @@ type Row struct {
 // NearestBatch) reads each int8 row's head only and finishes the rows that
 // could still reach it: 11/16 of the row where the CPU has AVX-512 VNNI
 // (tileScanner), else three quarters (int8Scanner). With AVX-512 VNNI the
-// int8 rows are kept again as tiles, which every int8 scan reads there;
-// without, the pre-pass reads a copy of the rows' first halves. Its results equal a plain float32 scan ranked by
-// kernel.Dot64 (ties by template id): every kernel's error is bounded and
-// the rows that could be in the top k are re-scored exactly. Safe for
-// concurrent use; searches of a gallery wait for a write to it.
+// int8 rows are laid out in tiles, which every int8 scan reads; without,
+// the pre-pass reads a copy of the rows' first halves. Its results equal a
+// plain float32 scan ranked by kernel.Dot64 (ties by template id): every
+// kernel's error is bounded and the rows that could be in the top k are
+// re-scored exactly. Safe for concurrent use; searches of a gallery wait
+// for a write to it.
 type Exact struct {
 	useInt8   bool
 	workers   int
@@ -394,10 +395,10 @@ type matrix struct {
 	// prefix is how many leading values the identify pre-pass scores (0:
 	// no pre-pass). Without tiles, pre holds them again, rows back to back
 	// in chunks like i8, so the pre-pass reads half the bytes (with tiles
-	// it reads the tiles' first prefix values: see tilePrefixScanner);
-	// maxRes, maxQn and
-	// maxSuf bound res, qn and the norm of the values past prefix over
-	// every row ever put (they never shrink, so they stay upper bounds).
+	// it reads the tiles' first prefix values: see tilePrefixScanner).
+	// maxRes, maxQn and maxSuf bound res, qn and the norm of the values
+	// past prefix over every row ever put (they never shrink, so they stay
+	// upper bounds).
 	// tried and proved count the probes the pre-pass answered alone, for
 	// deciding whether to try it.
 	prefix                 int
@@ -1203,11 +1204,11 @@ const tileHeadSixteenths = 11
 // bound. Only for floors of at least headMin.
 func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector, lo, hi int) {
 	nq := len(ps)
-	q16s, qInv, qRes, qSuf := make([][]int16, nq), make([]float64, nq), make([]float64, nq), make([]float64, nq)
+	res, suf := make([]float64, nq), make([]float64, nq)
 	for j, p := range ps {
-		q16s[j], qInv[j], qRes[j], qSuf[j] = p.q16[:m.head], p.inv, p.res, float64(norm(qs[j].probe[m.head:]))
+		res[j], suf[j] = p.res, float64(norm(qs[j].probe[m.head:]))
 	}
-	probes := kernel.NewTileProbes(q16s, m.head, qInv, qRes, qSuf)
+	probes := newTileProbes(ps, m.head, res, suf)
 	return func(sels []selector, lo, hi int) {
 		p := probes.Floored()
 		mask := make([]uint16, blockRows/kernel.TileRows*nq)
@@ -1242,16 +1243,42 @@ func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector,
 
 // tileFullScanner is int8Scanner's full scan (every value, bounded) on
 // the tiles: the kernel flags each row whose int8 product and error bound
-// may reach its query's floor as the block starts (each row with its own
-// bounds, where int8Scanner's skip floors take its block's largest), and
-// returns the products; a flagged row is offered with its error bound.
+// may reach its query's floor (each row with its own bounds, where
+// int8Scanner's skip floors take its block's largest); a flagged row is
+// offered with its error bound.
 func (m *matrix) tileFullScanner(ps []scaledProbe) func(sels []selector, lo, hi int) {
-	nq := len(ps)
-	q16s, qInv, qRes, zero := make([][]int16, nq), make([]float64, nq), make([]float64, nq), make([]float64, nq)
+	res := make([]float64, len(ps))
 	for j, p := range ps {
-		q16s[j], qInv[j], qRes[j] = p.q16[:m.dim], p.inv, p.res
+		res[j] = p.res
 	}
-	probes := kernel.NewTileProbes(q16s, m.dim, qInv, qRes, zero)
+	return m.tileOffers(newTileProbes(ps, m.dim, res, nil), 1e-6, func(s *selector, j, r int, d int32) {
+		a := float64(d) * (float64(m.inv[r]) * ps[j].inv)
+		if b := int8Error(m.res[r], m.qn[r], &ps[j]); a+b >= s.floor() {
+			s.offer(r, a-b, a+b)
+		}
+	})
+}
+
+// tilePrefixScanner is the pre-pass's scan (see scanPrefix) on the tiles'
+// first m.prefix values: like int8Scanner's for the pre-pass (the same
+// int8 values: the same estimates), it offers each row's estimated prefix
+// product as both bounds where it reaches the query's floor. The kernel
+// flags a row when its estimate plus the row's int8 error res may.
+func (m *matrix) tilePrefixScanner(ps []scaledProbe) func(sels []selector, lo, hi int) {
+	return m.tileOffers(newTileProbes(ps, m.prefix, nil, nil), 0, func(s *selector, j, r int, d int32) {
+		inv := float64(m.inv[r]) * ps[j].inv
+		if a := float64(d) * inv; a >= s.floor() {
+			s.offer(r, a, a)
+		}
+	})
+}
+
+// tileOffers scans rows [lo, hi) of the tiles against probes, whose flags
+// ask for each query's floor less margin as a block starts (floors only
+// rise), and calls offer with each flagged row r of query j and its
+// product d.
+func (m *matrix) tileOffers(probes *kernel.TileProbes, margin float64, offer func(s *selector, j, r int, d int32)) func(sels []selector, lo, hi int) {
+	nq := probes.Len()
 	return func(sels []selector, lo, hi int) {
 		p := probes.Floored()
 		mask := make([]uint16, blockRows/kernel.TileRows*nq)
@@ -1259,19 +1286,13 @@ func (m *matrix) tileFullScanner(ps []scaledProbe) func(sels []selector, lo, hi 
 		for start, end := lo, 0; start < hi; start = end {
 			end = blockEnd(start, hi)
 			data, bounds, tiles := m.tiles.block(start, end)
-			p.SetFloors(func(j int) float64 { return sels[j].floor() - 1e-6 })
+			p.SetFloors(func(j int) float64 { return sels[j].floor() - margin })
 			kernel.DotsTilesOut(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
 			for w, flags := range mask[:tiles*nq] {
 				for ; flags != 0; flags &= flags - 1 {
 					bit := mathbits.TrailingZeros16(flags)
-					r := start + w/nq*kernel.TileRows + bit
-					if r >= end {
-						continue
-					}
-					s, q := &sels[w%nq], &ps[w%nq]
-					a := float64(dots[w*kernel.TileRows+bit]) * (float64(m.inv[r]) * q.inv)
-					if b := int8Error(m.res[r], m.qn[r], q); a+b >= s.floor() {
-						s.offer(r, a-b, a+b)
+					if r := start + w/nq*kernel.TileRows + bit; r < end {
+						offer(&sels[w%nq], w%nq, r, dots[w*kernel.TileRows+bit])
 					}
 				}
 			}
@@ -1279,45 +1300,20 @@ func (m *matrix) tileFullScanner(ps []scaledProbe) func(sels []selector, lo, hi 
 	}
 }
 
-// tilePrefixScanner is the pre-pass's scan of rows [lo, hi) (see
-// scanPrefix) on the tiles' first m.prefix values: it offers each row's
-// estimated prefix product, as int8Scanner does for the pre-pass (the
-// same int8 values: the same estimates), where it reaches the query's
-// floor. The kernel flags a row when its estimate plus the row's int8
-// error res may reach the floor as the block starts, and returns every
-// product, so a flagged row is not read again.
-func (m *matrix) tilePrefixScanner(ps []scaledProbe) func(sels []selector, lo, hi int) {
-	nq := len(ps)
-	q16s, qInv, zero := make([][]int16, nq), make([]float64, nq), make([]float64, nq)
+// newTileProbes lays out the first n values of ps for the tile kernels,
+// with each probe's res_q and suf_q from res and suf (nil: zeros).
+func newTileProbes(ps []scaledProbe, n int, res, suf []float64) *kernel.TileProbes {
+	q16s, inv := make([][]int16, len(ps)), make([]float64, len(ps))
 	for j, p := range ps {
-		q16s[j], qInv[j] = p.q16[:m.prefix], p.inv
+		q16s[j], inv[j] = p.q16[:n], p.inv
 	}
-	probes := kernel.NewTileProbes(q16s, m.prefix, qInv, zero, zero)
-	return func(sels []selector, lo, hi int) {
-		p := probes.Floored()
-		mask := make([]uint16, blockRows/kernel.TileRows*nq)
-		dots := make([]int32, blockRows*nq)
-		for start, end := lo, 0; start < hi; start = end {
-			end = blockEnd(start, hi)
-			data, bounds, tiles := m.tiles.block(start, end)
-			p.SetFloors(func(j int) float64 { return sels[j].floor() })
-			kernel.DotsTilesOut(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
-			for w, flags := range mask[:tiles*nq] {
-				for ; flags != 0; flags &= flags - 1 {
-					bit := mathbits.TrailingZeros16(flags)
-					r := start + w/nq*kernel.TileRows + bit
-					if r >= end {
-						continue
-					}
-					s := &sels[w%nq]
-					inv := float64(m.inv[r]) * ps[w%nq].inv
-					if a := float64(dots[w*kernel.TileRows+bit]) * inv; a >= s.floor() {
-						s.offer(r, a, a)
-					}
-				}
-			}
-		}
+	if res == nil {
+		res = make([]float64, len(ps))
 	}
+	if suf == nil {
+		suf = make([]float64, len(ps))
+	}
+	return kernel.NewTileProbes(q16s, n, inv, res, suf)
 }
 
 // int8Error bounds |x·q − x̃·q̃| for a unit probe q scaled as p and a row
