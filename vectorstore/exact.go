@@ -1201,44 +1201,20 @@ const tileHeadSixteenths = 11
 // tiles: the kernel flags each row whose head product, int8 error and
 // ‖x_R‖‖q_R‖ may reach its query's floor (each row with its own bounds);
 // a flagged row is scored whole in int8 and offered with its int8 error
-// bound. Only for floors of at least headMin.
+// bound. Only for floors of at least headMin. Few rows are flagged (about
+// 2 in 10⁵ of a stranger's), so the kernel keeps no products.
 func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector, lo, hi int) {
-	nq := len(ps)
-	res, suf := make([]float64, nq), make([]float64, nq)
-	for j, p := range ps {
-		res[j], suf[j] = p.res, float64(norm(qs[j].probe[m.head:]))
+	suf := make([]float64, len(ps))
+	for j, q := range qs {
+		suf[j] = float64(norm(q.probe[m.head:]))
 	}
-	probes := newTileProbes(ps, m.head, res, suf)
-	return func(sels []selector, lo, hi int) {
-		p := probes.Floored()
-		mask := make([]uint16, blockRows/kernel.TileRows*nq)
-		x := make([]int8, m.dim)
-		for start, end := lo, 0; start < hi; start = end {
-			end = blockEnd(start, hi)
-			data, bounds, tiles := m.tiles.block(start, end)
-			// The kernel's floors are the selectors' as the block starts
-			// (floors only rise: a flag is checked against the current one).
-			p.SetFloors(func(j int) float64 { return sels[j].floor() - 1e-6 })
-			kernel.DotsTiles(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq])
-			for w, flags := range mask[:tiles*nq] {
-				for ; flags != 0; flags &= flags - 1 {
-					t, j := w/nq, w%nq
-					r := start + t*kernel.TileRows + mathbits.TrailingZeros16(flags)
-					if r >= end {
-						continue
-					}
-					// Few rows are flagged (about 2 in 10⁵ of a stranger's):
-					// each is scored whole in int8, then bounded in float64.
-					s, q := &sels[j], &ps[j]
-					a := float64(dotI8(m.tiles.row(r, x), q.q16[:m.dim])) * float64(m.inv[r]) * q.inv
-					b := int8Error(m.res[r], m.qn[r], q)
-					if a+b >= s.floor() {
-						s.offer(r, a-b, a+b)
-					}
-				}
-			}
+	return m.tileOffers(newTileProbes(ps, m.head, true, suf), 1e-6, false, func(s *selector, j, r int, _ int32) {
+		q := &ps[j]
+		a := float64(dotI8(m.tiles.row(r, make([]int8, m.dim)), q.q16[:m.dim])) * float64(m.inv[r]) * q.inv
+		if b := int8Error(m.res[r], m.qn[r], q); a+b >= s.floor() {
+			s.offer(r, a-b, a+b)
 		}
-	}
+	})
 }
 
 // tileFullScanner is int8Scanner's full scan (every value, bounded) on
@@ -1247,11 +1223,7 @@ func (m *matrix) tileScanner(ps []scaledProbe, qs []query) func(sels []selector,
 // int8Scanner's skip floors take its block's largest); a flagged row is
 // offered with its error bound.
 func (m *matrix) tileFullScanner(ps []scaledProbe) func(sels []selector, lo, hi int) {
-	res := make([]float64, len(ps))
-	for j, p := range ps {
-		res[j] = p.res
-	}
-	return m.tileOffers(newTileProbes(ps, m.dim, res, nil), 1e-6, func(s *selector, j, r int, d int32) {
+	return m.tileOffers(newTileProbes(ps, m.dim, true, nil), 1e-6, true, func(s *selector, j, r int, d int32) {
 		a := float64(d) * (float64(m.inv[r]) * ps[j].inv)
 		if b := int8Error(m.res[r], m.qn[r], &ps[j]); a+b >= s.floor() {
 			s.offer(r, a-b, a+b)
@@ -1265,7 +1237,7 @@ func (m *matrix) tileFullScanner(ps []scaledProbe) func(sels []selector, lo, hi 
 // product as both bounds where it reaches the query's floor. The kernel
 // flags a row when its estimate plus the row's int8 error res may.
 func (m *matrix) tilePrefixScanner(ps []scaledProbe) func(sels []selector, lo, hi int) {
-	return m.tileOffers(newTileProbes(ps, m.prefix, nil, nil), 0, func(s *selector, j, r int, d int32) {
+	return m.tileOffers(newTileProbes(ps, m.prefix, false, nil), 0, true, func(s *selector, j, r int, d int32) {
 		inv := float64(m.inv[r]) * ps[j].inv
 		if a := float64(d) * inv; a >= s.floor() {
 			s.offer(r, a, a)
@@ -1275,25 +1247,38 @@ func (m *matrix) tilePrefixScanner(ps []scaledProbe) func(sels []selector, lo, h
 
 // tileOffers scans rows [lo, hi) of the tiles against probes, whose flags
 // ask for each query's floor less margin as a block starts (floors only
-// rise), and calls offer with each flagged row r of query j and its
-// product d.
-func (m *matrix) tileOffers(probes *kernel.TileProbes, margin float64, offer func(s *selector, j, r int, d int32)) func(sels []selector, lo, hi int) {
+// rise, so offer checks the current one), and calls offer with each
+// flagged row r of query j and, with products, its product d (else 0).
+func (m *matrix) tileOffers(probes *kernel.TileProbes, margin float64, products bool, offer func(s *selector, j, r int, d int32)) func(sels []selector, lo, hi int) {
 	nq := probes.Len()
 	return func(sels []selector, lo, hi int) {
 		p := probes.Floored()
 		mask := make([]uint16, blockRows/kernel.TileRows*nq)
-		dots := make([]int32, blockRows*nq)
+		var dots []int32
+		if products {
+			dots = make([]int32, blockRows*nq)
+		}
 		for start, end := lo, 0; start < hi; start = end {
 			end = blockEnd(start, hi)
 			data, bounds, tiles := m.tiles.block(start, end)
 			p.SetFloors(func(j int) float64 { return sels[j].floor() - margin })
-			kernel.DotsTilesOut(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
+			if products {
+				kernel.DotsTilesOut(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq], dots[:tiles*nq*kernel.TileRows])
+			} else {
+				kernel.DotsTiles(data, m.tiles.width, bounds, tiles, p, mask[:tiles*nq])
+			}
 			for w, flags := range mask[:tiles*nq] {
 				for ; flags != 0; flags &= flags - 1 {
 					bit := mathbits.TrailingZeros16(flags)
-					if r := start + w/nq*kernel.TileRows + bit; r < end {
-						offer(&sels[w%nq], w%nq, r, dots[w*kernel.TileRows+bit])
+					r := start + w/nq*kernel.TileRows + bit
+					if r >= end {
+						continue
 					}
+					var d int32
+					if products {
+						d = dots[w*kernel.TileRows+bit]
+					}
+					offer(&sels[w%nq], w%nq, r, d)
 				}
 			}
 		}
@@ -1301,14 +1286,15 @@ func (m *matrix) tileOffers(probes *kernel.TileProbes, margin float64, offer fun
 }
 
 // newTileProbes lays out the first n values of ps for the tile kernels,
-// with each probe's res_q and suf_q from res and suf (nil: zeros).
-func newTileProbes(ps []scaledProbe, n int, res, suf []float64) *kernel.TileProbes {
-	q16s, inv := make([][]int16, len(ps)), make([]float64, len(ps))
+// with each probe's res_q its int8 error where withRes (else 0) and its
+// suf_q from suf (nil: 0).
+func newTileProbes(ps []scaledProbe, n int, withRes bool, suf []float64) *kernel.TileProbes {
+	q16s, inv, res := make([][]int16, len(ps)), make([]float64, len(ps)), make([]float64, len(ps))
 	for j, p := range ps {
 		q16s[j], inv[j] = p.q16[:n], p.inv
-	}
-	if res == nil {
-		res = make([]float64, len(ps))
+		if withRes {
+			res[j] = p.res
+		}
 	}
 	if suf == nil {
 		suf = make([]float64, len(ps))

@@ -7,8 +7,9 @@
 // plain `go build`; elsewhere portable Go, which is slower than float32, so
 // callers use the int8 pre-scan only when HasFastI8. A batch kernel reads
 // each row once for up to 8 probes. With AVX-512 VNNI, the tile kernels
-// (tile.go) score the dedup search's row heads, 16 rows interleaved, 12
-// probes per pass, and flag the rows that may reach a score. Kernels
+// (tile.go) score rows kept 16 to a tile, interleaved, 12 probes per pass
+// (every int8 scan of vectorstore.Exact there), and flag the rows that may
+// reach a score. Kernels
 // differ in float rounding order, so callers must not rank on their
 // results alone: see Dot64 and the error bounds in vectorstore.Exact.
 package kernel

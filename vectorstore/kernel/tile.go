@@ -151,8 +151,8 @@ func (p *TileProbes) SetFloors(floor func(j int) float64) {
 func (p *TileProbes) Len() int { return p.n }
 
 // DotsTiles scores ntiles tiles (an even number, back to back in tiles,
-// each of tileHead values per row; their bounds back to back in bounds)
-// on their first p-head values (tileHead at least that) against the
+// each of width values per row; their bounds back to back in bounds)
+// on their first p-head values (width at least that) against the
 // probes of p (from Floored): for tile t, probe j and row r, bit r of
 // mask[t*p.Len()+j] is set when
 //
@@ -164,29 +164,29 @@ func (p *TileProbes) Len() int { return p.n }
 // int8 rounding (res + qn·res_q bounds it for unit vectors) and the rest
 // of the row (Cauchy–Schwarz: at most suf·suf_q). Callers score a flagged
 // row again. Only where HasTiles.
-func DotsTiles(tiles []uint8, tileHead int, bounds []float32, ntiles int, p *TileProbes, mask []uint16) {
-	dotsTiles(tiles, tileHead, bounds, ntiles, p, mask, p.scratch, 0)
+func DotsTiles(tiles []uint8, width int, bounds []float32, ntiles int, p *TileProbes, mask []uint16) {
+	dotsTiles(tiles, width, bounds, ntiles, p, mask, p.scratch, 0)
 }
 
 // DotsTilesOut is DotsTiles writing each product d too: tile t, probe j,
 // row r at out[(t*p.Len()+j)*TileRows+r].
-func DotsTilesOut(tiles []uint8, tileHead int, bounds []float32, ntiles int, p *TileProbes, mask []uint16, out []int32) {
-	dotsTiles(tiles, tileHead, bounds, ntiles, p, mask, out, p.n*TileRows)
+func DotsTilesOut(tiles []uint8, width int, bounds []float32, ntiles int, p *TileProbes, mask []uint16, out []int32) {
+	dotsTiles(tiles, width, bounds, ntiles, p, mask, out, p.n*TileRows)
 }
 
 // dotsTiles is DotsTiles writing the products of tile t and probe j to
 // out[t*ostride + j*16 :] (ostride 0: all tiles to one place, overwritten).
-func dotsTiles(tiles []uint8, tileHead int, bounds []float32, ntiles int, p *TileProbes, mask []uint16, out []int32, ostride int) {
+func dotsTiles(tiles []uint8, width int, bounds []float32, ntiles int, p *TileProbes, mask []uint16, out []int32, ostride int) {
 	if ntiles == 0 {
 		return
 	}
 	if ntiles%2 != 0 {
 		panic("kernel: DotsTiles needs an even number of tiles")
 	}
-	if tileHead < p.head {
-		panic("kernel: DotsTiles needs tiles of at least the probes' head")
+	if width < p.head {
+		panic("kernel: DotsTiles needs tiles at least as wide as the probes' head")
 	}
-	tb := TileBytes(tileHead)
+	tb := TileBytes(width)
 	_ = tiles[ntiles*tb-1]
 	_ = bounds[ntiles*TileBoundFloats-1]
 	_ = out[(ntiles-1)*ostride+p.n*TileRows-1]

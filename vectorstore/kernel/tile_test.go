@@ -9,21 +9,21 @@ import (
 )
 
 // tileCase is a random batch of tiles and probes for the tile kernels:
-// the probes score the first head values of tiles of tileHead.
+// the probes score the first head values of tiles of width values.
 type tileCase struct {
-	head, tileHead, ntiles int
-	rows                   [][]int8 // ntiles*16 rows of tileHead values
-	tiles                  []uint8
-	bounds                 []float32
-	qs                     [][]int16
-	qinv, res, suf, floor  []float64
+	head, width, ntiles   int
+	rows                  [][]int8 // ntiles*16 rows of width values
+	tiles                 []uint8
+	bounds                []float32
+	qs                    [][]int16
+	qinv, res, suf, floor []float64
 }
 
-func newTileCase(r *rand.Rand, head, tileHead, ntiles, nq int, extreme bool) tileCase {
-	c := tileCase{head: head, tileHead: tileHead, ntiles: ntiles, tiles: make([]uint8, ntiles*TileBytes(tileHead)),
+func newTileCase(r *rand.Rand, head, width, ntiles, nq int, extreme bool) tileCase {
+	c := tileCase{head: head, width: width, ntiles: ntiles, tiles: make([]uint8, ntiles*TileBytes(width)),
 		bounds: make([]float32, ntiles*TileBoundFloats)}
 	for i := range ntiles * TileRows {
-		x := make([]int8, tileHead)
+		x := make([]int8, width)
 		for k := range x {
 			x[k] = int8(r.IntN(256) - 128)
 			if extreme {
@@ -32,7 +32,7 @@ func newTileCase(r *rand.Rand, head, tileHead, ntiles, nq int, extreme bool) til
 		}
 		c.rows = append(c.rows, x)
 		t := i / TileRows
-		PutTileRow(c.tiles[t*TileBytes(tileHead):], i%TileRows, x)
+		PutTileRow(c.tiles[t*TileBytes(width):], i%TileRows, x)
 		if i%7 != 6 { // some rows unused: bounds zero
 			SetTileBounds(c.bounds[t*TileBoundFloats:], i%TileRows, float32(r.Float64()/127/math.Sqrt(float64(head))), float32(r.Float64()/50),
 				float32(1+r.Float64()/100), float32(r.Float64()))
@@ -69,7 +69,7 @@ func (c tileCase) want(t, j, r int) (int32, float64) {
 
 // TestDotsTiles holds the tile kernels to a plain int32 sum and a float64
 // bound, for every batch size up to 30 (every mix of the 12-, 8-, 4- and
-// 1-probe kernels), heads of one to 96 steps on tiles of that head or
+// 1-probe kernels), heads of one to 96 steps on tiles that wide or
 // longer, and the extreme values (−128 rows against ±127 probes): each
 // product exact, each row whose bound reaches its probe's floor flagged,
 // none flagged whose bound is clearly below it.
@@ -81,19 +81,19 @@ func TestDotsTiles(t *testing.T) {
 	for _, head := range []int{4, 64, 160, 320, 384} {
 		for nq := 1; nq <= 30; nq++ {
 			ntiles := 2 * (1 + nq%3)
-			tileHead := head + 4*(nq%3) // the probes' head, or longer tiles
-			c := newTileCase(r, head, tileHead, ntiles, nq, nq == 13)
+			width := head + 4*(nq%3) // the probes' head, or longer tiles
+			c := newTileCase(r, head, width, ntiles, nq, nq == 13)
 			p := NewTileProbes(c.qs, head, c.qinv, c.res, c.suf)
 			p = p.Floored()
 			p.SetFloors(func(j int) float64 { return c.floor[j] })
 			out, mask := make([]int32, ntiles*nq*16), make([]uint16, ntiles*nq)
-			DotsTilesOut(c.tiles, tileHead, c.bounds, ntiles, p, mask, out)
+			DotsTilesOut(c.tiles, width, c.bounds, ntiles, p, mask, out)
 			flagsOnly := make([]uint16, ntiles*nq)
-			DotsTiles(c.tiles, tileHead, c.bounds, ntiles, p, flagsOnly)
+			DotsTiles(c.tiles, width, c.bounds, ntiles, p, flagsOnly)
 			if !slices.Equal(flagsOnly, mask) {
 				t.Fatalf("head %d, %d probes: DotsTiles flags differ from DotsTilesOut's", head, nq)
 			}
-			name := fmt.Sprintf("head %d (tiles of %d), %d probes", head, tileHead, nq)
+			name := fmt.Sprintf("head %d (tiles of %d), %d probes", head, width, nq)
 			flags := 0
 			for tl := range ntiles {
 				for j := range nq {
